@@ -1,0 +1,172 @@
+//! The packets exchanged between the server and volunteer workers over `/ws/worker`.
+//!
+//! Every frame is one JSON text message. Data-bearing packets (templates, tasks, results) carry their
+//! content as a `payload` string plus the hex SHA-256 of that string's UTF-8 bytes, so integrity is
+//! checked over exactly the bytes that were sent, independent of JSON formatting on either side.
+//!
+//! Packets never carry a patient reference, file name, account or wall-clock date: task ids are
+//! opaque and times are seconds relative to the start of the recording.
+//!
+//! The server depends on this module too, so the two ends cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Bumped whenever a packet changes shape; a worker speaking another version is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Messages the server sends to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Answer to `Hello`: the worker is registered and may receive up to `slots` tasks at once.
+    Welcome { worker_id: String, slots: u32 },
+    /// A template the worker must cache (by id and version) before tasks that name it arrive.
+    Template(SignedPayload),
+    /// A task to run. The worker ACKs on receipt (or sends ERROR when the packet is corrupt).
+    Task(TaskPacket),
+    /// The server withdraws a task (the job was cancelled or the task was reassigned).
+    Cancel { task_id: String },
+    /// The server rejects something the worker sent (for instance a result whose hash does not match).
+    Error { task_id: Option<String>, code: ErrorCode, message: String },
+}
+
+/// Messages a worker sends to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WorkerMessage {
+    /// First message on a new connection: protocol version and how many tasks it runs at once.
+    Hello { protocol: u32, slots: u32, agent: String },
+    /// The task packet arrived intact; the worker has started on it.
+    Ack { task_id: String, lease: u64 },
+    /// The worker is still busy on the task (extends the lease).
+    Progress { task_id: String, lease: u64, fraction: f64 },
+    /// The finished task.
+    Result(ResultPacket),
+    /// The worker could not take or finish a task (corrupt packet, unknown template, invalid data…).
+    Error { task_id: Option<String>, lease: Option<u64>, code: ErrorCode, message: String },
+    /// The worker hands a task back unfinished (the volunteer pressed Stop).
+    Release { task_id: String, lease: u64 },
+}
+
+/// Why a packet was refused. `Integrity` and `Malformed` mean the bytes were damaged in transit:
+/// the sender should send the packet again. The others are about the content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The payload does not hash to the announced SHA-256.
+    Integrity,
+    /// The frame or its payload is not valid JSON of the expected shape.
+    Malformed,
+    /// The task names a template the worker has not received.
+    UnknownTemplate,
+    /// The task names an algorithm the worker does not have.
+    UnknownAlgorithm,
+    /// The result does not belong to a task currently leased to this worker.
+    StaleLease,
+    /// The protocol version is not supported.
+    Protocol,
+}
+
+/// A payload string with the SHA-256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedPayload {
+    pub payload: String,
+    pub sha256: String,
+}
+
+impl SignedPayload {
+    /// Wraps `payload`, computing its hash.
+    pub fn seal(payload: String) -> Self {
+        let sha256 = sha256_hex(payload.as_bytes());
+        Self { payload, sha256 }
+    }
+
+    /// True when the payload still hashes to the announced value.
+    pub fn is_intact(&self) -> bool {
+        sha256_hex(self.payload.as_bytes()) == self.sha256
+    }
+}
+
+/// One unit of work: a segment of one recording, to be run through one algorithm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskPacket {
+    /// Opaque id; says nothing about the file, job or patient.
+    pub task_id: String,
+    /// Fencing token of the lease under which this copy was sent; echoed in ACK/RESULT.
+    pub lease: u64,
+    pub template_id: String,
+    pub template_version: u32,
+    pub algorithm: String,
+    /// JSON of [`TaskData`].
+    #[serde(flatten)]
+    pub data: SignedPayload,
+}
+
+/// A worker's answer to a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultPacket {
+    pub task_id: String,
+    pub lease: u64,
+    /// JSON of [`crate::algorithm::SegmentResult`].
+    #[serde(flatten)]
+    pub data: SignedPayload,
+}
+
+/// The numbers of one segment of a recording, column-wise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskData {
+    /// Seconds from the first sample of the recording (not of the segment).
+    pub time_s: Vec<f64>,
+    /// One entry per signal; `values[i]` belongs to `time_s[i]`; `None` where the cell was empty.
+    pub signals: Vec<SignalColumn>,
+    /// Rows `core_start..core_end` belong to this segment; rows outside are overlap that windowed
+    /// algorithms may read but must not count, so merged results count every row exactly once.
+    pub core_start: usize,
+    pub core_end: usize,
+    /// Width and origin of the chart buckets, fixed for the whole recording so segment results merge
+    /// bucket by bucket.
+    pub trend_bucket_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignalColumn {
+    /// The template's canonical signal name (`hr`, `spo2`, `ecg`, …).
+    pub name: String,
+    pub values: Vec<Option<f64>>,
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_payload_is_intact_until_a_byte_changes() {
+        let mut sealed = SignedPayload::seal("{\"a\":1}".to_owned());
+        assert!(sealed.is_intact());
+        sealed.payload = "{\"a\":2}".to_owned();
+        assert!(!sealed.is_intact());
+    }
+
+    #[test]
+    fn task_packet_round_trips_with_flat_payload_fields() {
+        let packet = ServerMessage::Task(TaskPacket {
+            task_id: "t1".into(),
+            lease: 3,
+            template_id: "bedside-vitals".into(),
+            template_version: 1,
+            algorithm: "vitals-summary".into(),
+            data: SignedPayload::seal("{}".into()),
+        });
+        let text = serde_json::to_string(&packet).expect("serialises");
+        assert!(text.contains("\"type\":\"task\""));
+        assert!(text.contains("\"sha256\":"));
+        let back: ServerMessage = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, packet);
+    }
+}
