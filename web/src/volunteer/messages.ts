@@ -1,0 +1,22 @@
+// Messages between the volunteer page (which holds the WebSocket) and each pipeline Web Worker
+// (which holds a wasm pipeline). Server frames travel as their original text, never re-serialised,
+// because the wasm checks integrity over exactly the bytes the server sent.
+
+export type ToWorker =
+  /** A frame from the server, exactly as received. */
+  | { kind: 'frame'; frame: string }
+  /** Hand back unfinished tasks (RELEASE frames) and stop working. */
+  | { kind: 'stop' }
+  /** Run one task outside any session and answer with its RESULT frame (byte-identity checks). */
+  | { kind: 'run_task_frame'; template: string; task: string };
+
+export type FromWorker =
+  /** The wasm module is instantiated. */
+  | { kind: 'ready' }
+  /** Frames to send to the server as they are, and the data rows processed since the last report. */
+  | { kind: 'frames'; frames: string[]; rows: number; progress: number | null }
+  /** Answer to `stop`: the RELEASE frames for unfinished tasks. */
+  | { kind: 'stopped'; frames: string[] }
+  | { kind: 'task_result'; frame: string }
+  /** The worker cannot go on (wasm missing or crashed). */
+  | { kind: 'failed'; message: string };

@@ -1,0 +1,240 @@
+// The volunteer runtime: one WebSocket to the server on the page's main thread, N Web Workers each
+// holding the wasm pipeline. The page routes frames between them by their `type`, always forwarding
+// the original text (the wasm checks integrity over the exact bytes):
+//   template  → every worker (each caches templates)
+//   task      → a free worker, which holds it until it sends RESULT, ERROR or RELEASE for that task
+//   cancel    → the worker holding that task
+//   error     → the worker holding the task it names (otherwise only logged)
+//   not JSON  → any worker (the wasm answers with a `malformed` ERROR)
+// Everything a worker returns goes to the server unchanged.
+import type { FromWorker, ToWorker } from './messages';
+
+const PROTOCOL_VERSION = 1;
+/** How long Stop waits for workers to hand back their tasks before closing anyway. */
+const STOP_TIMEOUT_MS = 3000;
+
+export type RuntimeState = 'stopped' | 'connecting' | 'running' | 'stopping' | 'disconnected';
+
+export interface ThreadView {
+  /** The task the worker is on, or null when free. Task ids are opaque. */
+  taskId: string | null;
+  /** Fraction of the current task done, when known. */
+  progress: number | null;
+  tasksDone: number;
+  problem: string | null;
+}
+
+export interface RuntimeView {
+  state: RuntimeState;
+  detail: string;
+  tasksDone: number;
+  samplesProcessed: number;
+  threads: ThreadView[];
+}
+
+interface Thread extends ThreadView {
+  worker: Worker;
+  /** Resolves the pending Stop with this worker's RELEASE frames. */
+  onStopped: ((frames: string[]) => void) | null;
+}
+
+/** The fields the runtime reads from a frame to route it; everything else is the wasm's business. */
+interface FrameHead {
+  type?: string;
+  task_id?: string | null;
+}
+
+function headOf(text: string): FrameHead | null {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null ? (value as FrameHead) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** "browser Chrome/126.0.0.0" rather than the whole user-agent string. */
+function agentName(): string {
+  const ua = navigator.userAgent;
+  const product = ua.match(/(Edg|Firefox|Chrome|Chromium|Version)\/[\d.]+/)?.[0] ?? ua.slice(0, 40);
+  return `browser ${product.replace(/^Version/, 'Safari')}`;
+}
+
+export class VolunteerRuntime {
+  private socket: WebSocket | null = null;
+  private threads: Thread[] = [];
+  /** Tasks that arrived while every worker was busy (the server should not let this happen). */
+  private waiting: { taskId: string; frame: string }[] = [];
+  private view: RuntimeView = { state: 'stopped', detail: 'Not running.', tasksDone: 0, samplesProcessed: 0, threads: [] };
+
+  constructor(private readonly onChange: (view: RuntimeView) => void) {}
+
+  get state(): RuntimeState {
+    return this.view.state;
+  }
+
+  start(threadCount: number): void {
+    if (this.socket) return;
+    this.threads = Array.from({ length: threadCount }, () => this.spawn());
+    this.waiting = [];
+    this.update('connecting', 'Connecting to VitalGrid…');
+
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    const socket = new WebSocket(`${scheme}://${location.host}/ws/worker`);
+    this.socket = socket;
+    socket.onopen = () =>
+      socket.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, slots: threadCount, agent: agentName() }));
+    socket.onmessage = (event) => {
+      if (typeof event.data === 'string') this.route(event.data);
+    };
+    socket.onclose = (event) => {
+      if (this.socket !== socket) return; // closed by stop()
+      this.shutdown('disconnected', `The connection to VitalGrid closed${event.reason ? `: ${event.reason}` : ''}. Press Start to try again.`);
+    };
+  }
+
+  /** Hands unfinished tasks back to the server, then closes the socket and the workers. */
+  async stop(): Promise<void> {
+    if (!this.socket || this.view.state === 'stopping') return;
+    const socket = this.socket;
+    this.update('stopping', 'Handing unfinished tasks back…');
+    const releases = await Promise.all(
+      this.threads.map(
+        (thread) =>
+          new Promise<string[]>((resolve) => {
+            if (thread.problem) return resolve([]);
+            const timer = setTimeout(() => resolve([]), STOP_TIMEOUT_MS);
+            thread.onStopped = (frames) => {
+              clearTimeout(timer);
+              resolve(frames);
+            };
+            this.post(thread, { kind: 'stop' });
+          }),
+      ),
+    );
+    if (socket.readyState === WebSocket.OPEN) releases.flat().forEach((frame) => socket.send(frame));
+    this.socket = null;
+    socket.close(1000, 'volunteer stopped');
+    this.shutdown('stopped', 'Stopped. Thank you for donating compute!');
+  }
+
+  private shutdown(state: RuntimeState, detail: string): void {
+    this.socket = null;
+    for (const thread of this.threads) {
+      thread.worker.terminate();
+      thread.taskId = null;
+      thread.progress = null;
+    }
+    this.waiting = [];
+    this.update(state, detail);
+  }
+
+  private spawn(): Thread {
+    const worker = new Worker(new URL('./pipeline.worker.ts', import.meta.url), { type: 'module' });
+    const thread: Thread = { worker, taskId: null, progress: null, tasksDone: 0, problem: null, onStopped: null };
+    worker.onmessage = (event: MessageEvent<FromWorker>) => this.fromWorker(thread, event.data);
+    worker.onerror = (event) => {
+      thread.problem = event.message || 'The worker crashed.';
+      this.update();
+    };
+    return thread;
+  }
+
+  private post(thread: Thread, message: ToWorker): void {
+    thread.worker.postMessage(message);
+  }
+
+  /** Sends one server frame to the worker(s) it is for. */
+  private route(frame: string): void {
+    const head = headOf(frame);
+    switch (head?.type) {
+      case 'welcome':
+        this.update('running', 'Connected. Waiting for tasks…');
+        return;
+      case 'template':
+        this.threads.forEach((thread) => this.post(thread, { kind: 'frame', frame }));
+        return;
+      case 'task':
+        this.assign(String(head.task_id), frame);
+        return;
+      case 'cancel': {
+        const holder = this.threads.find((thread) => thread.taskId === head.task_id);
+        if (holder) {
+          this.post(holder, { kind: 'frame', frame });
+          this.free(holder);
+        }
+        this.waiting = this.waiting.filter((task) => task.taskId !== head.task_id);
+        return;
+      }
+      case 'error': {
+        const holder = this.threads.find((thread) => head.task_id && thread.taskId === head.task_id);
+        if (holder) this.post(holder, { kind: 'frame', frame });
+        else console.warn('VitalGrid server reported an error:', frame);
+        return;
+      }
+      default: {
+        // Not JSON or an unknown type: let the wasm answer it (a `malformed` ERROR).
+        const any = this.threads.find((thread) => !thread.taskId && !thread.problem) ?? this.threads[0];
+        if (any) this.post(any, { kind: 'frame', frame });
+      }
+    }
+  }
+
+  private assign(taskId: string, frame: string): void {
+    const free = this.threads.find((thread) => !thread.taskId && !thread.problem);
+    if (!free) {
+      this.waiting.push({ taskId, frame });
+      return;
+    }
+    free.taskId = taskId;
+    free.progress = 0;
+    this.post(free, { kind: 'frame', frame });
+    this.update();
+  }
+
+  private free(thread: Thread): void {
+    thread.taskId = null;
+    thread.progress = null;
+    const next = this.waiting.shift();
+    if (next) this.assign(next.taskId, next.frame);
+  }
+
+  private fromWorker(thread: Thread, message: FromWorker): void {
+    switch (message.kind) {
+      case 'frames':
+        for (const frame of message.frames) {
+          this.socket?.send(frame);
+          const head = headOf(frame);
+          if (head?.type === 'result') {
+            thread.tasksDone += 1;
+            this.view.tasksDone += 1;
+          }
+          const endsTask = head?.type === 'result' || head?.type === 'error' || head?.type === 'release';
+          if (endsTask && head?.task_id === thread.taskId) this.free(thread);
+        }
+        this.view.samplesProcessed += message.rows;
+        if (message.progress !== null && thread.taskId) thread.progress = message.progress;
+        break;
+      case 'stopped':
+        thread.onStopped?.(message.frames);
+        thread.onStopped = null;
+        break;
+      case 'failed':
+        thread.problem = message.message;
+        thread.onStopped?.([]);
+        thread.onStopped = null;
+        break;
+      case 'ready':
+      case 'task_result':
+        break;
+    }
+    this.update();
+  }
+
+  private update(state?: RuntimeState, detail?: string): void {
+    if (state) this.view.state = state;
+    if (detail) this.view.detail = detail;
+    this.view.threads = this.threads.map(({ taskId, progress, tasksDone, problem }) => ({ taskId, progress, tasksDone, problem }));
+    this.onChange({ ...this.view });
+  }
+}
