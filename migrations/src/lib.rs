@@ -1,1 +1,21 @@
+//! VitalGrid's database schema as sea-orm migrations. The same migrations run on SQLite (the
+//! default, embedded) and MySQL/MariaDB (production); they use only SeaQuery's portable builders,
+//! except for the large-object columns, whose type must be chosen per backend (see `large`).
 
+pub use sea_orm_migration::prelude::*;
+
+mod large;
+mod m20261126_000001_create_accounts;
+mod m20261126_000002_create_files_and_jobs;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261126_000001_create_accounts::Migration),
+            Box::new(m20261126_000002_create_files_and_jobs::Migration),
+        ]
+    }
+}

@@ -1,0 +1,99 @@
+//! Typed configuration from command-line flags and `VITALGRID_*` / `DATABASE_URL` environment
+//! variables. The defaults run a single server with SQLite under `./data`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags of `vitalgrid serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "VITALGRID_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Folder holding the built web app (index.html, assets, wasm).
+    #[arg(long, env = "VITALGRID_WEB_DIR", default_value = default_web_dir())]
+    pub web_dir: PathBuf,
+    /// Largest accepted upload, in MiB.
+    #[arg(long, env = "VITALGRID_MAX_UPLOAD_MIB", default_value_t = 256)]
+    pub max_upload_mib: usize,
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://PATH?mode=rwc` or `mysql://USER:PASSWORD@HOST:PORT/DATABASE`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/vitalgrid.sqlite?mode=rwc")]
+    pub database_url: String,
+}
+
+/// The web app built by `cargo xtask build`, found from the source tree so the binary serves it
+/// wherever it is started from.
+fn default_web_dir() -> &'static str {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../web/dist")
+}
+
+/// Everything the running application needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub web_dir: PathBuf,
+    pub max_upload_bytes: usize,
+    pub session_ttl: Duration,
+    pub scheduler: SchedulerConfig,
+}
+
+impl Config {
+    pub fn from_args(args: &ServeArgs) -> Self {
+        Self {
+            web_dir: args.web_dir.clone(),
+            max_upload_bytes: args.max_upload_mib.saturating_mul(1024 * 1024),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            web_dir: PathBuf::from(default_web_dir()),
+            max_upload_bytes: 256 * 1024 * 1024,
+            session_ttl: Duration::from_secs(12 * 3600),
+            scheduler: SchedulerConfig::default(),
+        }
+    }
+}
+
+/// Timings and sizes of task distribution.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// A task not ACKed this long after sending is sent again; after a second silence it goes to
+    /// another worker.
+    pub ack_timeout: Duration,
+    /// How long a lease lasts without news; live connections renew their leases at each sweep.
+    pub lease_ttl: Duration,
+    /// Period of the sweep that renews live leases, requeues expired ones and resends un-ACKed tasks.
+    pub sweep_interval: Duration,
+    /// Attempts after which a task, and its job, fail with a reason instead of looping forever.
+    pub max_attempts: i32,
+    /// Rows per task: about a second of volunteer CPU each.
+    pub vitals_rows_per_task: usize,
+    pub ecg_rows_per_task: usize,
+    /// Chart points per signal in a result.
+    pub trend_points: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            ack_timeout: Duration::from_secs(10),
+            lease_ttl: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(2),
+            max_attempts: 5,
+            vitals_rows_per_task: 3_600,
+            ecg_rows_per_task: 60_000,
+            trend_points: 1_000,
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! sea-orm entities, one per table (schema in the `migrations` crate). Times are milliseconds since
+//! the Unix epoch: portable across SQLite and MySQL and free of time-zone conversions.
+
+pub mod file;
+pub mod job;
+pub mod result;
+pub mod session;
+pub mod task;
+pub mod user;

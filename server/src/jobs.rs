@@ -1,0 +1,235 @@
+//! Jobs: a file submitted for analysis. Submitting cuts the file into tasks (stored with the job in
+//! one transaction) and wakes the scheduler; the job's result appears when its last task is merged.
+
+use std::collections::HashSet;
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
+    TransactionTrait,
+};
+use serde::Serialize;
+use vitalgrid_worker::protocol::sha256_hex;
+use vitalgrid_worker::template::{RecordingKind, Template};
+
+use crate::app::AppState;
+use crate::db::entities::{file, job, result, task};
+use crate::db::{job_status, task_status};
+use crate::error::AppError;
+use crate::extract::{split_into_tasks, trend_bucket_for, SegmentPlan};
+use crate::files::{check_upload, find_owned};
+use crate::scheduler::random_id;
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: i64,
+    pub file_id: i64,
+    pub algorithm: String,
+    pub status: String,
+    pub tasks_total: i32,
+    pub tasks_done: i32,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+    pub has_result: bool,
+}
+
+impl JobView {
+    pub fn new(model: job::Model, has_result: bool) -> Self {
+        Self {
+            id: model.id,
+            file_id: model.file_id,
+            algorithm: model.algorithm,
+            status: model.status,
+            tasks_total: model.tasks_total,
+            tasks_done: model.tasks_done,
+            created_at: model.created_at_ms,
+            finished_at: model.finished_at_ms,
+            error: model.error,
+            has_result,
+        }
+    }
+}
+
+/// A finished analysis with what the clinician needs to recognise it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultView {
+    pub job_id: i64,
+    pub file_id: i64,
+    pub patient_ref: String,
+    pub file_name: String,
+    pub kind: String,
+    pub analysis: serde_json::Value,
+}
+
+/// Which of `job_ids` have a stored result.
+pub async fn jobs_with_results(
+    db: &impl ConnectionTrait,
+    job_ids: impl IntoIterator<Item = i64>,
+) -> Result<HashSet<i64>, AppError> {
+    let ids: Vec<i64> = job_ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let found = result::Entity::find()
+        .select_only()
+        .column(result::Column::JobId)
+        .filter(result::Column::JobId.is_in(ids))
+        .into_tuple::<i64>()
+        .all(db)
+        .await?;
+    Ok(found.into_iter().collect())
+}
+
+/// Cuts an owned file into tasks and queues them as a new job.
+pub async fn submit_job(
+    state: &AppState,
+    owner_id: i64,
+    file_id: i64,
+    algorithm: Option<String>,
+) -> Result<JobView, AppError> {
+    let stored = find_owned(&state.db, owner_id, file_id).await?;
+    let template = state
+        .template(&stored.template_id, stored.template_version as u32)
+        .ok_or_else(|| anyhow::anyhow!("file {} names an unknown template", stored.id))?
+        .clone();
+    let algorithm = choose_algorithm(&template, algorithm)?;
+    let (_, recording) = check_upload(stored.content.clone(), state.templates.clone()).await?;
+    let scheduler = &state.config.scheduler;
+    let rows_per_task = match template.kind {
+        RecordingKind::Vitals => scheduler.vitals_rows_per_task,
+        RecordingKind::Ecg => scheduler.ecg_rows_per_task,
+    };
+    let trend_bucket_s = trend_bucket_for(recording.duration_s(), scheduler.trend_points);
+    let plan = SegmentPlan { max_rows: rows_per_task, overlap_rows: 0 };
+    let payloads = tokio::task::spawn_blocking(move || {
+        split_into_tasks(&recording, plan, trend_bucket_s)
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<String>, _>>()
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("task splitting: {error}"))?
+    .map_err(|error| anyhow::anyhow!("task payload: {error}"))?;
+
+    let now = state.clock.now_ms();
+    let transaction = state.db.begin().await?;
+    let created = job::ActiveModel {
+        file_id: Set(stored.id),
+        owner_id: Set(owner_id),
+        algorithm: Set(algorithm),
+        template_id: Set(template.id.clone()),
+        template_version: Set(template.version as i32),
+        status: Set(job_status::QUEUED.to_owned()),
+        tasks_total: Set(payloads.len() as i32),
+        tasks_done: Set(0),
+        trend_bucket_s: Set(trend_bucket_s),
+        error: Set(None),
+        created_at_ms: Set(now),
+        finished_at_ms: Set(None),
+        ..Default::default()
+    }
+    .insert(&transaction)
+    .await?;
+    let tasks: Vec<task::ActiveModel> = payloads
+        .into_iter()
+        .enumerate()
+        .map(|(seq, payload)| task::ActiveModel {
+            id: Set(random_id()),
+            job_id: Set(created.id),
+            seq: Set(seq as i32),
+            status: Set(task_status::QUEUED.to_owned()),
+            payload_sha256: Set(sha256_hex(payload.as_bytes())),
+            payload: Set(payload.into_bytes()),
+            lease: Set(0),
+            lease_worker: Set(None),
+            lease_expires_at_ms: Set(None),
+            attempts: Set(0),
+            result: Set(None),
+            result_sha256: Set(None),
+        })
+        .collect();
+    // Batches keep each INSERT well under MySQL's packet limit.
+    for batch in tasks.chunks(8) {
+        task::Entity::insert_many(batch.to_vec()).exec(&transaction).await?;
+    }
+    transaction.commit().await?;
+    tracing::info!(job.id = created.id, tasks = created.tasks_total, "job submitted");
+    state.scheduler.notify();
+    Ok(JobView::new(created, false))
+}
+
+fn choose_algorithm(template: &Template, requested: Option<String>) -> Result<String, AppError> {
+    match requested {
+        None => template
+            .default_algorithm()
+            .map(str::to_owned)
+            .ok_or_else(|| AppError::invalid("no_algorithm", "this kind of file has no analysis")),
+        Some(name) if template.algorithms.contains(&name) => Ok(name),
+        Some(name) => Err(AppError::invalid(
+            "unknown_algorithm",
+            format!("`{name}` is not available for this file; choose one of {}", template.algorithms.join(", ")),
+        )),
+    }
+}
+
+async fn find_owned_job(db: &impl ConnectionTrait, owner_id: i64, job_id: i64) -> Result<job::Model, AppError> {
+    job::Entity::find_by_id(job_id)
+        .filter(job::Column::OwnerId.eq(owner_id))
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("job"))
+}
+
+pub async fn get_job(db: &impl ConnectionTrait, owner_id: i64, job_id: i64) -> Result<JobView, AppError> {
+    let found = find_owned_job(db, owner_id, job_id).await?;
+    let has_result = result::Entity::find_by_id(job_id).one(db).await?.is_some();
+    Ok(JobView::new(found, has_result))
+}
+
+pub async fn get_result(db: &impl ConnectionTrait, owner_id: i64, job_id: i64) -> Result<ResultView, AppError> {
+    let found = find_owned_job(db, owner_id, job_id).await?;
+    let stored = result::Entity::find_by_id(job_id).one(db).await?.ok_or(AppError::NotFound("result"))?;
+    let source = file::Entity::find_by_id(found.file_id)
+        .into_partial_model::<crate::files::FileSummary>()
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("file"))?;
+    let analysis = serde_json::from_str(&stored.analysis)
+        .map_err(|error| anyhow::anyhow!("stored analysis of job {job_id} is unreadable: {error}"))?;
+    Ok(ResultView {
+        job_id,
+        file_id: found.file_id,
+        patient_ref: source.patient_ref,
+        file_name: source.file_name,
+        kind: source.kind,
+        analysis,
+    })
+}
+
+/// Deletes a job's result together with the task copies of the patient's data it was made from.
+pub async fn delete_result(db: &impl TransactionTrait, owner_id: i64, job_id: i64) -> Result<(), AppError> {
+    let transaction = db.begin().await?;
+    find_owned_job(&transaction, owner_id, job_id).await?;
+    let deleted = result::Entity::delete_by_id(job_id).exec(&transaction).await?;
+    if deleted.rows_affected == 0 {
+        return Err(AppError::NotFound("result"));
+    }
+    task::Entity::delete_many().filter(task::Column::JobId.eq(job_id)).exec(&transaction).await?;
+    transaction.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vitalgrid_worker::template::builtin_templates;
+
+    #[test]
+    fn default_algorithm_is_the_templates_first_and_others_are_refused() {
+        let template = &builtin_templates()[0];
+        assert_eq!(choose_algorithm(template, None).ok().as_deref(), template.default_algorithm());
+        let error = choose_algorithm(template, Some("astrology".into())).expect_err("refused");
+        assert!(error.to_string().contains("astrology"));
+    }
+}

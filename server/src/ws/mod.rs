@@ -1,0 +1,112 @@
+//! The volunteer socket, `/ws/worker`. The session logic works on plain text streams and sinks, so
+//! it does not care whether frames come from axum's WebSocket or from a test's channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use vitalgrid_worker::protocol::{ErrorCode, ServerMessage, WorkerMessage, PROTOCOL_VERSION};
+
+use crate::app::AppState;
+use crate::scheduler::SenderCore;
+
+/// Largest frame accepted from a worker: a result with its chart buckets, with ample room.
+const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// A connection must introduce itself this quickly.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most tasks one connection may hold at once, whatever it announces.
+const MAX_SLOTS: u32 = 64;
+
+pub async fn worker_socket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let core = Arc::clone(&state.scheduler);
+    upgrade.max_message_size(MAX_FRAME_BYTES).on_upgrade(move |socket| serve_socket(core, socket))
+}
+
+async fn serve_socket(core: Arc<SenderCore>, socket: WebSocket) {
+    let (sink, stream) = socket.split();
+    let incoming = stream.filter_map(|frame| async move {
+        match frame {
+            Ok(Message::Text(text)) => Some(text.to_string()),
+            Ok(Message::Binary(bytes)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
+            Ok(Message::Close(_)) | Err(_) => None,
+            Ok(Message::Ping(_) | Message::Pong(_)) => Some(String::new()),
+        }
+    });
+    // A close frame or transport error ends the stream; pings are skipped inside the session.
+    let outgoing = sink.with(|text: String| async move { Ok::<_, axum::Error>(Message::Text(text.into())) });
+    serve_worker(core, Box::pin(incoming), Box::pin(outgoing)).await;
+}
+
+/// Runs one worker connection to its end: Hello, then messages both ways until either side stops.
+pub async fn serve_worker<I, O>(core: Arc<SenderCore>, mut incoming: I, mut outgoing: O)
+where
+    I: Stream<Item = String> + Unpin,
+    O: Sink<String> + Unpin,
+{
+    let hello = loop {
+        match tokio::time::timeout(HELLO_TIMEOUT, incoming.next()).await {
+            Ok(Some(frame)) if frame.is_empty() => continue,
+            Ok(Some(frame)) => break frame,
+            Ok(None) | Err(_) => return,
+        }
+    };
+    let (slots, agent) = match serde_json::from_str::<WorkerMessage>(&hello) {
+        Ok(WorkerMessage::Hello { protocol, slots, agent }) if protocol == PROTOCOL_VERSION => {
+            (slots.clamp(1, MAX_SLOTS), agent.chars().take(200).collect::<String>())
+        }
+        Ok(WorkerMessage::Hello { protocol, .. }) => {
+            let message = format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
+            let _ = send(&mut outgoing, &protocol_error(message)).await;
+            return;
+        }
+        _ => {
+            let message = "the first message must be a hello".to_owned();
+            let _ = send(&mut outgoing, &protocol_error(message)).await;
+            return;
+        }
+    };
+    let (worker_id, mut outbox) = core.connect(slots, agent);
+    loop {
+        tokio::select! {
+            frame = incoming.next() => {
+                let Some(frame) = frame else { break };
+                if frame.is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<WorkerMessage>(&frame) {
+                    Ok(message) => {
+                        if let Err(error) = core.handle(&worker_id, message).await {
+                            tracing::error!(worker.id = %worker_id, %error, "handling a worker message failed");
+                        }
+                    }
+                    Err(error) => core.send_to(&worker_id, ServerMessage::Error {
+                        task_id: None,
+                        code: ErrorCode::Malformed,
+                        message: format!("unreadable message: {error}"),
+                    }),
+                }
+            }
+            message = outbox.recv() => {
+                let Some(message) = message else { break };
+                if send(&mut outgoing, &message).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    if let Err(error) = core.disconnect(&worker_id).await {
+        tracing::error!(worker.id = %worker_id, %error, "releasing a departed worker's tasks failed");
+    }
+}
+
+fn protocol_error(message: String) -> ServerMessage {
+    ServerMessage::Error { task_id: None, code: ErrorCode::Protocol, message }
+}
+
+async fn send<O: Sink<String> + Unpin>(outgoing: &mut O, message: &ServerMessage) -> Result<(), ()> {
+    let text = serde_json::to_string(message).map_err(|_| ())?;
+    outgoing.send(text).await.map_err(|_| ())
+}
