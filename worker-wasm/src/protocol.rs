@@ -28,7 +28,11 @@ pub enum ServerMessage {
     /// The server withdraws a task (the job was cancelled or the task was reassigned).
     Cancel { task_id: String },
     /// The server rejects something the worker sent (for instance a result whose hash does not match).
-    Error { task_id: Option<String>, code: ErrorCode, message: String },
+    Error {
+        task_id: Option<String>,
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Messages a worker sends to the server.
@@ -36,15 +40,28 @@ pub enum ServerMessage {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkerMessage {
     /// First message on a new connection: protocol version and how many tasks it runs at once.
-    Hello { protocol: u32, slots: u32, agent: String },
+    Hello {
+        protocol: u32,
+        slots: u32,
+        agent: String,
+    },
     /// The task packet arrived intact; the worker has started on it.
     Ack { task_id: String, lease: u64 },
     /// The worker is still busy on the task (extends the lease).
-    Progress { task_id: String, lease: u64, fraction: f64 },
+    Progress {
+        task_id: String,
+        lease: u64,
+        fraction: f64,
+    },
     /// The finished task.
     Result(ResultPacket),
     /// The worker could not take or finish a task (corrupt packet, unknown template, invalid data…).
-    Error { task_id: Option<String>, lease: Option<u64>, code: ErrorCode, message: String },
+    Error {
+        task_id: Option<String>,
+        lease: Option<u64>,
+        code: ErrorCode,
+        message: String,
+    },
     /// The worker hands a task back unfinished (the volunteer pressed Stop).
     Release { task_id: String, lease: u64 },
 }

@@ -52,7 +52,10 @@ impl Template {
         let header = header.trim();
         self.signals.iter().find(|rule| {
             rule.name.eq_ignore_ascii_case(header)
-                || rule.aliases.iter().any(|alias| alias.eq_ignore_ascii_case(header))
+                || rule
+                    .aliases
+                    .iter()
+                    .any(|alias| alias.eq_ignore_ascii_case(header))
         })
     }
 }
@@ -81,7 +84,13 @@ pub fn builtin_templates() -> Vec<Template> {
                 rule("sbp", &["systolic", "sbp_mmhg"], "mmHg", 40.0, 300.0),
                 rule("dbp", &["diastolic", "dbp_mmhg"], "mmHg", 15.0, 200.0),
                 rule("map", &["mean_bp", "map_mmhg"], "mmHg", 25.0, 250.0),
-                rule("rr", &["resp", "resp_rate", "rr_bpm"], "breaths/min", 2.0, 80.0),
+                rule(
+                    "rr",
+                    &["resp", "resp_rate", "rr_bpm"],
+                    "breaths/min",
+                    2.0,
+                    80.0,
+                ),
                 rule("spo2", &["sao2", "spo2_pct"], "%", 50.0, 100.0),
                 rule("temp", &["temperature", "temp_c"], "°C", 30.0, 44.0),
             ],

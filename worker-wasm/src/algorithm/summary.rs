@@ -1,0 +1,329 @@
+//! `signal-summary`: per-signal running statistics (Welford) and a bucketed trend for charts,
+//! computed per segment and merged across segments (Chan et al.) into the clinician's summary.
+
+use std::collections::BTreeMap;
+
+use super::{MergeError, SegmentResult};
+use crate::analysis::{Analysis, RunningStats, SignalSegment, SignalSummary, Trend, TrendBucket};
+use crate::processor::{DataProcessor, ValueSink};
+use crate::template::{SIGNAL_SUMMARY, Template};
+
+/// Index of the trend bucket holding `time_s`; buckets start at time 0 for the whole recording.
+pub fn bucket_index(time_s: f64, trend_bucket_s: f64) -> i64 {
+    // `as` saturates, so absurd times land in the extreme buckets instead of wrapping.
+    (time_s / trend_bucket_s).floor() as i64
+}
+
+/// Accumulates one segment; values arrive in time order, so each signal's current bucket is the
+/// last one in its list.
+#[derive(Debug, Clone)]
+pub struct SignalSummaryRun {
+    trend_bucket_s: f64,
+    stats: Vec<RunningStats>,
+    trends: Vec<Vec<TrendBucket>>,
+}
+
+impl SignalSummaryRun {
+    pub fn new(signals: usize, trend_bucket_s: f64) -> Self {
+        Self {
+            trend_bucket_s,
+            stats: vec![RunningStats::EMPTY; signals],
+            trends: vec![Vec::new(); signals],
+        }
+    }
+
+    /// Builds the segment result. Its fields mean:
+    /// - `rows`: core rows received, duplicates included; `duplicates_removed` and `out_of_order`
+    ///   count core rows only (see `processor` for the exact definitions);
+    /// - `first_time_s`/`last_time_s`: earliest and latest core time, both 0 when there is no core row;
+    /// - `signals`: the template's signals that the task carries, in template order, each with stats
+    ///   (zeros when `n == 0`) and trend buckets in ascending index order.
+    pub fn finish(self, processor: &DataProcessor) -> SegmentResult {
+        let counts = processor.counts();
+        let signals = processor
+            .signals()
+            .iter()
+            .zip(self.stats)
+            .zip(self.trends)
+            .map(|((tally, stats), trend)| SignalSegment {
+                name: tally.name.clone(),
+                stats,
+                out_of_range: tally.out_of_range,
+                missing: tally.missing,
+                trend,
+            })
+            .collect();
+        SegmentResult {
+            algorithm: SIGNAL_SUMMARY.to_owned(),
+            rows: counts.rows,
+            duplicates_removed: counts.duplicates_removed,
+            out_of_order: counts.out_of_order,
+            first_time_s: counts.first_time_s.unwrap_or(0.0),
+            last_time_s: counts.last_time_s.unwrap_or(0.0),
+            signals,
+        }
+    }
+}
+
+impl ValueSink for SignalSummaryRun {
+    fn valid_value(&mut self, signal: usize, time_s: f64, value: f64) {
+        let (Some(stats), Some(trend)) = (self.stats.get_mut(signal), self.trends.get_mut(signal))
+        else {
+            return;
+        };
+        stats.push(value);
+        let index = bucket_index(time_s, self.trend_bucket_s);
+        match trend.last_mut() {
+            Some(bucket) if bucket.index == index => bucket.push(value),
+            _ => trend.push(TrendBucket::single(index, value)),
+        }
+    }
+}
+
+/// Merges `signal-summary` segments (the caller has checked the algorithm names and bucket width).
+pub(super) fn merge(
+    template: &Template,
+    segments: &[SegmentResult],
+    trend_bucket_s: f64,
+) -> Result<Analysis, MergeError> {
+    for segment in segments {
+        if let Some(unknown) = segment
+            .signals
+            .iter()
+            .find(|s| template.signal(&s.name).is_none())
+        {
+            return Err(MergeError::UnknownSignal(unknown.name.clone()));
+        }
+    }
+    let signals = template
+        .signals
+        .iter()
+        .filter(|rule| {
+            segments
+                .iter()
+                .any(|seg| seg.signals.iter().any(|s| s.name == rule.name))
+        })
+        .map(|rule| {
+            let mut stats = RunningStats::EMPTY;
+            let (mut out_of_range, mut missing) = (0, 0);
+            // BTreeMap: segments may share a boundary bucket, and iteration comes out in index order.
+            let mut buckets: BTreeMap<i64, TrendBucket> = BTreeMap::new();
+            for part in segments
+                .iter()
+                .flat_map(|seg| seg.signals.iter().filter(|s| s.name == rule.name))
+            {
+                stats = stats.merge(&part.stats);
+                out_of_range += part.out_of_range;
+                missing += part.missing;
+                for bucket in &part.trend {
+                    buckets
+                        .entry(bucket.index)
+                        .and_modify(|merged| merged.absorb(bucket))
+                        .or_insert(*bucket);
+                }
+            }
+            let mut trend = Trend::default();
+            for bucket in buckets.values() {
+                trend.time_s.push(bucket.index as f64 * trend_bucket_s);
+                trend.min.push(bucket.min);
+                trend.mean.push(bucket.sum / bucket.n as f64);
+                trend.max.push(bucket.max);
+            }
+            let seen = stats.n > 0;
+            SignalSummary {
+                name: rule.name.clone(),
+                unit: rule.unit.clone(),
+                n: stats.n,
+                mean: seen.then_some(stats.mean),
+                sd: stats.sample_sd(),
+                min: seen.then_some(stats.min),
+                max: seen.then_some(stats.max),
+                out_of_range,
+                missing,
+                trend,
+            }
+        })
+        .collect();
+    let with_rows = || segments.iter().filter(|seg| seg.rows > 0);
+    let first = with_rows().map(|seg| seg.first_time_s).reduce(f64::min);
+    let last = with_rows().map(|seg| seg.last_time_s).reduce(f64::max);
+    Ok(Analysis {
+        algorithm: SIGNAL_SUMMARY.to_owned(),
+        segments: u32::try_from(segments.len()).unwrap_or(u32::MAX),
+        rows: segments.iter().map(|seg| seg.rows).sum(),
+        duplicates_removed: segments.iter().map(|seg| seg.duplicates_removed).sum(),
+        out_of_order: segments.iter().map(|seg| seg.out_of_order).sum(),
+        duration_s: match (first, last) {
+            (Some(first), Some(last)) => last - first,
+            _ => 0.0,
+        },
+        signals,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::algorithm::{self, AlgorithmRun};
+    use crate::protocol::{SignalColumn, TaskData};
+    use crate::template::builtin_templates;
+
+    const BUCKET_S: f64 = 10.0;
+
+    fn vitals() -> Template {
+        builtin_templates().remove(0)
+    }
+
+    fn summarise(data: TaskData) -> SegmentResult {
+        let template = vitals();
+        let mut processor = DataProcessor::new(data, &template).expect("valid data");
+        let mut run = AlgorithmRun::start(SIGNAL_SUMMARY, &processor).expect("known algorithm");
+        processor.process(usize::MAX, &mut run);
+        run.finish(&processor)
+    }
+
+    fn task(
+        time_s: &[f64],
+        hr: &[Option<f64>],
+        spo2: &[Option<f64>],
+        core: std::ops::Range<usize>,
+    ) -> TaskData {
+        TaskData {
+            time_s: time_s.to_vec(),
+            signals: vec![
+                SignalColumn {
+                    name: "spo2".into(),
+                    values: spo2.to_vec(),
+                },
+                SignalColumn {
+                    name: "hr".into(),
+                    values: hr.to_vec(),
+                },
+            ],
+            core_start: core.start,
+            core_end: core.end,
+            trend_bucket_s: BUCKET_S,
+        }
+    }
+
+    #[test]
+    fn summary_reports_stats_and_ascending_buckets() {
+        let times = [0.0, 5.0, 10.0, 25.0];
+        let hr = [Some(60.0), Some(80.0), Some(70.0), Some(0.0)];
+        let result = summarise(task(&times, &hr, &[None; 4], 0..4));
+        let names: Vec<&str> = result.signals.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, vec!["hr", "spo2"]);
+        let hr = &result.signals[0];
+        assert_eq!(
+            (hr.stats.n, hr.stats.min, hr.stats.max, hr.stats.mean),
+            (3, 60.0, 80.0, 70.0)
+        );
+        assert_eq!(hr.out_of_range, 1);
+        let indices: Vec<(i64, u64)> = hr.trend.iter().map(|b| (b.index, b.n)).collect();
+        assert_eq!(indices, vec![(0, 2), (1, 1)]);
+        let spo2 = &result.signals[1];
+        assert_eq!((spo2.stats, spo2.missing), (RunningStats::EMPTY, 4));
+        assert_eq!(
+            (result.first_time_s, result.last_time_s, result.rows),
+            (0.0, 25.0, 4)
+        );
+    }
+
+    #[test]
+    fn segments_sharing_a_boundary_bucket_merge_into_one_bucket() {
+        let left = summarise(task(
+            &[0.0, 4.0],
+            &[Some(60.0), Some(70.0)],
+            &[None; 2],
+            0..2,
+        ));
+        let right = summarise(task(
+            &[4.0, 6.0],
+            &[Some(70.0), Some(90.0)],
+            &[None; 2],
+            1..2,
+        ));
+        let analysis = algorithm::merge(&vitals(), &[left, right], BUCKET_S).expect("merges");
+        let hr = &analysis.signals[0];
+        assert_eq!(hr.trend.time_s, vec![0.0]);
+        assert_eq!((hr.trend.min[0], hr.trend.max[0]), (60.0, 90.0));
+        assert_eq!((hr.n, hr.unit.as_str(), analysis.segments), (3, "bpm", 2));
+        assert_eq!(analysis.duration_s, 6.0);
+        let spo2 = &analysis.signals[1];
+        assert_eq!((spo2.mean, spo2.sd, spo2.min), (None, None, None));
+    }
+
+    #[test]
+    fn mixed_algorithms_are_not_merged() {
+        let one = summarise(task(&[0.0], &[Some(60.0)], &[None], 0..1));
+        let mut other = one.clone();
+        other.algorithm = "qrs-detect".into();
+        let error = algorithm::merge(&vitals(), &[one, other], BUCKET_S).expect_err("must refuse");
+        assert!(matches!(error, MergeError::MixedAlgorithms(..)));
+    }
+
+    fn close(a: Option<f64>, b: Option<f64>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(b.abs()) + 1e-12,
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// A value: mostly plausible heart rates at 0.1 resolution, sometimes empty or out of range.
+    fn cell() -> impl Strategy<Value = Option<f64>> {
+        prop_oneof![
+            8 => (300u32..2500).prop_map(|tenths| Some(f64::from(tenths) / 10.0)),
+            1 => Just(None),
+            1 => Just(Some(0.0)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn merging_split_segments_matches_one_pass(
+            rows in prop::collection::vec((prop_oneof![Just(0.0), Just(0.5), Just(1.0), Just(7.25)], cell(), cell()), 1..300),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+        ) {
+            let mut time = 0.0;
+            let times: Vec<f64> = rows.iter().map(|(step, _, _)| { time += step; time }).collect();
+            let hr: Vec<Option<f64>> = rows.iter().map(|r| r.1).collect();
+            let spo2: Vec<Option<f64>> = rows.iter().map(|r| r.2.map(|v| v.min(100.0))).collect();
+            let whole = algorithm::merge(&vitals(), &[summarise(task(&times, &hr, &spo2, 0..times.len()))], BUCKET_S)
+                .expect("merges");
+
+            let mut bounds: Vec<usize> = cuts.iter().map(|i| i.index(times.len())).collect();
+            bounds.extend([0, times.len()]);
+            bounds.sort_unstable();
+            bounds.dedup();
+            // Each segment after the first carries the previous row as overlap, as the server does,
+            // so a duplicate straddling a cut is still recognised.
+            let segments: Vec<SegmentResult> = bounds
+                .windows(2)
+                .map(|w| {
+                    let from = w[0].saturating_sub(1);
+                    summarise(task(&times[from..w[1]], &hr[from..w[1]], &spo2[from..w[1]], (w[0] - from)..(w[1] - from)))
+                })
+                .collect();
+            let merged = algorithm::merge(&vitals(), &segments, BUCKET_S).expect("merges");
+
+            prop_assert_eq!(merged.rows, whole.rows);
+            prop_assert_eq!(merged.duplicates_removed, whole.duplicates_removed);
+            prop_assert_eq!(merged.duration_s, whole.duration_s);
+            prop_assert_eq!(merged.signals.len(), whole.signals.len());
+            for (m, w) in merged.signals.iter().zip(&whole.signals) {
+                prop_assert_eq!((m.n, m.min, m.max, m.missing, m.out_of_range), (w.n, w.min, w.max, w.missing, w.out_of_range));
+                prop_assert!(close(m.mean, w.mean), "mean {:?} vs {:?}", m.mean, w.mean);
+                prop_assert!(close(m.sd, w.sd), "sd {:?} vs {:?}", m.sd, w.sd);
+                prop_assert_eq!(&m.trend.time_s, &w.trend.time_s);
+                prop_assert_eq!(&m.trend.min, &w.trend.min);
+                prop_assert_eq!(&m.trend.max, &w.trend.max);
+                for (a, b) in m.trend.mean.iter().zip(&w.trend.mean) {
+                    prop_assert!(close(Some(*a), Some(*b)));
+                }
+            }
+        }
+    }
+}

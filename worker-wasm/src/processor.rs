@@ -1,0 +1,438 @@
+//! DataProcessor: puts a task's rows in time order, drops duplicate timestamps and sorts each cell
+//! into valid, missing or out of range, handing valid values to an algorithm a slice at a time.
+//!
+//! Definitions (they decide the counts in [`crate::analysis::SegmentResult`]):
+//! - A row is *core* when its index in the packet lies in `core_start..core_end`; only core rows are
+//!   counted. Overlap rows still take part in ordering and de-duplication, so a core row that repeats
+//!   the timestamp of an overlap row is a duplicate, exactly as in a single pass over the recording.
+//! - A row is *out of order* when its time is earlier than the latest time of any row before it in
+//!   the packet. Rows are then put in order with a stable sort, so equal times keep packet order.
+//! - After ordering, a row whose time equals the previous kept row's time is a *duplicate*: the first
+//!   is kept, later ones are dropped. Times compare exactly (they are copied, never computed).
+//! - Of a kept core row, each template signal's cell is *missing* (empty), *out of range* (outside
+//!   `[rule.min, rule.max]` or not finite; excluded) or valid.
+
+use thiserror::Error;
+
+use crate::protocol::TaskData;
+use crate::template::Template;
+
+/// Why task data cannot be processed; reported to the server as `Malformed`.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum DataError {
+    #[error("signal `{name}` has {values} values for {rows} timestamps")]
+    LengthMismatch {
+        name: String,
+        values: usize,
+        rows: usize,
+    },
+    #[error("core range {start}..{end} does not fit {rows} rows")]
+    CoreOutOfBounds {
+        start: usize,
+        end: usize,
+        rows: usize,
+    },
+    #[error("trend bucket width {0} is not a positive finite number of seconds")]
+    BadBucketWidth(f64),
+    #[error("timestamp at row {0} is not finite")]
+    NonFiniteTime(usize),
+    #[error("signal `{0}` appears more than once")]
+    DuplicateSignal(String),
+}
+
+/// Checks that a task's columns fit together. Cheap (one pass over the time column) so the
+/// receiver can run it before acknowledging the task.
+pub fn validate(data: &TaskData) -> Result<(), DataError> {
+    let rows = data.time_s.len();
+    if data.core_start > data.core_end || data.core_end > rows {
+        return Err(DataError::CoreOutOfBounds {
+            start: data.core_start,
+            end: data.core_end,
+            rows,
+        });
+    }
+    if !(data.trend_bucket_s.is_finite() && data.trend_bucket_s > 0.0) {
+        return Err(DataError::BadBucketWidth(data.trend_bucket_s));
+    }
+    if let Some(row) = data.time_s.iter().position(|t| !t.is_finite()) {
+        return Err(DataError::NonFiniteTime(row));
+    }
+    for (i, column) in data.signals.iter().enumerate() {
+        if column.values.len() != rows {
+            return Err(DataError::LengthMismatch {
+                name: column.name.clone(),
+                values: column.values.len(),
+                rows,
+            });
+        }
+        if data.signals[..i]
+            .iter()
+            .any(|earlier| earlier.name == column.name)
+        {
+            return Err(DataError::DuplicateSignal(column.name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Receives the valid values of kept core rows, in time order.
+pub trait ValueSink {
+    /// `signal` indexes [`DataProcessor::signals`].
+    fn valid_value(&mut self, signal: usize, time_s: f64, value: f64);
+}
+
+/// One template signal that the task carries, with its cell counts so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalTally {
+    pub name: String,
+    pub missing: u64,
+    pub out_of_range: u64,
+    column: usize,
+    min: f64,
+    max: f64,
+}
+
+/// Row counts over core rows (see the module docs for the definitions).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RowCounts {
+    pub rows: u64,
+    pub duplicates_removed: u64,
+    pub out_of_order: u64,
+    /// Earliest and latest core time; `None` while no core row has been seen.
+    pub first_time_s: Option<f64>,
+    pub last_time_s: Option<f64>,
+}
+
+/// Processes one task's rows; [`DataProcessor::process`] can be called repeatedly with a row budget.
+#[derive(Debug, Clone)]
+pub struct DataProcessor {
+    data: TaskData,
+    signals: Vec<SignalTally>,
+    /// Visit order once ordering has run; `None` before the first `process` call.
+    order: Option<RowOrder>,
+    next: usize,
+    last_kept_time: Option<f64>,
+    counts: RowCounts,
+}
+
+#[derive(Debug, Clone)]
+enum RowOrder {
+    /// The packet was already in non-decreasing time order (the common case: no permutation).
+    AsSent,
+    Sorted(Vec<usize>),
+}
+
+impl DataProcessor {
+    /// Validates `data` and selects the template's signals it carries, in template order.
+    /// Columns the template does not know are ignored.
+    pub fn new(data: TaskData, template: &Template) -> Result<Self, DataError> {
+        validate(&data)?;
+        let signals = template
+            .signals
+            .iter()
+            .filter_map(|rule| {
+                let column = data.signals.iter().position(|c| c.name == rule.name)?;
+                Some(SignalTally {
+                    name: rule.name.clone(),
+                    missing: 0,
+                    out_of_range: 0,
+                    column,
+                    min: rule.min,
+                    max: rule.max,
+                })
+            })
+            .collect();
+        Ok(Self {
+            data,
+            signals,
+            order: None,
+            next: 0,
+            last_kept_time: None,
+            counts: RowCounts::default(),
+        })
+    }
+
+    pub fn total_rows(&self) -> usize {
+        self.data.time_s.len()
+    }
+
+    pub fn rows_done(&self) -> usize {
+        self.next
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.next >= self.total_rows()
+    }
+
+    pub fn trend_bucket_s(&self) -> f64 {
+        self.data.trend_bucket_s
+    }
+
+    pub fn signals(&self) -> &[SignalTally] {
+        &self.signals
+    }
+
+    pub fn counts(&self) -> RowCounts {
+        self.counts
+    }
+
+    /// Visits at most `max_rows` rows (core and overlap alike), feeding valid values to `sink`, and
+    /// returns how many it visited. The first call also orders the rows: a single pass over the time
+    /// column, plus a sort when the packet is out of order (rare, and not split across calls).
+    pub fn process(&mut self, max_rows: usize, sink: &mut impl ValueSink) -> usize {
+        let order = self.order.get_or_insert_with(|| {
+            let (order, out_of_order) =
+                order_rows(&self.data.time_s, self.data.core_start..self.data.core_end);
+            self.counts.out_of_order = out_of_order;
+            order
+        });
+        let end = self
+            .next
+            .saturating_add(max_rows)
+            .min(self.data.time_s.len());
+        for position in self.next..end {
+            let row = match order {
+                RowOrder::AsSent => position,
+                RowOrder::Sorted(permutation) => permutation[position],
+            };
+            visit_row(
+                &self.data,
+                row,
+                &mut self.signals,
+                &mut self.counts,
+                &mut self.last_kept_time,
+                sink,
+            );
+        }
+        let visited = end - self.next;
+        self.next = end;
+        visited
+    }
+}
+
+/// Counts out-of-order core rows and returns the visiting order.
+fn order_rows(time_s: &[f64], core: std::ops::Range<usize>) -> (RowOrder, u64) {
+    let mut latest = f64::NEG_INFINITY;
+    let mut out_of_order = 0;
+    let mut any = false;
+    for (row, &t) in time_s.iter().enumerate() {
+        if t < latest {
+            any = true;
+            if core.contains(&row) {
+                out_of_order += 1;
+            }
+        } else {
+            latest = t;
+        }
+    }
+    if !any {
+        return (RowOrder::AsSent, 0);
+    }
+    let mut permutation: Vec<usize> = (0..time_s.len()).collect();
+    // `sort_by` is stable: rows with equal times keep packet order, so "keep the first" is well defined.
+    permutation.sort_by(|&a, &b| time_s[a].total_cmp(&time_s[b]));
+    (RowOrder::Sorted(permutation), out_of_order)
+}
+
+fn visit_row(
+    data: &TaskData,
+    row: usize,
+    signals: &mut [SignalTally],
+    counts: &mut RowCounts,
+    last_kept_time: &mut Option<f64>,
+    sink: &mut impl ValueSink,
+) {
+    let time = data.time_s[row];
+    let is_core = (data.core_start..data.core_end).contains(&row);
+    let duplicate = *last_kept_time == Some(time);
+    if !duplicate {
+        *last_kept_time = Some(time);
+    }
+    if !is_core {
+        return;
+    }
+    counts.rows += 1;
+    counts.first_time_s.get_or_insert(time);
+    counts.last_time_s = Some(time);
+    if duplicate {
+        counts.duplicates_removed += 1;
+        return;
+    }
+    for (index, tally) in signals.iter_mut().enumerate() {
+        match data.signals[tally.column].values[row] {
+            None => tally.missing += 1,
+            Some(value) if value.is_finite() && value >= tally.min && value <= tally.max => {
+                sink.valid_value(index, time, value);
+            }
+            Some(_) => tally.out_of_range += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::SignalColumn;
+    use crate::template::builtin_templates;
+
+    #[derive(Default)]
+    struct Collect(Vec<(usize, f64, f64)>);
+
+    impl ValueSink for Collect {
+        fn valid_value(&mut self, signal: usize, time_s: f64, value: f64) {
+            self.0.push((signal, time_s, value));
+        }
+    }
+
+    fn vitals() -> Template {
+        builtin_templates().remove(0)
+    }
+
+    fn data(time_s: Vec<f64>, hr: Vec<Option<f64>>) -> TaskData {
+        let rows = time_s.len();
+        TaskData {
+            time_s,
+            signals: vec![SignalColumn {
+                name: "hr".into(),
+                values: hr,
+            }],
+            core_start: 0,
+            core_end: rows,
+            trend_bucket_s: 60.0,
+        }
+    }
+
+    fn run(data: TaskData) -> (DataProcessor, Vec<(usize, f64, f64)>) {
+        let mut processor = DataProcessor::new(data, &vitals()).expect("valid data");
+        let mut sink = Collect::default();
+        processor.process(usize::MAX, &mut sink);
+        (processor, sink.0)
+    }
+
+    #[test]
+    fn duplicate_timestamps_are_removed_and_counted() {
+        let (processor, values) = run(data(
+            vec![0.0, 1.0, 1.0, 2.0],
+            vec![Some(60.0), Some(61.0), Some(99.0), Some(62.0)],
+        ));
+        assert_eq!(processor.counts().duplicates_removed, 1);
+        assert_eq!(processor.counts().rows, 4);
+        assert_eq!(values, vec![(0, 0.0, 60.0), (0, 1.0, 61.0), (0, 2.0, 62.0)]);
+    }
+
+    #[test]
+    fn out_of_order_rows_are_sorted_stably_and_counted() {
+        let (processor, values) = run(data(
+            vec![0.0, 2.0, 1.0, 1.0, 3.0],
+            vec![Some(60.0), Some(62.0), Some(61.0), Some(99.0), Some(63.0)],
+        ));
+        let counts = processor.counts();
+        assert_eq!((counts.out_of_order, counts.duplicates_removed), (2, 1));
+        // The first of the two rows at t = 1 (61) is kept.
+        let kept: Vec<f64> = values.iter().map(|v| v.2).collect();
+        assert_eq!(kept, vec![60.0, 61.0, 62.0, 63.0]);
+        assert_eq!(
+            (counts.first_time_s, counts.last_time_s),
+            (Some(0.0), Some(3.0))
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_are_excluded_and_counted() {
+        let (processor, values) = run(data(
+            vec![0.0, 1.0, 2.0, 3.0],
+            vec![Some(0.0), Some(350.0), Some(80.0), None],
+        ));
+        let hr = &processor.signals()[0];
+        assert_eq!((hr.out_of_range, hr.missing), (2, 1));
+        assert_eq!(values, vec![(0, 2.0, 80.0)]);
+    }
+
+    #[test]
+    fn overlap_rows_are_context_only() {
+        let mut task = data(
+            vec![0.0, 1.0, 2.0, 3.0],
+            vec![Some(60.0), Some(61.0), Some(62.0), None],
+        );
+        task.core_start = 1;
+        task.core_end = 3;
+        let (processor, values) = run(task);
+        assert_eq!(processor.counts().rows, 2);
+        assert_eq!(processor.signals()[0].missing, 0);
+        assert_eq!(values, vec![(0, 1.0, 61.0), (0, 2.0, 62.0)]);
+    }
+
+    #[test]
+    fn core_row_repeating_an_overlap_timestamp_is_a_duplicate() {
+        let mut task = data(vec![0.0, 1.0, 1.0, 2.0], vec![Some(60.0); 4]);
+        task.core_start = 2;
+        let (processor, _) = run(task);
+        assert_eq!(processor.counts().duplicates_removed, 1);
+    }
+
+    #[test]
+    fn processing_in_slices_visits_every_row_once() {
+        let mut processor = DataProcessor::new(
+            data(vec![0.0, 1.0, 2.0, 3.0, 4.0], vec![Some(70.0); 5]),
+            &vitals(),
+        )
+        .expect("valid data");
+        let mut sink = Collect::default();
+        let visited: Vec<usize> = (0..4).map(|_| processor.process(2, &mut sink)).collect();
+        assert_eq!(visited, vec![2, 2, 1, 0]);
+        assert!(processor.is_done());
+        assert_eq!(sink.0.len(), 5);
+    }
+
+    #[test]
+    fn inconsistent_lengths_and_ranges_are_rejected() {
+        let short = data(vec![0.0, 1.0], vec![Some(1.0)]);
+        assert!(matches!(
+            validate(&short),
+            Err(DataError::LengthMismatch { .. })
+        ));
+        let mut beyond = data(vec![0.0], vec![Some(70.0)]);
+        beyond.core_end = 2;
+        assert!(matches!(
+            validate(&beyond),
+            Err(DataError::CoreOutOfBounds { .. })
+        ));
+        let mut zero_width = data(vec![0.0], vec![Some(70.0)]);
+        zero_width.trend_bucket_s = 0.0;
+        assert!(matches!(
+            validate(&zero_width),
+            Err(DataError::BadBucketWidth(_))
+        ));
+    }
+
+    #[test]
+    fn signals_follow_template_order_and_unknown_columns_are_ignored() {
+        let task = TaskData {
+            time_s: vec![0.0],
+            signals: vec![
+                SignalColumn {
+                    name: "spo2".into(),
+                    values: vec![Some(97.0)],
+                },
+                SignalColumn {
+                    name: "bogus".into(),
+                    values: vec![Some(1.0)],
+                },
+                SignalColumn {
+                    name: "hr".into(),
+                    values: vec![Some(70.0)],
+                },
+            ],
+            core_start: 0,
+            core_end: 1,
+            trend_bucket_s: 60.0,
+        };
+        let processor = DataProcessor::new(task, &vitals()).expect("valid data");
+        let names: Vec<&str> = processor
+            .signals()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["hr", "spo2"]);
+    }
+}
