@@ -13,7 +13,7 @@ export const volunteerPage: Page = ({ root }) => {
   const status = h('p', { class: 'runtime-status', role: 'status', 'data-testid': 'runtime-status' }, 'Not running.');
   const tasksDone = h('strong', { 'data-testid': 'tasks-done' }, '0');
   const samples = h('strong', { 'data-testid': 'samples-processed' }, '0');
-  const threadList = h('ol', { class: 'threads', 'aria-label': 'Threads' });
+  const threadList = h('ol', { class: 'threads', 'aria-label': 'Thread status' });
 
   const runtime = new VolunteerRuntime(show);
   function show(view: RuntimeView): void {

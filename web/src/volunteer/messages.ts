@@ -17,6 +17,7 @@ export type FromWorker =
   | { kind: 'frames'; frames: string[]; rows: number; progress: number | null }
   /** Answer to `stop`: the RELEASE frames for unfinished tasks. */
   | { kind: 'stopped'; frames: string[] }
-  | { kind: 'task_result'; frame: string }
+  /** Answer to `run_task_frame`: the RESULT frame, or why the task was refused. */
+  | { kind: 'task_result'; frame: string | null; error: string | null }
   /** The worker cannot go on (wasm missing or crashed). */
   | { kind: 'failed'; message: string };

@@ -69,7 +69,11 @@ function handle(pipeline: WasmPipeline, message: ToWorker): void {
       post({ kind: 'stopped', frames: pipeline.release_all() });
       break;
     case 'run_task_frame':
-      post({ kind: 'task_result', frame: run_task_frame(message.template, message.task) });
+      try {
+        post({ kind: 'task_result', frame: run_task_frame(message.template, message.task), error: null });
+      } catch (error) {
+        post({ kind: 'task_result', frame: null, error: error instanceof Error ? error.message : String(error) });
+      }
       break;
   }
 }

@@ -1,0 +1,160 @@
+// The volunteer page's runtime in a real browser, without the server: web/dist is served by a tiny
+// static server and the test itself plays the server's side of /ws/worker (Playwright's
+// routeWebSocket). Checks that frames reach the wasm workers and come back as the protocol says,
+// that the counters move, that Stop closes the socket, and that a task run through the live runtime
+// gives the same bytes as `run_task_frame`. Needs `npm run build` with the wasm pipeline.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist');
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' };
+
+const sha256 = (text) => createHash('sha256').update(text, 'utf8').digest('hex');
+const seal = (payload) => ({ payload, sha256: sha256(payload) });
+
+// The built-in vitals template (worker-wasm/src/template.rs), as the server would send it.
+const template = {
+  id: 'bedside-vitals', version: 1, kind: 'vitals',
+  signals: [
+    { name: 'hr', aliases: ['heart_rate'], unit: 'bpm', min: 20, max: 300 },
+    { name: 'spo2', aliases: ['sao2'], unit: '%', min: 50, max: 100 },
+  ],
+  algorithms: ['signal-summary'],
+};
+const templateFrame = JSON.stringify({ type: 'template', ...seal(JSON.stringify(template)) });
+
+function taskFrame(taskId, rows) {
+  const time_s = Array.from({ length: rows }, (_, i) => i);
+  const hr = time_s.map((t) => (t % 97 === 0 ? null : 70 + 10 * Math.sin(t / 60)));
+  const spo2 = time_s.map((t) => (t % 50 === 0 ? 0 : 97 + (t % 3)));
+  const data = { time_s, signals: [{ name: 'hr', values: hr }, { name: 'spo2', values: spo2 }], core_start: 0, core_end: rows, trend_bucket_s: 60 };
+  return JSON.stringify({
+    type: 'task', task_id: taskId, lease: 1, template_id: 'bedside-vitals', template_version: 1,
+    algorithm: 'signal-summary', ...seal(JSON.stringify(data)),
+  });
+}
+
+let server, baseUrl, browser;
+
+before(async () => {
+  assert.ok(existsSync(path.join(dist, 'index.html')), 'web/dist is missing: run `npm run build` first');
+  server = createServer((request, response) => {
+    const wanted = path.join(dist, path.normalize(new URL(request.url, 'http://x').pathname));
+    const file = wanted.startsWith(dist) && existsSync(wanted) && !wanted.endsWith(path.sep) && path.extname(wanted) ? wanted : path.join(dist, 'index.html');
+    response.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] ?? 'application/octet-stream' });
+    response.end(readFileSync(file));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  baseUrl = `http://127.0.0.1:${server.address().port}`;
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+/** Opens /volunteer with a scripted server socket; `script(frame, ws)` answers each worker frame. */
+async function volunteerPage(script) {
+  const page = await browser.newPage({ baseURL: baseUrl });
+  const received = [];
+  let closed = false;
+  await page.route('**/api/me', (route) => route.fulfill({ status: 401, contentType: 'application/json', body: '{"error":{"code":"unauthenticated","message":"Log in"}}' }));
+  await page.routeWebSocket('**/ws/worker', (ws) => {
+    ws.onMessage((frame) => {
+      received.push(frame);
+      script(frame, ws);
+    });
+    ws.onClose(() => (closed = true));
+  });
+  await page.goto('/volunteer');
+  return { page, received, isClosed: () => closed };
+}
+
+async function until(what, probe, timeout = 15_000) {
+  const deadline = Date.now() + timeout;
+  while (!(await probe())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+test('tasks reach the wasm workers and their frames reach the server unchanged', async () => {
+  const tasks = [taskFrame('t-1', 5000), taskFrame('t-2', 30_000)];
+  const { page, received, isClosed } = await volunteerPage((frame, ws) => {
+    const message = JSON.parse(frame);
+    if (message.type === 'hello') {
+      ws.send(JSON.stringify({ type: 'welcome', worker_id: 'w-1', slots: message.slots }));
+      ws.send(templateFrame);
+      tasks.forEach((task) => ws.send(task));
+      ws.send('this is not json');
+    }
+  });
+  await page.getByLabel('Threads').fill('2');
+  await page.getByRole('button', { name: 'Start' }).click();
+
+  const ofType = (type) => received.map((f) => JSON.parse(f)).filter((m) => m.type === type);
+  await until('two results and one error', () => ofType('result').length === 2 && ofType('error').length === 1);
+
+  const hello = JSON.parse(received[0]);
+  assert.equal(hello.type, 'hello');
+  assert.equal(hello.protocol, 1);
+  assert.equal(hello.slots, 2);
+  assert.match(hello.agent, /^browser /);
+  assert.deepEqual(ofType('ack').map((m) => m.task_id).sort(), ['t-1', 't-2']);
+  assert.deepEqual(ofType('result').map((m) => m.task_id).sort(), ['t-1', 't-2']);
+  assert.equal(ofType('error')[0].code, 'malformed');
+  for (const result of ofType('result')) assert.equal(sha256(result.payload), result.sha256);
+
+  await until('the counters', async () => (await page.getByTestId('tasks-done').innerText()) === '2');
+  assert.equal((await page.getByTestId('samples-processed').innerText()).replace(/\D/g, ''), '35000');
+
+  // Byte identity: the frame the live runtime sent equals a fresh run_task_frame in a worker.
+  const workerUrl = '/assets/' + readdirSync(path.join(dist, 'assets')).find((name) => name.startsWith('pipeline.worker-'));
+  const direct = await page.evaluate(
+    ({ workerUrl, template, task }) =>
+      new Promise((resolve) => {
+        const worker = new Worker(workerUrl, { type: 'module' });
+        worker.onmessage = (event) => event.data.kind === 'task_result' && resolve(event.data);
+        worker.postMessage({ kind: 'run_task_frame', template, task });
+      }),
+    { workerUrl, template: templateFrame, task: tasks[0] },
+  );
+  assert.equal(direct.error, null);
+  assert.equal(direct.frame, received.find((f) => f.includes('"type":"result"') && f.includes('"t-1"')));
+
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await until('the socket to close', () => isClosed());
+  await until('the stopped state', async () => (await page.getByTestId('runtime-status').getAttribute('data-state')) === 'stopped');
+  assert.ok(await page.getByRole('button', { name: 'Start' }).isEnabled());
+  await page.close();
+});
+
+test('a task with a damaged payload is refused with an integrity error', async () => {
+  const packet = JSON.parse(taskFrame('t-bad', 100));
+  const damaged = JSON.stringify({ ...packet, payload: packet.payload.replace('"core_start":0', '"core_start":1') });
+  const { page, received } = await volunteerPage((frame, ws) => {
+    if (JSON.parse(frame).type === 'hello') {
+      ws.send(JSON.stringify({ type: 'welcome', worker_id: 'w-2', slots: 1 }));
+      ws.send(templateFrame);
+      ws.send(damaged);
+      ws.send(taskFrame('t-ok', 100)); // the single thread must be free again for this one
+    }
+  });
+  await page.getByLabel('Threads').fill('1');
+  await page.getByRole('button', { name: 'Start' }).click();
+  await until('the error and the result', () => received.some((f) => f.includes('"type":"result"')));
+  const error = received.map((f) => JSON.parse(f)).find((m) => m.type === 'error');
+  assert.equal(error.code, 'integrity');
+  assert.equal(error.task_id, 't-bad');
+  await page.close();
+});
