@@ -1,14 +1,10 @@
 // How numbers, sizes and durations are shown to people.
 
-/** A measured value: "—" when absent, otherwise about four significant digits without exponent noise. */
+/** A measured value: "—" when absent, otherwise four significant digits without trailing zeros. */
 export function formatNumber(value: number | null | undefined): string {
   if (value === null || value === undefined || !Number.isFinite(value)) return '—';
-  const abs = Math.abs(value);
-  if (abs >= 1000) return value.toFixed(0);
-  if (abs >= 100) return value.toFixed(1);
-  if (abs >= 1) return value.toFixed(2);
-  if (abs === 0) return '0';
-  return value.toPrecision(3);
+  if (Math.abs(value) >= 1000) return value.toFixed(0);
+  return String(Number(value.toPrecision(4)));
 }
 
 /** A count with thousands separators: 12 345. */
@@ -38,12 +34,12 @@ export function formatClock(seconds: number): string {
 export function formatDuration(seconds: number | null | undefined): string {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return '—';
   if (seconds < 60) return `${Number(seconds.toFixed(1))} s`;
-  const total = Math.round(seconds);
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const s = total % 60;
-  if (h > 0) return `${h} h ${String(m).padStart(2, '0')} min`;
-  return `${m} min ${String(s).padStart(2, '0')} s`;
+  if (Math.round(seconds) < 3600) {
+    const total = Math.round(seconds);
+    return `${Math.floor(total / 60)} min ${String(total % 60).padStart(2, '0')} s`;
+  }
+  const minutes = Math.round(seconds / 60);
+  return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, '0')} min`;
 }
 
 /** A server timestamp (RFC 3339) in the viewer's local time, to the minute. */

@@ -6,14 +6,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-
-const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist');
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' };
+import { dist, launchChromium, serveDist, until } from './support.mjs';
 
 const sha256 = (text) => createHash('sha256').update(text, 'utf8').digest('hex');
 const seal = (payload) => ({ payload, sha256: sha256(payload) });
@@ -40,27 +35,17 @@ function taskFrame(taskId, rows) {
   });
 }
 
-let server, baseUrl, browser;
+let site, baseUrl, browser;
 
 before(async () => {
-  assert.ok(existsSync(path.join(dist, 'index.html')), 'web/dist is missing: run `npm run build` first');
-  server = createServer((request, response) => {
-    const wanted = path.join(dist, path.normalize(new URL(request.url, 'http://x').pathname));
-    const file = wanted.startsWith(dist) && existsSync(wanted) && !wanted.endsWith(path.sep) && path.extname(wanted) ? wanted : path.join(dist, 'index.html');
-    response.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] ?? 'application/octet-stream' });
-    response.end(readFileSync(file));
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  baseUrl = `http://127.0.0.1:${server.address().port}`;
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  site = await serveDist();
+  baseUrl = site.url;
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
-  server?.close();
+  site?.close();
 });
 
 /** Opens /volunteer with a scripted server socket; `script(frame, ws)` answers each worker frame. */
@@ -78,14 +63,6 @@ async function volunteerPage(script) {
   });
   await page.goto('/volunteer');
   return { page, received, isClosed: () => closed };
-}
-
-async function until(what, probe, timeout = 15_000) {
-  const deadline = Date.now() + timeout;
-  while (!(await probe())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 test('tasks reach the wasm workers and their frames reach the server unchanged', async () => {
@@ -156,5 +133,26 @@ test('a task with a damaged payload is refused with an integrity error', async (
   const error = received.map((f) => JSON.parse(f)).find((m) => m.type === 'error');
   assert.equal(error.code, 'integrity');
   assert.equal(error.task_id, 't-bad');
+  await page.close();
+});
+
+test('Stop hands an unfinished task back with a release frame', async () => {
+  const big = taskFrame('t-long', 600_000); // long enough to still be running when Stop arrives
+  const { page, received, isClosed } = await volunteerPage((frame, ws) => {
+    if (JSON.parse(frame).type === 'hello') {
+      ws.send(JSON.stringify({ type: 'welcome', worker_id: 'w-3', slots: 1 }));
+      ws.send(templateFrame);
+      ws.send(big);
+    }
+  });
+  await page.getByLabel('Threads').fill('1');
+  await page.getByRole('button', { name: 'Start' }).click();
+  await until('the ack', () => received.some((f) => f.includes('"type":"ack"')));
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await until('the socket to close', () => isClosed());
+  const types = received.map((f) => JSON.parse(f).type);
+  assert.ok(!types.includes('result'), `the task finished before Stop (${types}); make it longer`);
+  const release = received.map((f) => JSON.parse(f)).find((m) => m.type === 'release');
+  assert.deepEqual(release, { type: 'release', task_id: 't-long', lease: 1 });
   await page.close();
 });
