@@ -16,7 +16,7 @@ function wasmPkgFallback(): Plugin {
     name: 'vitalgrid-wasm-pkg-fallback',
     resolveId(source) {
       if (!source.endsWith('wasm/pkg/vitalgrid_worker.js') || existsSync(wasmPkg)) return null;
-      this.warn('web/src/wasm/pkg is missing: volunteer workers will not run. Build it with wasm-bindgen (see README).');
+      this.warn('web/src/wasm/pkg is missing: volunteer workers will not run. Generate it with cargo xtask, or cargo build -p vitalgrid-worker --target wasm32-unknown-unknown --release and wasm-bindgen --target web --out-dir web/src/wasm/pkg <the .wasm>.');
       return wasmMissing;
     },
   };
