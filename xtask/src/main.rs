@@ -1,1 +1,168 @@
-fn main() {}
+//! `cargo xtask <build|run|test>`: the steps cargo alone cannot express — installing the wasm
+//! toolchain pieces, building the wasm module and the web app, and running the whole test suite.
+//!
+//! Every step installs what it needs, so a fresh machine with Rust and Node.js needs nothing else.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "usage: cargo xtask <build|run|test>
+  build   build the wasm worker, the web app and the server
+  run     build, then serve VitalGrid on http://127.0.0.1:8080 (SQLite under ./data)
+  test    build, then run every Rust test and the browser end-to-end test";
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let root = workspace_root()?;
+    match task.as_str() {
+        "build" => build(&root, Profile::Debug).map(drop),
+        "run" => run(&root),
+        "test" => test(&root),
+        _ => {
+            eprintln!("{USAGE}");
+            bail!("unknown task `{task}`")
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Profile {
+    Debug,
+    Release,
+}
+
+impl Profile {
+    fn dir(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Release => "release",
+        }
+    }
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).context("xtask lives inside the workspace")
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn npm() -> Command {
+    Command::new(if cfg!(windows) { "npm.cmd" } else { "npm" })
+}
+
+fn status(command: &mut Command) -> Result<()> {
+    eprintln!("xtask: {command:?}");
+    let status = command.status().with_context(|| format!("starting {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn output(command: &mut Command) -> Option<String> {
+    command.output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Builds everything; returns the path of the `vitalgrid` binary.
+fn build(root: &Path, profile: Profile) -> Result<PathBuf> {
+    build_wasm(root)?;
+    build_web(root)?;
+    let mut server = cargo();
+    server.current_dir(root).args(["build", "--package", "vitalgrid-server", "--bin", "vitalgrid"]);
+    if profile == Profile::Release {
+        server.arg("--release");
+    }
+    status(&mut server)?;
+    Ok(target_dir(root).join(profile.dir()).join("vitalgrid"))
+}
+
+/// The worker pipeline for browsers: wasm32 build, then wasm-bindgen's JS glue into the web app.
+fn build_wasm(root: &Path) -> Result<()> {
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    if !installed.lines().any(|line| line.trim() == "wasm32-unknown-unknown") {
+        status(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    let wasm_bindgen = ensure_wasm_bindgen(root)?;
+    status(cargo().current_dir(root).args([
+        "build",
+        "--package",
+        "vitalgrid-worker",
+        "--lib",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--release",
+    ]))?;
+    let wasm = target_dir(root).join("wasm32-unknown-unknown/release/vitalgrid_worker.wasm");
+    let out_dir = root.join("web/src/wasm/pkg");
+    status(Command::new(wasm_bindgen).arg("--target").arg("web").arg("--out-dir").arg(&out_dir).arg(&wasm))
+}
+
+/// wasm-bindgen's CLI must match the `wasm-bindgen` crate in Cargo.lock exactly. Installed
+/// without `--locked`: the CLI's own lock file can name crate versions the registry index a
+/// machine sees does not list yet.
+fn ensure_wasm_bindgen(root: &Path) -> Result<PathBuf> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
+    let version = locked_version(&lock, "wasm-bindgen").context("Cargo.lock has no wasm-bindgen")?;
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let binary = cargo_home.join("bin/wasm-bindgen");
+    let current = output(Command::new(&binary).arg("--version")).unwrap_or_default();
+    if current.split_whitespace().nth(1) != Some(version.as_str()) {
+        status(cargo().args(["install", "wasm-bindgen-cli", "--version", &version]))?;
+    }
+    Ok(binary)
+}
+
+fn locked_version(lock: &str, package: &str) -> Option<String> {
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == format!("name = \"{package}\"") {
+            let version = lines.next()?.trim().strip_prefix("version = \"")?.strip_suffix('"')?;
+            return Some(version.to_owned());
+        }
+    }
+    None
+}
+
+fn build_web(root: &Path) -> Result<()> {
+    let web = root.join("web");
+    let install = if web.join("package-lock.json").exists() { "ci" } else { "install" };
+    if !web.join("node_modules/.package-lock.json").exists() || install == "install" {
+        status(npm().current_dir(&web).args([install, "--no-audit", "--no-fund"]))?;
+    }
+    status(npm().current_dir(&web).args(["run", "build"]))
+}
+
+fn run(root: &Path) -> Result<()> {
+    let binary = build(root, Profile::Release)?;
+    status(Command::new(binary).current_dir(root).arg("serve"))
+}
+
+fn test(root: &Path) -> Result<()> {
+    let binary = build(root, Profile::Debug)?;
+    status(cargo().current_dir(root).args(["test", "--workspace", "--no-fail-fast"]))?;
+    status(npm().current_dir(root.join("web")).arg("run").arg("test:e2e").env("VITALGRID_BIN", &binary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locked_version_reads_the_named_package() {
+        let lock = "[[package]]\nname = \"wasm-bindgen\"\nversion = \"0.2.130\"\n\n[[package]]\nname = \"wasm-bindgen-macro\"\nversion = \"0.2.130\"\n";
+        assert_eq!(locked_version(lock, "wasm-bindgen").as_deref(), Some("0.2.130"));
+        assert_eq!(locked_version(lock, "serde"), None);
+    }
+}

@@ -121,7 +121,7 @@ async fn finish_job(
         .iter()
         .find(|t| t.id == finished.template_id && t.version == finished.template_version as u32);
     let analysis = match (segments, template) {
-        (Ok(segments), Some(template)) => merge(template, finished.trend_bucket_s, &segments)
+        (Ok(segments), Some(template)) => merge(template, &segments, finished.trend_bucket_s)
             .map_err(|error| error.to_string())
             .and_then(|analysis| serde_json::to_string(&analysis).map_err(|e| e.to_string())),
         (Err(error), _) => Err(error),

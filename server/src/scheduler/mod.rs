@@ -207,7 +207,7 @@ impl SenderCore {
             WorkerMessage::Error { task_id: Some(task_id), lease, code, message } => {
                 self.task_error(worker_id, &task_id, lease, code, &message).await?;
             }
-            WorkerMessage::Error { task_id: None, code, message } => {
+            WorkerMessage::Error { task_id: None, code, message, .. } => {
                 tracing::warn!(worker.id = %worker_id, ?code, %message, "worker reported an error");
             }
             WorkerMessage::Release { task_id, lease } => {

@@ -1,0 +1,302 @@
+//! Spawning the app for a test, logging in, and a native volunteer worker speaking the real protocol.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::multipart;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use vitalgrid_server::accounts::{create_account, Role};
+use vitalgrid_server::app::{connect_database, AppState};
+use vitalgrid_server::clock::SystemClock;
+use vitalgrid_server::config::{Config, SchedulerConfig};
+use vitalgrid_server::router::build_router;
+use vitalgrid_worker::pipeline::Pipeline;
+use vitalgrid_worker::protocol::{ServerMessage, WorkerMessage, PROTOCOL_VERSION};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backend {
+    Sqlite,
+    MariaDb,
+}
+
+/// Generates one test per backend from a scenario `async fn(Backend)`.
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(crate::support::Backend::Sqlite).await }
+            )*
+        }
+        mod mariadb {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                if crate::support::mariadb_url().is_some() {
+                    super::$scenario(crate::support::Backend::MariaDb).await
+                }
+            }
+            )*
+        }
+    };
+}
+pub(crate) use on_every_backend;
+
+/// The MariaDB server to test against. In CI (`CI` set) it must be configured: a silently skipped
+/// backend would hide failures.
+pub fn mariadb_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(std::env::var_os("CI").is_none(), "CI must set TEST_DATABASE_URL for the MariaDB tests");
+            None
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub ws_url: String,
+    pub state: AppState,
+    pub database_url: String,
+    _sqlite_dir: Option<tempfile_dir::TempDir>,
+}
+
+/// Timings short enough that lease and ACK handling show up within a test.
+pub fn fast_scheduler() -> SchedulerConfig {
+    SchedulerConfig {
+        ack_timeout: Duration::from_millis(800),
+        lease_ttl: Duration::from_secs(3),
+        sweep_interval: Duration::from_millis(200),
+        vitals_rows_per_task: 900,
+        ecg_rows_per_task: 5_000,
+        ..SchedulerConfig::default()
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let (database_url, dir) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile_dir::TempDir::new();
+            (format!("sqlite://{}/vitalgrid.sqlite?mode=rwc", dir.path()), Some(dir))
+        }
+        Backend::MariaDb => (fresh_mariadb_database().await, None),
+    };
+    spawn_app_on(&database_url, dir).await
+}
+
+/// Starts (another) app process-equivalent on an existing database, as after a restart.
+pub async fn spawn_app_on(database_url: &str, dir: Option<tempfile_dir::TempDir>) -> TestApp {
+    let db = connect_database(database_url).await.expect("database opens and migrates");
+    let config = Config { scheduler: fast_scheduler(), ..Config::default() };
+    let state = AppState::start(db, config, Arc::new(SystemClock));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let address = listener.local_addr().expect("has an address");
+    let router = build_router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    TestApp {
+        base: format!("http://{address}"),
+        ws_url: format!("ws://{address}/ws/worker"),
+        state,
+        database_url: database_url.to_owned(),
+        _sqlite_dir: dir,
+    }
+}
+
+/// A new, empty database on the MariaDB server of `TEST_DATABASE_URL`, named after it.
+async fn fresh_mariadb_database() -> String {
+    let url = mariadb_url().expect("TEST_DATABASE_URL is set");
+    let (server, base_name) = match url.rsplit_once('/') {
+        Some((server, name)) if server.contains("://") && !server.ends_with('/') && !name.is_empty() => (server.to_owned(), name.to_owned()),
+        _ => (url.trim_end_matches('/').to_owned(), "vitalgrid_test".to_owned()),
+    };
+    let name = format!("{base_name}_{}", &vitalgrid_server::scheduler::random_id()[..12]);
+    let admin = Database::connect(&server).await.expect("MariaDB reachable");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+        .await
+        .expect("creates a test database");
+    format!("{server}/{name}")
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates an account directly in the database (as the first admin is) and returns a client
+    /// logged in as it.
+    pub async fn user(&self, email: &str, role: Role) -> reqwest::Client {
+        let password = "a long test password";
+        create_account(&self.state.db, email, password, role, 0).await.expect("account created");
+        let client = reqwest::Client::builder().cookie_store(true).build().expect("client");
+        let response = client
+            .post(self.url("/api/auth/login"))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(response.status(), 200, "login of {email}");
+        client
+    }
+
+    pub async fn upload(&self, client: &reqwest::Client, patient_ref: &str, file_name: &str, csv: &[u8]) -> reqwest::Response {
+        let form = multipart::Form::new()
+            .text("patient_ref", patient_ref.to_owned())
+            .part("file", multipart::Part::bytes(csv.to_vec()).file_name(file_name.to_owned()));
+        client.post(self.url("/api/files")).multipart(form).send().await.expect("upload request")
+    }
+
+    /// Uploads and submits a file; returns (file id, job id).
+    pub async fn upload_and_submit(&self, client: &reqwest::Client, patient_ref: &str, file_name: &str, csv: &[u8]) -> (i64, i64) {
+        let response = self.upload(client, patient_ref, file_name, csv).await;
+        assert_eq!(response.status(), 201, "upload accepted");
+        let file: Value = response.json().await.expect("file json");
+        let file_id = file["id"].as_i64().expect("file id");
+        let response = client.post(self.url(&format!("/api/files/{file_id}/jobs"))).json(&json!({})).send().await.expect("submit");
+        assert_eq!(response.status(), 201, "job accepted");
+        let job: Value = response.json().await.expect("job json");
+        (file_id, job["id"].as_i64().expect("job id"))
+    }
+
+    /// Polls the job until it is done or failed (or `timeout` passes) and returns its last state.
+    pub async fn wait_for_job(&self, client: &reqwest::Client, job_id: i64, timeout: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let job: Value = client.get(self.url(&format!("/api/jobs/{job_id}"))).send().await.expect("job request").json().await.expect("job json");
+            if job["status"] == "done" || job["status"] == "failed" || tokio::time::Instant::now() > deadline {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A small vitals recording: `rows` seconds of plausible values, one duplicate row and one artifact.
+pub fn small_vitals_csv(rows: usize) -> String {
+    let mut csv = String::from("time_s,hr,spo2,sbp,dbp\n");
+    for i in 0..rows {
+        let hr = if i == 10 { 0 } else { 70 + (i % 7) };
+        csv.push_str(&format!("{i},{hr},{},{},{}\n", 95 + i % 4, 118 + i % 5, 75 + i % 3));
+        if i == 20 {
+            csv.push_str(&format!("{i},{hr},96,120,76\n"));
+        }
+    }
+    csv
+}
+
+/// How a native test worker misbehaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Misbehaviour {
+    /// Flip a byte in the payload of the first task packet before the pipeline sees it.
+    pub corrupt_first_task: bool,
+    /// ACK the first task, then drop the connection without answering.
+    pub vanish_after_first_ack: bool,
+}
+
+/// What a native worker saw and did.
+#[derive(Debug, Default)]
+pub struct WorkerLog {
+    pub frames_received: Vec<String>,
+    pub frames_sent: Vec<String>,
+}
+
+impl WorkerLog {
+    pub fn sent_of_type(&self, kind: &str) -> usize {
+        self.frames_sent
+            .iter()
+            .filter(|f| serde_json::from_str::<Value>(f).is_ok_and(|v| v["type"] == kind))
+            .count()
+    }
+}
+
+/// Runs a native worker (the real pipeline, natively compiled) until `stop` resolves or it vanishes.
+pub async fn run_native_worker(
+    ws_url: String,
+    slots: u32,
+    misbehaviour: Misbehaviour,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> WorkerLog {
+    let (socket, _) = tokio_tungstenite::connect_async(&ws_url).await.expect("worker connects");
+    let (mut sink, mut stream) = socket.split();
+    let mut log = WorkerLog::default();
+    let hello = serde_json::to_string(&WorkerMessage::Hello { protocol: PROTOCOL_VERSION, slots, agent: "native test worker".into() })
+        .expect("hello serialises");
+    sink.send(Message::Text(hello.clone().into())).await.expect("hello sent");
+    log.frames_sent.push(hello);
+    let mut pipeline = Pipeline::new();
+    let mut corrupted = false;
+    let mut stop = stop;
+    loop {
+        let frame = tokio::select! {
+            _ = &mut stop => break,
+            frame = stream.next() => frame,
+        };
+        let Some(Ok(Message::Text(text))) = frame else { break };
+        let mut text = text.to_string();
+        log.frames_received.push(text.clone());
+        let is_task = serde_json::from_str::<ServerMessage>(&text).is_ok_and(|m| matches!(m, ServerMessage::Task(_)));
+        if is_task && misbehaviour.corrupt_first_task && !corrupted {
+            corrupted = true;
+            let original = text.clone();
+            // The payload is a JSON string inside the frame, so its quotes arrive escaped.
+            text = text.replacen("\\\"time_s\\\":[0", "\\\"time_s\\\":[7", 1);
+            assert_ne!(text, original, "the test corrupted the payload");
+        }
+        let mut outgoing = pipeline.receive(&text);
+        let acked = outgoing.iter().any(|m| matches!(m, WorkerMessage::Ack { .. }));
+        if is_task && acked && misbehaviour.vanish_after_first_ack {
+            for message in &outgoing {
+                let frame = serde_json::to_string(message).expect("serialises");
+                let _ = sink.send(Message::Text(frame.clone().into())).await;
+                log.frames_sent.push(frame);
+            }
+            return log; // dropping the socket without a goodbye
+        }
+        outgoing.extend(pipeline.run_until_idle());
+        for message in outgoing {
+            let frame = serde_json::to_string(&message).expect("serialises");
+            if sink.send(Message::Text(frame.clone().into())).await.is_err() {
+                return log;
+            }
+            log.frames_sent.push(frame);
+        }
+    }
+    let _ = sink.close().await;
+    log
+}
+
+/// Starts a native worker in the background; send on the returned handle to stop it.
+pub fn spawn_native_worker(
+    app: &TestApp,
+    slots: u32,
+    misbehaviour: Misbehaviour,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<WorkerLog>) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let handle = tokio::spawn(run_native_worker(app.ws_url.clone(), slots, misbehaviour, stop_rx));
+    (stop_tx, handle)
+}
+
+/// A temporary folder removed on drop, without another dependency.
+pub mod tempfile_dir {
+    pub struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        pub fn new() -> Self {
+            let path = std::env::temp_dir().join(format!("vitalgrid-test-{}", vitalgrid_server::scheduler::random_id()));
+            std::fs::create_dir_all(&path).expect("temp dir");
+            Self(path)
+        }
+
+        pub fn path(&self) -> String {
+            self.0.display().to_string()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Volunteers' WebSocket with native test workers running the real pipeline: completing jobs,
+//! surviving corrupt packets and vanishing workers, and never seeing who the data belongs to.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use vitalgrid_server::accounts::Role;
+
+use crate::support::{on_every_backend, small_vitals_csv, spawn_app, spawn_app_on, spawn_native_worker, Backend, Misbehaviour};
+
+const JOB_TIMEOUT: Duration = Duration::from_secs(60);
+
+on_every_backend!(
+    native_worker_completes_a_job_and_the_result_counts_every_valid_value,
+    corrupt_task_packet_gets_an_error_and_the_task_still_completes,
+    worker_vanishing_mid_task_does_not_lose_the_task,
+    packets_carry_no_patient_reference_file_name_or_account,
+    queued_job_survives_a_server_restart,
+);
+
+async fn native_worker_completes_a_job_and_the_result_counts_every_valid_value(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = app.user("ana@example.org", Role::Clinician).await;
+    let (_, job_id) = app.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(3_000).as_bytes()).await;
+    let (stop, worker) = spawn_native_worker(&app, 2, Misbehaviour::default());
+
+    let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["tasks_done"], job["tasks_total"]);
+    assert!(job["tasks_total"].as_i64() > Some(1), "the file was split into several tasks");
+
+    let result: Value = client.get(app.url(&format!("/api/jobs/{job_id}/result"))).send().await.expect("get").json().await.expect("json");
+    let analysis = &result["analysis"];
+    assert_eq!(result["patient_ref"], "PT-001");
+    assert_eq!(analysis["rows"], 3_000, "core rows counted once, the duplicate removed");
+    assert_eq!(analysis["duplicates_removed"], 1);
+    let hr = analysis["signals"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "hr")).expect("hr summary");
+    assert_eq!(hr["n"], 2_999, "the HR of 0 is out of range, not a heart rate");
+    assert_eq!(hr["out_of_range"], 1);
+    assert_eq!(hr["min"], 70.0);
+    assert_eq!(hr["max"], 76.0);
+    assert!(hr["trend"]["time_s"].as_array().is_some_and(|t| !t.is_empty()));
+
+    let _ = stop.send(());
+    let log = worker.await.expect("worker ran");
+    assert_eq!(log.sent_of_type("result"), job["tasks_total"].as_i64().unwrap_or(0) as usize);
+}
+
+async fn corrupt_task_packet_gets_an_error_and_the_task_still_completes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = app.user("ana@example.org", Role::Clinician).await;
+    let (_, job_id) = app.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(2_000).as_bytes()).await;
+    let misbehaviour = Misbehaviour { corrupt_first_task: true, ..Misbehaviour::default() };
+    let (stop, worker) = spawn_native_worker(&app, 1, misbehaviour);
+
+    let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let _ = stop.send(());
+    let log = worker.await.expect("worker ran");
+    let errors: Vec<Value> = log
+        .frames_sent
+        .iter()
+        .filter_map(|f| serde_json::from_str::<Value>(f).ok())
+        .filter(|v| v["type"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "exactly the corrupt packet was refused: {errors:?}");
+    assert_eq!(errors[0]["code"], "integrity");
+    assert_eq!(log.sent_of_type("result"), job["tasks_total"].as_i64().unwrap_or(0) as usize);
+}
+
+async fn worker_vanishing_mid_task_does_not_lose_the_task(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = app.user("ana@example.org", Role::Clinician).await;
+    let (_, job_id) = app.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(500).as_bytes()).await;
+
+    let (_keep, deserter) = spawn_native_worker(&app, 1, Misbehaviour { vanish_after_first_ack: true, ..Misbehaviour::default() });
+    let deserter_log = deserter.await.expect("deserter ran");
+    assert_eq!(deserter_log.sent_of_type("ack"), 1, "it took a task");
+    assert_eq!(deserter_log.sent_of_type("result"), 0, "and vanished without a result");
+
+    let (stop, worker) = spawn_native_worker(&app, 1, Misbehaviour::default());
+    let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let _ = stop.send(());
+    let log = worker.await.expect("worker ran");
+    assert!(log.sent_of_type("result") >= 1);
+}
+
+async fn packets_carry_no_patient_reference_file_name_or_account(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = app.user("secret.clinician@example.org", Role::Clinician).await;
+    let csv = "timestamp,hr,spo2\n2026-03-01T10:00:00Z,80,97\n2026-03-01T10:00:01Z,81,97\n2026-03-01T10:00:02Z,82,96\n";
+    let (_, job_id) = app.upload_and_submit(&client, "PATIENT-SECRET-4711", "smith-john-icu.csv", csv.as_bytes()).await;
+    let (stop, worker) = spawn_native_worker(&app, 1, Misbehaviour::default());
+    let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let _ = stop.send(());
+    let log = worker.await.expect("worker ran");
+
+    let task_frames: Vec<&String> = log.frames_received.iter().filter(|f| f.contains("\"type\":\"task\"")).collect();
+    assert!(!task_frames.is_empty(), "the worker captured its task packets");
+    for frame in log.frames_received.iter().chain(&log.frames_sent) {
+        for secret in ["PATIENT-SECRET-4711", "smith-john-icu", "secret.clinician", "2026-03-01"] {
+            assert!(!frame.contains(secret), "a packet leaks `{secret}`: {frame}");
+        }
+    }
+}
+
+async fn queued_job_survives_a_server_restart(backend: Backend) {
+    let first = spawn_app(backend).await;
+    let client = first.user("ana@example.org", Role::Clinician).await;
+    let (_, job_id) = first.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(1_500).as_bytes()).await;
+
+    // A second server on the same database stands in for the restarted one: everything it knows
+    // of the job comes from the database.
+    let restarted = spawn_app_on(&first.database_url, None).await;
+    let (stop, worker) = spawn_native_worker(&restarted, 2, Misbehaviour::default());
+    let job = restarted.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let _ = stop.send(());
+    let _ = worker.await;
+}
