@@ -78,7 +78,11 @@ impl From<DbErr> for AppError {
 
 impl From<JsonRejection> for AppError {
     fn from(rejection: JsonRejection) -> Self {
-        Self::BadRequest(rejection.body_text())
+        match rejection {
+            // Well-formed JSON of the wrong shape (a missing field, an unknown role…).
+            JsonRejection::JsonDataError(error) => Self::invalid("invalid_body", error.body_text()),
+            other => Self::BadRequest(other.body_text()),
+        }
     }
 }
 

@@ -61,6 +61,23 @@ pub struct TestApp {
     pub state: AppState,
     pub database_url: String,
     _sqlite_dir: Option<tempfile_dir::TempDir>,
+    /// Set on the app that created a MariaDB database, which drops it when the test ends.
+    mariadb_to_drop: Option<(String, String)>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let Some((server, name)) = self.mariadb_to_drop.take() else { return };
+        // Drop runs outside async context, so the cleanup gets a small runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                let admin = Database::connect(&server).await.ok()?;
+                admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS `{name}`")).await.ok()
+            })
+        })
+        .join();
+    }
 }
 
 /// Timings short enough that lease and ACK handling show up within a test.
@@ -81,7 +98,12 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
             let dir = tempfile_dir::TempDir::new();
             (format!("sqlite://{}/vitalgrid.sqlite?mode=rwc", dir.path()), Some(dir))
         }
-        Backend::MariaDb => (fresh_mariadb_database().await, None),
+        Backend::MariaDb => {
+            let (server, name) = fresh_mariadb_database().await;
+            let mut app = spawn_app_on(&format!("{server}/{name}"), None).await;
+            app.mariadb_to_drop = Some((server, name));
+            return app;
+        }
     };
     spawn_app_on(&database_url, dir).await
 }
@@ -101,11 +123,13 @@ pub async fn spawn_app_on(database_url: &str, dir: Option<tempfile_dir::TempDir>
         state,
         database_url: database_url.to_owned(),
         _sqlite_dir: dir,
+        mariadb_to_drop: None,
     }
 }
 
-/// A new, empty database on the MariaDB server of `TEST_DATABASE_URL`, named after it.
-async fn fresh_mariadb_database() -> String {
+/// A new, empty database on the MariaDB server of `TEST_DATABASE_URL`, named after it; returns the
+/// server URL and the database name.
+async fn fresh_mariadb_database() -> (String, String) {
     let url = mariadb_url().expect("TEST_DATABASE_URL is set");
     let (server, base_name) = match url.rsplit_once('/') {
         Some((server, name)) if server.contains("://") && !server.ends_with('/') && !name.is_empty() => (server.to_owned(), name.to_owned()),
@@ -117,7 +141,7 @@ async fn fresh_mariadb_database() -> String {
         .execute_unprepared(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
         .await
         .expect("creates a test database");
-    format!("{server}/{name}")
+    (server, name)
 }
 
 impl TestApp {

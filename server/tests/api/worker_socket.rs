@@ -32,7 +32,7 @@ async fn native_worker_completes_a_job_and_the_result_counts_every_valid_value(b
     let result: Value = client.get(app.url(&format!("/api/jobs/{job_id}/result"))).send().await.expect("get").json().await.expect("json");
     let analysis = &result["analysis"];
     assert_eq!(result["patient_ref"], "PT-001");
-    assert_eq!(analysis["rows"], 3_000, "core rows counted once, the duplicate removed");
+    assert_eq!(analysis["rows"], 3_001, "every row of the file counted once, across segments");
     assert_eq!(analysis["duplicates_removed"], 1);
     let hr = analysis["signals"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "hr")).expect("hr summary");
     assert_eq!(hr["n"], 2_999, "the HR of 0 is out of range, not a heart rate");
