@@ -150,9 +150,25 @@ fn run(root: &Path) -> Result<()> {
 }
 
 fn test(root: &Path) -> Result<()> {
-    let binary = build(root, Profile::Debug)?;
-    status(cargo().current_dir(root).args(["test", "--workspace", "--no-fail-fast"]))?;
-    status(npm().current_dir(root.join("web")).arg("run").arg("test:e2e").env("VITALGRID_BIN", &binary))
+    build_wasm(root)?;
+    build_web(root)?;
+    // `cargo test` builds the `vitalgrid` binary too (the server's integration tests need it), with
+    // the same dependency features as the tests; a separate `cargo build` would compile them twice.
+    let binary = target_dir(root).join(Profile::Debug.dir()).join("vitalgrid");
+    // The Rust tests write a task and its native result here; the Node test then runs the same task
+    // through the WebAssembly build and compares the bytes.
+    let frames = target_dir(root).join("xtask/byte-identity-frames");
+    status(cargo().current_dir(root).args(["test", "--workspace", "--no-fail-fast"]).env("VITALGRID_FRAMES_DIR", &frames))?;
+    status(
+        Command::new("node")
+            .current_dir(root)
+            .args(["--test", "worker-wasm/tests/node/"])
+            .env("VITALGRID_FRAMES_DIR", &frames)
+            .env("VITALGRID_WASM_PKG", root.join("web/src/wasm/pkg")),
+    )?;
+    let web = root.join("web");
+    status(npm().current_dir(&web).args(["run", "test"]))?;
+    status(npm().current_dir(&web).args(["run", "test:e2e"]).env("VITALGRID_BIN", &binary))
 }
 
 #[cfg(test)]
