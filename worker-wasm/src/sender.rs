@@ -48,6 +48,10 @@ mod tests {
             first_time_s: 0.0,
             last_time_s: 0.0,
             signals: vec![],
+            quality: None,
+            alerts: None,
+            news2: None,
+            ecg: None,
         };
         let packet = result_packet("t1", 4, &result).expect("encodes");
         assert!(packet.data.is_intact());

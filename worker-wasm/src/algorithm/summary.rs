@@ -51,6 +51,8 @@ impl SignalSummaryRun {
                 out_of_range: tally.out_of_range,
                 missing: tally.missing,
                 trend,
+                derived: 0,
+                distribution: None,
             })
             .collect();
         SegmentResult {
@@ -61,6 +63,10 @@ impl SignalSummaryRun {
             first_time_s: counts.first_time_s.unwrap_or(0.0),
             last_time_s: counts.last_time_s.unwrap_or(0.0),
             signals,
+            quality: None,
+            alerts: None,
+            news2: None,
+            ecg: None,
         }
     }
 }
@@ -141,6 +147,9 @@ pub(super) fn merge(
                 out_of_range,
                 missing,
                 trend,
+                derived: 0,
+                percentiles: None,
+                time_in_range: None,
             }
         })
         .collect();
@@ -158,6 +167,10 @@ pub(super) fn merge(
             _ => 0.0,
         },
         signals,
+        quality: None,
+        alerts: None,
+        news2: None,
+        ecg: None,
     })
 }
 
