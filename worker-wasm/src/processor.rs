@@ -11,11 +11,16 @@
 //!   is kept, later ones are dropped. Times compare exactly (they are copied, never computed).
 //! - Of a kept core row, each template signal's cell is *missing* (empty), *out of range* (outside
 //!   `[rule.min, rule.max]` or not finite; excluded) or valid.
+//! - MAP is *derived* as (SBP + 2·DBP) / 3 for a row whose MAP cell is empty (or whose task has no
+//!   MAP column) when both pressures are valid; the derived value then obeys MAP's own rule.
+//! - A *gap* is listed when a kept core row follows the previous kept row (core or overlap) by more
+//!   than the template's `max_gap_s`.
 
 use thiserror::Error;
 
+use crate::analysis::{Gap, RuleKind, RuleViolation, ViolationExample};
 use crate::protocol::TaskData;
-use crate::template::Template;
+use crate::template::{AnalysisParams, Template};
 
 /// Why task data cannot be processed; reported to the server as `Malformed`.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -87,9 +92,79 @@ pub struct SignalTally {
     pub name: String,
     pub missing: u64,
     pub out_of_range: u64,
-    column: usize,
+    /// Cells computed from other columns (MAP from SBP and DBP).
+    pub derived: u64,
+    pub normal_low: Option<f64>,
+    pub normal_high: Option<f64>,
+    pub resolution: f64,
+    /// First few out-of-range cells and empty required cells, in time order.
+    pub out_of_range_examples: Vec<ViolationExample>,
+    pub missing_required: u64,
+    pub missing_examples: Vec<ViolationExample>,
+    required: bool,
+    column: Option<usize>,
+    /// Columns of SBP and DBP with their rules' ranges, when this signal is MAP and can be derived.
+    derive_from: Option<[(usize, f64, f64); 2]>,
     min: f64,
     max: f64,
+}
+
+impl SignalTally {
+    /// The rule violations counted so far, e.g. `hr out of range [20, 300]`.
+    pub fn violations(&self) -> Vec<RuleViolation> {
+        let mut found = Vec::new();
+        if self.out_of_range > 0 {
+            found.push(RuleViolation {
+                signal: self.name.clone(),
+                rule: RuleKind::OutOfRange,
+                description: format!(
+                    "{} out of range [{}, {}]",
+                    self.name, self.min, self.max
+                ),
+                rows: self.out_of_range,
+                examples: self.out_of_range_examples.clone(),
+            });
+        }
+        if self.missing_required > 0 {
+            found.push(RuleViolation {
+                signal: self.name.clone(),
+                rule: RuleKind::MissingRequired,
+                description: format!("{} required but empty", self.name),
+                rows: self.missing_required,
+                examples: self.missing_examples.clone(),
+            });
+        }
+        found
+    }
+
+    /// True when `value` obeys the signal's plausible range.
+    pub fn accepts(&self, value: f64) -> bool {
+        value.is_finite() && value >= self.min && value <= self.max
+    }
+
+    /// The cell of `row`: read, or derived when this is MAP and its cell is empty.
+    fn cell(&mut self, data: &TaskData, row: usize) -> Option<f64> {
+        let read = self.column.and_then(|c| data.signals[c].values[row]);
+        if read.is_some() {
+            return read;
+        }
+        let [(sbp_col, sbp_min, sbp_max), (dbp_col, dbp_min, dbp_max)] = self.derive_from?;
+        let sbp = data.signals[sbp_col].values[row]
+            .filter(|v| v.is_finite() && *v >= sbp_min && *v <= sbp_max)?;
+        let dbp = data.signals[dbp_col].values[row]
+            .filter(|v| v.is_finite() && *v >= dbp_min && *v <= dbp_max)?;
+        self.derived += 1;
+        Some((sbp + 2.0 * dbp) / 3.0)
+    }
+}
+
+fn push_example(examples: &mut Vec<ViolationExample>, time_s: f64, value: Option<f64>) {
+    if examples.len() < RuleViolation::EXAMPLES_MAX {
+        examples.push(ViolationExample {
+            time_s,
+            value: value.filter(|v| v.is_finite()),
+        });
+    }
 }
 
 /// Row counts over core rows (see the module docs for the definitions).
@@ -113,6 +188,9 @@ pub struct DataProcessor {
     next: usize,
     last_kept_time: Option<f64>,
     counts: RowCounts,
+    max_gap_s: Option<f64>,
+    gaps: Vec<Gap>,
+    params: AnalysisParams,
 }
 
 #[derive(Debug, Clone)]
@@ -123,20 +201,42 @@ enum RowOrder {
 }
 
 impl DataProcessor {
-    /// Validates `data` and selects the template's signals it carries, in template order.
-    /// Columns the template does not know are ignored.
+    /// Validates `data` and selects the template's signals it carries, in template order (MAP
+    /// counts as carried when SBP and DBP are). Columns the template does not know are ignored.
     pub fn new(data: TaskData, template: &Template) -> Result<Self, DataError> {
         validate(&data)?;
+        let column_of = |name: &str| data.signals.iter().position(|c| c.name == name);
+        let pressure = |name: &str| {
+            let rule = template.signal(name)?;
+            Some((column_of(name)?, rule.min, rule.max))
+        };
         let signals = template
             .signals
             .iter()
             .filter_map(|rule| {
-                let column = data.signals.iter().position(|c| c.name == rule.name)?;
+                let column = column_of(&rule.name);
+                let derive_from = if rule.name == "map" {
+                    pressure("sbp").zip(pressure("dbp")).map(|(s, d)| [s, d])
+                } else {
+                    None
+                };
+                if column.is_none() && derive_from.is_none() {
+                    return None;
+                }
                 Some(SignalTally {
                     name: rule.name.clone(),
                     missing: 0,
                     out_of_range: 0,
+                    derived: 0,
+                    normal_low: rule.normal_low,
+                    normal_high: rule.normal_high,
+                    resolution: rule.resolution,
+                    out_of_range_examples: Vec::new(),
+                    missing_required: 0,
+                    missing_examples: Vec::new(),
+                    required: rule.required,
                     column,
+                    derive_from,
                     min: rule.min,
                     max: rule.max,
                 })
@@ -149,7 +249,36 @@ impl DataProcessor {
             next: 0,
             last_kept_time: None,
             counts: RowCounts::default(),
+            max_gap_s: template.max_gap_s.filter(|g| g.is_finite() && *g > 0.0),
+            gaps: Vec::new(),
+            params: template.params.clone(),
         })
+    }
+
+    /// The task's data, as sent.
+    pub fn data(&self) -> &TaskData {
+        &self.data
+    }
+
+    /// Packet row indices in visiting (time) order.
+    pub fn rows_in_time_order(&self) -> Vec<usize> {
+        match &self.order {
+            Some(RowOrder::Sorted(permutation)) => permutation.clone(),
+            _ => (0..self.data.time_s.len()).collect(),
+        }
+    }
+
+    pub fn max_gap_s(&self) -> Option<f64> {
+        self.max_gap_s
+    }
+
+    pub fn params(&self) -> &AnalysisParams {
+        &self.params
+    }
+
+    /// Gaps ending in the core found so far, in time order.
+    pub fn gaps(&self) -> &[Gap] {
+        &self.gaps
     }
 
     pub fn total_rows(&self) -> usize {
@@ -201,6 +330,7 @@ impl DataProcessor {
                 &mut self.signals,
                 &mut self.counts,
                 &mut self.last_kept_time,
+                (self.max_gap_s, &mut self.gaps),
                 sink,
             );
         }
@@ -240,16 +370,26 @@ fn visit_row(
     signals: &mut [SignalTally],
     counts: &mut RowCounts,
     last_kept_time: &mut Option<f64>,
+    (max_gap_s, gaps): (Option<f64>, &mut Vec<Gap>),
     sink: &mut impl ValueSink,
 ) {
     let time = data.time_s[row];
     let is_core = (data.core_start..data.core_end).contains(&row);
-    let duplicate = *last_kept_time == Some(time);
+    let previous = *last_kept_time;
+    let duplicate = previous == Some(time);
     if !duplicate {
         *last_kept_time = Some(time);
     }
     if !is_core {
         return;
+    }
+    if let (Some(previous), Some(max_gap)) = (previous, max_gap_s) {
+        if !duplicate && time - previous > max_gap {
+            gaps.push(Gap {
+                start_s: previous,
+                length_s: time - previous,
+            });
+        }
     }
     counts.rows += 1;
     counts.first_time_s.get_or_insert(time);
@@ -259,12 +399,21 @@ fn visit_row(
         return;
     }
     for (index, tally) in signals.iter_mut().enumerate() {
-        match data.signals[tally.column].values[row] {
-            None => tally.missing += 1,
+        match tally.cell(data, row) {
+            None => {
+                tally.missing += 1;
+                if tally.required {
+                    tally.missing_required += 1;
+                    push_example(&mut tally.missing_examples, time, None);
+                }
+            }
             Some(value) if value.is_finite() && value >= tally.min && value <= tally.max => {
                 sink.valid_value(index, time, value);
             }
-            Some(_) => tally.out_of_range += 1,
+            Some(value) => {
+                tally.out_of_range += 1;
+                push_example(&mut tally.out_of_range_examples, time, Some(value));
+            }
         }
     }
 }

@@ -302,12 +302,12 @@ pub fn builtin_templates() -> Vec<Template> {
                 ),
             ],
             algorithms: names(&[
-                SIGNAL_SUMMARY,
                 VITALS_REPORT,
                 VITALS_SUMMARY,
                 TREND,
                 ALERTS,
                 NEWS2,
+                SIGNAL_SUMMARY,
             ]),
             max_gap_s: Some(60.0),
             params: AnalysisParams::default(),
@@ -327,12 +327,12 @@ pub fn builtin_templates() -> Vec<Template> {
                 )
             }],
             algorithms: names(&[
-                SIGNAL_SUMMARY,
                 ECG_REPORT,
                 VITALS_SUMMARY,
                 TREND,
                 ECG_BEATS,
                 HRV_TIME,
+                SIGNAL_SUMMARY,
             ]),
             max_gap_s: Some(0.5),
             params: AnalysisParams {

@@ -1,6 +1,15 @@
 //! Algorithms a worker can run on a segment, chosen by the name in the task packet, and the merge
 //! of their per-segment results into one [`Analysis`] (done by the server).
+//!
+//! Every algorithm name stands for a set of [`Components`]; a composite (`vitals-report`,
+//! `ecg-report`) simply switches several on. Each component is a pure per-segment accumulator
+//! plus a merge that, given segments in order, equals one pass over the whole recording.
 
+pub mod alerts;
+pub mod beats;
+pub mod ecg;
+pub mod news2;
+pub mod quality;
 pub mod summary;
 
 use thiserror::Error;
@@ -8,7 +17,10 @@ use thiserror::Error;
 use crate::analysis::Analysis;
 pub use crate::analysis::SegmentResult;
 use crate::processor::{DataProcessor, ValueSink};
-use crate::template::{SIGNAL_SUMMARY, Template};
+use crate::template::{
+    ALERTS, ECG_BEATS, ECG_REPORT, HRV_TIME, NEWS2, SIGNAL_SUMMARY, TREND, Template,
+    VITALS_REPORT, VITALS_SUMMARY,
+};
 
 /// Why segment results cannot be merged.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -25,41 +37,140 @@ pub enum MergeError {
     BadBucketWidth(f64),
 }
 
+/// The parts an algorithm is made of. Data quality is always reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Components {
+    /// Percentiles and time in range per signal (`vitals-summary`).
+    pub summary: bool,
+    pub trend: bool,
+    pub alerts: bool,
+    pub news2: bool,
+    /// R peaks (`ecg-beats`).
+    pub beats: bool,
+    /// HRV time domain (`hrv-time`; needs beats).
+    pub hrv: bool,
+}
+
+impl Components {
+    /// The components of a named algorithm; `None` when this worker does not know it.
+    pub fn of(name: &str) -> Option<Self> {
+        let none = Self::default();
+        Some(match name {
+            SIGNAL_SUMMARY => Self {
+                summary: true,
+                trend: true,
+                ..none
+            },
+            VITALS_SUMMARY => Self {
+                summary: true,
+                ..none
+            },
+            TREND => Self {
+                trend: true,
+                ..none
+            },
+            ALERTS => Self {
+                alerts: true,
+                ..none
+            },
+            NEWS2 => Self {
+                news2: true,
+                ..none
+            },
+            VITALS_REPORT => Self {
+                summary: true,
+                trend: true,
+                alerts: true,
+                news2: true,
+                ..none
+            },
+            ECG_BEATS => Self {
+                beats: true,
+                ..none
+            },
+            HRV_TIME => Self {
+                beats: true,
+                hrv: true,
+                ..none
+            },
+            ECG_REPORT => Self {
+                summary: true,
+                trend: true,
+                beats: true,
+                hrv: true,
+                ..none
+            },
+            _ => return None,
+        })
+    }
+}
+
 /// True when this worker can run `name`.
 pub fn is_implemented(name: &str) -> bool {
-    name == SIGNAL_SUMMARY
+    Components::of(name).is_some()
 }
 
 /// One algorithm at work on one segment: receives valid values from the [`DataProcessor`].
 #[derive(Debug, Clone)]
-pub enum AlgorithmRun {
-    SignalSummary(summary::SignalSummaryRun),
+pub struct AlgorithmRun {
+    name: String,
+    components: Components,
+    summary: summary::SignalSummaryRun,
+    alerts: Option<alerts::AlertsRun>,
+    news2: Option<news2::News2Run>,
 }
 
 impl AlgorithmRun {
     /// Starts `name` for the signals `processor` selected; `None` when the algorithm is unknown.
     pub fn start(name: &str, processor: &DataProcessor) -> Option<Self> {
-        match name {
-            SIGNAL_SUMMARY => Some(Self::SignalSummary(summary::SignalSummaryRun::new(
-                processor.signals().len(),
-                processor.trend_bucket_s(),
-            ))),
-            _ => None,
-        }
+        let components = Components::of(name)?;
+        Some(Self {
+            name: name.to_owned(),
+            components,
+            summary: summary::SignalSummaryRun::new(
+                processor,
+                components.trend,
+                components.summary,
+            ),
+            alerts: components.alerts.then(|| alerts::AlertsRun::new(processor)),
+            news2: components.news2.then(|| news2::News2Run::new(processor)),
+        })
     }
 
-    /// The segment's result once `processor` has visited every row.
+    /// The segment's result once `processor` has visited every row. Fields mean:
+    /// - `rows`: core rows received, duplicates included; `duplicates_removed` and `out_of_order`
+    ///   count core rows only (see `processor` for the exact definitions);
+    /// - `first_time_s`/`last_time_s`: earliest and latest core time, both 0 when there is no core row.
     pub fn finish(self, processor: &DataProcessor) -> SegmentResult {
-        match self {
-            Self::SignalSummary(run) => run.finish(processor),
+        let counts = processor.counts();
+        SegmentResult {
+            algorithm: self.name,
+            rows: counts.rows,
+            duplicates_removed: counts.duplicates_removed,
+            out_of_order: counts.out_of_order,
+            first_time_s: counts.first_time_s.unwrap_or(0.0),
+            last_time_s: counts.last_time_s.unwrap_or(0.0),
+            signals: self.summary.finish(processor),
+            quality: Some(quality::segment(processor)),
+            alerts: self.alerts.map(|run| run.finish(processor)),
+            news2: self.news2.map(news2::News2Run::finish),
+            ecg: self
+                .components
+                .beats
+                .then(|| beats::segment(processor))
+                .flatten(),
         }
     }
 }
 
 impl ValueSink for AlgorithmRun {
     fn valid_value(&mut self, signal: usize, time_s: f64, value: f64) {
-        match self {
-            Self::SignalSummary(run) => run.valid_value(signal, time_s, value),
+        self.summary.valid_value(signal, time_s, value);
+        if let Some(run) = &mut self.alerts {
+            run.valid_value(signal, time_s, value);
+        }
+        if let Some(run) = &mut self.news2 {
+            run.valid_value(signal, time_s, value);
         }
     }
 }
@@ -82,8 +193,18 @@ pub fn merge(
     if !(trend_bucket_s.is_finite() && trend_bucket_s > 0.0) {
         return Err(MergeError::BadBucketWidth(trend_bucket_s));
     }
-    match first.algorithm.as_str() {
-        SIGNAL_SUMMARY => summary::merge(template, segments, trend_bucket_s),
-        other => Err(MergeError::UnknownAlgorithm(other.to_owned())),
+    let components = Components::of(&first.algorithm)
+        .ok_or_else(|| MergeError::UnknownAlgorithm(first.algorithm.clone()))?;
+    let mut analysis = summary::merge(template, segments, trend_bucket_s)?;
+    analysis.quality = Some(quality::merge(template, segments));
+    if components.alerts {
+        analysis.alerts = Some(alerts::merge(template, segments));
     }
+    if components.news2 {
+        analysis.news2 = Some(news2::merge(template, segments, trend_bucket_s));
+    }
+    if components.beats {
+        analysis.ecg = beats::merge(template, segments, components.hrv);
+    }
+    Ok(analysis)
 }

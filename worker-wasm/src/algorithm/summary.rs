@@ -1,12 +1,20 @@
-//! `signal-summary`: per-signal running statistics (Welford) and a bucketed trend for charts,
-//! computed per segment and merged across segments (Chan et al.) into the clinician's summary.
+//! `vitals-summary` and `trend` (together: `signal-summary`): per-signal running statistics
+//! (Welford), exact percentiles from a sparse histogram, time in the normal range, and a bucketed
+//! trend for charts; computed per segment and merged across segments into the clinician's summary.
+//!
+//! Percentiles use the nearest-rank method on values quantised to the signal's resolution: the
+//! p-th percentile of n values is the value of rank ⌈p·n/100⌉ (at least 1) in ascending order.
+//! Histograms add exactly, so merged percentiles equal those of one pass.
 
 use std::collections::BTreeMap;
 
 use super::{MergeError, SegmentResult};
-use crate::analysis::{Analysis, RunningStats, SignalSegment, SignalSummary, Trend, TrendBucket};
+use crate::analysis::{
+    Analysis, LastSample, Percentiles, RangeBand, RunningStats, SignalDistribution,
+    SignalSegment, SignalSummary, TimeInRange, Trend, TrendBucket,
+};
 use crate::processor::{DataProcessor, ValueSink};
-use crate::template::{SIGNAL_SUMMARY, Template};
+use crate::template::Template;
 
 /// Index of the trend bucket holding `time_s`; buckets start at time 0 for the whole recording.
 pub fn bucket_index(time_s: f64, trend_bucket_s: f64) -> i64 {
@@ -14,60 +22,120 @@ pub fn bucket_index(time_s: f64, trend_bucket_s: f64) -> i64 {
     (time_s / trend_bucket_s).floor() as i64
 }
 
+/// Histogram key of `value` at `resolution`.
+pub fn histogram_key(value: f64, resolution: f64) -> i64 {
+    (value / resolution).round() as i64
+}
+
+/// The value a histogram key stands for. Dividing by the integer 1/resolution (10 for 0.1) gives
+/// the correctly rounded decimal (72.5, not 72.50000000000001).
+pub fn key_value(key: i64, resolution: f64) -> f64 {
+    let inverse = (1.0 / resolution).round();
+    if resolution < 1.0 && (inverse * resolution - 1.0).abs() < 1e-12 {
+        key as f64 / inverse
+    } else {
+        key as f64 * resolution
+    }
+}
+
+/// Nearest-rank percentile `p` (0 < p ≤ 100, whole percent) of a sorted sparse histogram.
+pub fn percentile(histogram: &[(i64, u64)], p: u64, resolution: f64) -> Option<f64> {
+    let n: u64 = histogram.iter().map(|(_, count)| count).sum();
+    if n == 0 {
+        return None;
+    }
+    let rank = (p * n).div_ceil(100).max(1);
+    let mut seen = 0;
+    histogram.iter().find_map(|&(key, count)| {
+        seen += count;
+        (seen >= rank).then(|| key_value(key, resolution))
+    })
+}
+
+/// Milliseconds a sample counts for: until the next sample, capped at `max_gap_s`. Whole
+/// milliseconds make the sums exact in any grouping of segments.
+pub fn interval_ms(from_s: f64, to_s: f64, max_gap_s: Option<f64>) -> u64 {
+    let span = to_s - from_s;
+    let span = max_gap_s.map_or(span, |cap| span.min(cap));
+    (span * 1000.0).round().max(0.0) as u64
+}
+
+fn add_time(distribution: &mut SignalDistribution, band: RangeBand, ms: u64) {
+    match band {
+        RangeBand::Below => distribution.below_ms += ms,
+        RangeBand::In => distribution.in_ms += ms,
+        RangeBand::Above => distribution.above_ms += ms,
+    }
+}
+
 /// Accumulates one segment; values arrive in time order, so each signal's current bucket is the
 /// last one in its list.
 #[derive(Debug, Clone)]
 pub struct SignalSummaryRun {
     trend_bucket_s: f64,
+    with_trend: bool,
+    with_distribution: bool,
+    max_gap_s: Option<f64>,
+    bands: Vec<(Option<f64>, Option<f64>, f64)>,
     stats: Vec<RunningStats>,
     trends: Vec<Vec<TrendBucket>>,
+    histograms: Vec<BTreeMap<i64, u64>>,
+    distributions: Vec<SignalDistribution>,
 }
 
 impl SignalSummaryRun {
-    pub fn new(signals: usize, trend_bucket_s: f64) -> Self {
+    pub fn new(processor: &DataProcessor, with_trend: bool, with_distribution: bool) -> Self {
+        let signals = processor.signals();
         Self {
-            trend_bucket_s,
-            stats: vec![RunningStats::EMPTY; signals],
-            trends: vec![Vec::new(); signals],
+            trend_bucket_s: processor.trend_bucket_s(),
+            with_trend,
+            with_distribution,
+            max_gap_s: processor.max_gap_s(),
+            bands: signals
+                .iter()
+                .map(|t| (t.normal_low, t.normal_high, t.resolution))
+                .collect(),
+            stats: vec![RunningStats::EMPTY; signals.len()],
+            trends: vec![Vec::new(); signals.len()],
+            histograms: vec![BTreeMap::new(); signals.len()],
+            distributions: signals
+                .iter()
+                .map(|t| SignalDistribution {
+                    resolution: t.resolution,
+                    histogram: Vec::new(),
+                    below_ms: 0,
+                    in_ms: 0,
+                    above_ms: 0,
+                    first_time_s: None,
+                    last: None,
+                })
+                .collect(),
         }
     }
 
-    /// Builds the segment result. Its fields mean:
-    /// - `rows`: core rows received, duplicates included; `duplicates_removed` and `out_of_order`
-    ///   count core rows only (see `processor` for the exact definitions);
-    /// - `first_time_s`/`last_time_s`: earliest and latest core time, both 0 when there is no core row;
+    /// Per-signal segment results. Fields mean:
     /// - `signals`: the template's signals that the task carries, in template order, each with stats
     ///   (zeros when `n == 0`) and trend buckets in ascending index order.
-    pub fn finish(self, processor: &DataProcessor) -> SegmentResult {
-        let counts = processor.counts();
-        let signals = processor
+    pub fn finish(self, processor: &DataProcessor) -> Vec<SignalSegment> {
+        processor
             .signals()
             .iter()
             .zip(self.stats)
             .zip(self.trends)
-            .map(|((tally, stats), trend)| SignalSegment {
-                name: tally.name.clone(),
-                stats,
-                out_of_range: tally.out_of_range,
-                missing: tally.missing,
-                trend,
-                derived: 0,
-                distribution: None,
+            .zip(self.histograms.into_iter().zip(self.distributions))
+            .map(|(((tally, stats), trend), (histogram, mut distribution))| {
+                distribution.histogram = histogram.into_iter().collect();
+                SignalSegment {
+                    name: tally.name.clone(),
+                    stats,
+                    out_of_range: tally.out_of_range,
+                    missing: tally.missing,
+                    trend,
+                    derived: tally.derived,
+                    distribution: self.with_distribution.then_some(distribution),
+                }
             })
-            .collect();
-        SegmentResult {
-            algorithm: SIGNAL_SUMMARY.to_owned(),
-            rows: counts.rows,
-            duplicates_removed: counts.duplicates_removed,
-            out_of_order: counts.out_of_order,
-            first_time_s: counts.first_time_s.unwrap_or(0.0),
-            last_time_s: counts.last_time_s.unwrap_or(0.0),
-            signals,
-            quality: None,
-            alerts: None,
-            news2: None,
-            ecg: None,
-        }
+            .collect()
     }
 }
 
@@ -78,20 +146,43 @@ impl ValueSink for SignalSummaryRun {
             return;
         };
         stats.push(value);
-        let index = bucket_index(time_s, self.trend_bucket_s);
-        match trend.last_mut() {
-            Some(bucket) if bucket.index == index => bucket.push(value),
-            _ => trend.push(TrendBucket::single(index, value)),
+        if self.with_trend {
+            let index = bucket_index(time_s, self.trend_bucket_s);
+            match trend.last_mut() {
+                Some(bucket) if bucket.index == index => bucket.push(value),
+                _ => trend.push(TrendBucket::single(index, value)),
+            }
+        }
+        if self.with_distribution {
+            let (low, high, resolution) = self.bands[signal];
+            *self.histograms[signal]
+                .entry(histogram_key(value, resolution))
+                .or_insert(0) += 1;
+            let band = match (low, high) {
+                (Some(low), _) if value < low => RangeBand::Below,
+                (_, Some(high)) if value > high => RangeBand::Above,
+                _ => RangeBand::In,
+            };
+            let distribution = &mut self.distributions[signal];
+            if let Some(last) = distribution.last {
+                add_time(
+                    distribution,
+                    last.band,
+                    interval_ms(last.time_s, time_s, self.max_gap_s),
+                );
+            }
+            distribution.first_time_s.get_or_insert(time_s);
+            distribution.last = Some(LastSample { time_s, band });
         }
     }
 }
 
-/// Merges `signal-summary` segments (the caller has checked the algorithm names and bucket width).
-pub(super) fn merge(
+/// Merges the per-signal parts of segments (the caller has checked names and bucket width).
+pub(super) fn merge_signals(
     template: &Template,
     segments: &[SegmentResult],
     trend_bucket_s: f64,
-) -> Result<Analysis, MergeError> {
+) -> Result<Vec<SignalSummary>, MergeError> {
     for segment in segments {
         if let Some(unknown) = segment
             .signals
@@ -101,7 +192,8 @@ pub(super) fn merge(
             return Err(MergeError::UnknownSignal(unknown.name.clone()));
         }
     }
-    let signals = template
+    let max_gap_s = template.max_gap_s.filter(|g| g.is_finite() && *g > 0.0);
+    Ok(template
         .signals
         .iter()
         .filter(|rule| {
@@ -111,9 +203,14 @@ pub(super) fn merge(
         })
         .map(|rule| {
             let mut stats = RunningStats::EMPTY;
-            let (mut out_of_range, mut missing) = (0, 0);
+            let (mut out_of_range, mut missing, mut derived) = (0, 0, 0);
             // BTreeMap: segments may share a boundary bucket, and iteration comes out in index order.
             let mut buckets: BTreeMap<i64, TrendBucket> = BTreeMap::new();
+            let mut histogram: BTreeMap<i64, u64> = BTreeMap::new();
+            let mut times = [0u64; 3];
+            let mut pending: Option<LastSample> = None;
+            let mut resolution = rule.resolution;
+            let mut with_distribution = false;
             for part in segments
                 .iter()
                 .flat_map(|seg| seg.signals.iter().filter(|s| s.name == rule.name))
@@ -121,11 +218,33 @@ pub(super) fn merge(
                 stats = stats.merge(&part.stats);
                 out_of_range += part.out_of_range;
                 missing += part.missing;
+                derived += part.derived;
                 for bucket in &part.trend {
                     buckets
                         .entry(bucket.index)
                         .and_modify(|merged| merged.absorb(bucket))
                         .or_insert(*bucket);
+                }
+                if let Some(distribution) = &part.distribution {
+                    with_distribution = true;
+                    resolution = distribution.resolution;
+                    for &(key, count) in &distribution.histogram {
+                        *histogram.entry(key).or_insert(0) += count;
+                    }
+                    let slot = |band| match band {
+                        RangeBand::Below => 0,
+                        RangeBand::In => 1,
+                        RangeBand::Above => 2,
+                    };
+                    if let (Some(open), Some(first)) = (pending, distribution.first_time_s) {
+                        times[slot(open.band)] += interval_ms(open.time_s, first, max_gap_s);
+                    }
+                    times[0] += distribution.below_ms;
+                    times[1] += distribution.in_ms;
+                    times[2] += distribution.above_ms;
+                    if distribution.last.is_some() {
+                        pending = distribution.last;
+                    }
                 }
             }
             let mut trend = Trend::default();
@@ -135,6 +254,14 @@ pub(super) fn merge(
                 trend.mean.push(bucket.sum / bucket.n as f64);
                 trend.max.push(bucket.max);
             }
+            let histogram: Vec<(i64, u64)> = histogram.into_iter().collect();
+            let percentiles = (|| {
+                Some(Percentiles {
+                    p5: percentile(&histogram, 5, resolution)?,
+                    median: percentile(&histogram, 50, resolution)?,
+                    p95: percentile(&histogram, 95, resolution)?,
+                })
+            })();
             let seen = stats.n > 0;
             SignalSummary {
                 name: rule.name.clone(),
@@ -147,17 +274,35 @@ pub(super) fn merge(
                 out_of_range,
                 missing,
                 trend,
-                derived: 0,
-                percentiles: None,
-                time_in_range: None,
+                derived,
+                percentiles,
+                time_in_range: (with_distribution && seen).then(|| TimeInRange {
+                    normal_low: rule.normal_low,
+                    normal_high: rule.normal_high,
+                    below_s: times[0] as f64 / 1000.0,
+                    in_s: times[1] as f64 / 1000.0,
+                    above_s: times[2] as f64 / 1000.0,
+                }),
             }
         })
-        .collect();
+        .collect())
+}
+
+/// The base of every analysis: counts, duration and the per-signal summaries.
+pub(super) fn merge(
+    template: &Template,
+    segments: &[SegmentResult],
+    trend_bucket_s: f64,
+) -> Result<Analysis, MergeError> {
+    let signals = merge_signals(template, segments, trend_bucket_s)?;
     let with_rows = || segments.iter().filter(|seg| seg.rows > 0);
     let first = with_rows().map(|seg| seg.first_time_s).reduce(f64::min);
     let last = with_rows().map(|seg| seg.last_time_s).reduce(f64::max);
     Ok(Analysis {
-        algorithm: SIGNAL_SUMMARY.to_owned(),
+        algorithm: segments
+            .first()
+            .map(|seg| seg.algorithm.clone())
+            .unwrap_or_default(),
         segments: u32::try_from(segments.len()).unwrap_or(u32::MAX),
         rows: segments.iter().map(|seg| seg.rows).sum(),
         duplicates_removed: segments.iter().map(|seg| seg.duplicates_removed).sum(),
@@ -181,7 +326,7 @@ mod tests {
     use super::*;
     use crate::algorithm::{self, AlgorithmRun};
     use crate::protocol::{SignalColumn, TaskData};
-    use crate::template::builtin_templates;
+    use crate::template::{SIGNAL_SUMMARY, builtin_templates};
 
     const BUCKET_S: f64 = 10.0;
 

@@ -1,0 +1,135 @@
+//! `alerts`: sustained threshold breaches (tachycardia, hypoxaemia, …) from the template's alert
+//! rules.
+//!
+//! A *run* is a chain of breaching samples of one rule in which consecutive breaching samples are
+//! at most `alert_bridge_s` apart; normal or missing values in between do not break it, so a few
+//! seconds of interruption inside an episode keep it whole. A run is an alert when the time from
+//! its first to its last breaching sample reaches the rule's `min_duration_s` (a one-second
+//! artifact lasts 0 s and raises nothing). Segments keep their first and last run of each rule
+//! whatever their length, so the merge can join runs that span a cut before filtering.
+
+use crate::analysis::{Alert, AlertRun, AlertsReport, AlertsSegment, SegmentResult};
+use crate::processor::{DataProcessor, ValueSink};
+use crate::template::{AlertRule, Template};
+
+/// Accumulates the runs of one segment.
+#[derive(Debug, Clone)]
+pub struct AlertsRun {
+    rules: Vec<AlertRule>,
+    bridge_s: f64,
+    /// Rule indices per processor signal.
+    by_signal: Vec<Vec<usize>>,
+    /// Closed runs per rule, then the open one.
+    runs: Vec<Vec<AlertRun>>,
+}
+
+impl AlertsRun {
+    pub fn new(processor: &DataProcessor) -> Self {
+        let params = processor.params();
+        let by_signal = processor
+            .signals()
+            .iter()
+            .map(|tally| {
+                params
+                    .alerts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, rule)| rule.signal == tally.name)
+                    .map(|(index, _)| index)
+                    .collect()
+            })
+            .collect();
+        Self {
+            rules: params.alerts.clone(),
+            bridge_s: params.alert_bridge_s,
+            by_signal,
+            runs: vec![Vec::new(); params.alerts.len()],
+        }
+    }
+
+    /// Runs grouped by rule; interior runs shorter than their rule's minimum are dropped.
+    pub fn finish(self, _processor: &DataProcessor) -> AlertsSegment {
+        let mut kept = Vec::new();
+        for (index, runs) in self.runs.into_iter().enumerate() {
+            let last = runs.len().saturating_sub(1);
+            let min = self.rules[index].min_duration_s;
+            kept.extend(
+                runs.into_iter()
+                    .enumerate()
+                    .filter(|(i, run)| *i == 0 || *i == last || run.end_s - run.start_s >= min)
+                    .map(|(_, run)| run),
+            );
+        }
+        AlertsSegment { runs: kept }
+    }
+}
+
+/// Adds `next` (later in time) to the chain ending with `runs`' last run, or starts a new run.
+fn extend(runs: &mut Vec<AlertRun>, next: AlertRun, rule: &AlertRule, bridge_s: f64) {
+    match runs.last_mut() {
+        Some(open) if next.start_s - open.end_s <= bridge_s => {
+            open.end_s = next.end_s;
+            if rule.is_worse(next.worst_value, open.worst_value) {
+                open.worst_value = next.worst_value;
+                open.worst_time_s = next.worst_time_s;
+            }
+        }
+        _ => runs.push(next),
+    }
+}
+
+impl ValueSink for AlertsRun {
+    fn valid_value(&mut self, signal: usize, time_s: f64, value: f64) {
+        let Some(rules) = self.by_signal.get(signal) else {
+            return;
+        };
+        for &index in rules {
+            let rule = &self.rules[index];
+            if rule.is_breached_by(value) {
+                let sample = AlertRun {
+                    rule: index as u32,
+                    start_s: time_s,
+                    end_s: time_s,
+                    worst_value: value,
+                    worst_time_s: time_s,
+                };
+                extend(&mut self.runs[index], sample, rule, self.bridge_s);
+            }
+        }
+    }
+}
+
+/// Joins runs across cuts, keeps those lasting at least their rule's minimum, in start order.
+pub fn merge(template: &Template, segments: &[SegmentResult]) -> AlertsReport {
+    let params = &template.params;
+    let mut alerts = Vec::new();
+    for (index, rule) in params.alerts.iter().enumerate() {
+        let mut runs: Vec<AlertRun> = Vec::new();
+        for run in segments
+            .iter()
+            .filter_map(|seg| seg.alerts.as_ref())
+            .flat_map(|section| section.runs.iter())
+            .filter(|run| run.rule as usize == index)
+        {
+            extend(&mut runs, *run, rule, params.alert_bridge_s);
+        }
+        alerts.extend(
+            runs.into_iter()
+                .filter(|run| run.end_s - run.start_s >= rule.min_duration_s)
+                .map(|run| Alert {
+                    kind: rule.kind.clone(),
+                    signal: rule.signal.clone(),
+                    condition: rule.condition,
+                    threshold: rule.threshold,
+                    start_s: run.start_s,
+                    end_s: run.end_s,
+                    duration_s: run.end_s - run.start_s,
+                    worst_value: run.worst_value,
+                    worst_time_s: run.worst_time_s,
+                }),
+        );
+    }
+    // Stable: equal starts stay in rule order.
+    alerts.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    AlertsReport { alerts }
+}

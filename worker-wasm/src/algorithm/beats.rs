@@ -1,0 +1,160 @@
+//! `ecg-beats` and `hrv-time`: runs the ECG core (`algorithm::ecg`, pure functions) on a segment
+//! and merges the beats of all segments into one beat list, so HRV over segments equals one pass.
+//!
+//! Per segment the detector sees the whole task window (core plus the ≥ 3 s of overlap context the
+//! server sends on each side) and only peaks whose sample lies in the core are kept. The merge
+//! concatenates beat times in segment order (dropping a repeated time at a boundary) and runs
+//! `nn_intervals` and `hrv_time` on the whole list.
+
+use super::ecg::{self, RejectReason};
+use crate::analysis::{
+    EcgReport, EcgSegment, EcgStrip, HrvTable, RejectedBeatView, RejectedReason, SegmentResult,
+};
+use crate::processor::DataProcessor;
+use crate::template::Template;
+
+/// The ECG section of one segment; `None` when the task has no `ecg` column.
+pub fn segment(processor: &DataProcessor) -> Option<EcgSegment> {
+    let data = processor.data();
+    let tally = processor.signals().iter().find(|t| t.name == "ecg")?;
+    let column = &data.signals.iter().find(|c| c.name == "ecg")?.values;
+    // Kept rows in time order; an unusable cell holds the previous usable value, so the detector
+    // sees a continuous trace.
+    let mut rows: Vec<usize> = Vec::with_capacity(data.time_s.len());
+    for row in processor.rows_in_time_order() {
+        if rows.last().is_none_or(|&last| data.time_s[last] != data.time_s[row]) {
+            rows.push(row);
+        }
+    }
+    let mut held = 0.0;
+    let samples: Vec<f64> = rows
+        .iter()
+        .map(|&row| {
+            if let Some(value) = column[row].filter(|v| tally.accepts(*v)) {
+                held = value;
+            }
+            held
+        })
+        .collect();
+    let fs_hz = match (rows.first(), rows.last()) {
+        (Some(&first), Some(&last)) if rows.len() > 1 && data.time_s[last] > data.time_s[first] => {
+            (rows.len() - 1) as f64 / (data.time_s[last] - data.time_s[first])
+        }
+        _ => 0.0,
+    };
+    let core = data.core_start..data.core_end;
+    let detection = ecg::detect_r_peaks(&samples, fs_hz);
+    let beat_times_s = detection
+        .r_peaks
+        .iter()
+        .filter_map(|&index| rows.get(index))
+        .filter(|row| core.contains(row))
+        .map(|&row| data.time_s[row])
+        .collect();
+    let params = &processor.params().ecg;
+    let step = params.strip_s / f64::from(params.strip_max_points.max(1));
+    let mut strip: Vec<(f64, f64)> = Vec::new();
+    let mut last_bucket = None;
+    for (position, &row) in rows.iter().enumerate() {
+        let time = data.time_s[row];
+        if !core.contains(&row) || !(0.0..params.strip_s).contains(&time) {
+            continue;
+        }
+        let bucket = (time / step).floor() as i64;
+        if last_bucket != Some(bucket) {
+            last_bucket = Some(bucket);
+            strip.push((time, samples[position]));
+        }
+    }
+    Some(EcgSegment {
+        fs_hz,
+        samples: rows.iter().filter(|row| core.contains(row)).count() as u64,
+        signal_quality: detection.signal_quality,
+        beat_times_s,
+        strip,
+    })
+}
+
+/// Merges the segments' beats; HRV only when `with_hrv`. `None` when no segment had ECG.
+pub fn merge(template: &Template, segments: &[SegmentResult], with_hrv: bool) -> Option<EcgReport> {
+    let parts: Vec<&EcgSegment> = segments.iter().filter_map(|s| s.ecg.as_ref()).collect();
+    if parts.is_empty() {
+        return None;
+    }
+    let params = &template.params.ecg;
+    let mut beats: Vec<f64> = Vec::new();
+    let mut strip = EcgStrip::default();
+    let step = params.strip_s / f64::from(params.strip_max_points.max(1));
+    let mut last_bucket = None;
+    for part in &parts {
+        for &time in &part.beat_times_s {
+            if beats.last().is_none_or(|&last| time > last) {
+                beats.push(time);
+            }
+        }
+        for &(time, value) in &part.strip {
+            let bucket = (time / step).floor() as i64;
+            if last_bucket.is_none_or(|last| bucket > last) {
+                last_bucket = Some(bucket);
+                strip.time_s.push(time);
+                strip.values.push(value);
+            }
+        }
+    }
+    let series = ecg::nn_intervals(&beats);
+    let samples: u64 = parts.iter().map(|p| p.samples).sum();
+    let signal_quality = if samples == 0 {
+        0.0
+    } else {
+        parts
+            .iter()
+            .map(|p| p.signal_quality * p.samples as f64)
+            .sum::<f64>()
+            / samples as f64
+    };
+    strip.beat_times_s = beats
+        .iter()
+        .copied()
+        .filter(|t| *t < params.strip_s)
+        .collect();
+    strip.rejected_times_s = series
+        .rejected
+        .iter()
+        .map(|r| r.time_s)
+        .filter(|t| *t < params.strip_s)
+        .collect();
+    let hrv = with_hrv
+        .then(|| ecg::hrv_time(&series.nn_ms))
+        .flatten()
+        .map(|h| HrvTable {
+            nn_count: h.nn_count as u64,
+            mean_nn_ms: h.mean_nn_ms,
+            mean_hr_bpm: h.mean_hr_bpm,
+            sdnn_ms: h.sdnn_ms,
+            rmssd_ms: h.rmssd_ms,
+            pnn50_pct: h.pnn50_pct,
+        });
+    Some(EcgReport {
+        fs_hz: parts
+            .iter()
+            .find(|p| p.samples > 0)
+            .map_or(0.0, |p| p.fs_hz),
+        beats: beats.len() as u64,
+        rejected_beats: series.rejected.len() as u64,
+        rejected: series
+            .rejected
+            .iter()
+            .take(EcgReport::REJECTED_LIST_MAX)
+            .map(|r| RejectedBeatView {
+                time_s: r.time_s,
+                reason: match r.reason {
+                    RejectReason::Ectopic => RejectedReason::Ectopic,
+                    RejectReason::Artifact => RejectedReason::Artifact,
+                },
+            })
+            .collect(),
+        hrv,
+        signal_quality,
+        strip,
+    })
+}

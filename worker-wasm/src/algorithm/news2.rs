@@ -1,0 +1,303 @@
+//! `news2`: the National Early Warning Score 2 (Royal College of Physicians, 2017) over time.
+//!
+//! Scored parameters: respiration rate, SpO2 (scale 1), systolic BP, pulse and temperature;
+//! consciousness is assumed Alert and the patient on air (both score 0). At every moment each
+//! parameter contributes its latest value measured within the last `window_s` (default 5 min); a
+//! moment is scored when at least `min_parameters` (default 3) are current, with the aggregate
+//! of those present.
+//!
+//! Non-integer inputs: RR, SpO2, SBP and pulse are rounded to the nearest whole number (halves
+//! away from zero) before banding, temperature to the nearest 0.1 °C — the resolutions of the
+//! chart's bands — so 20.4 /min scores as 20 and 38.04 °C as 38.0.
+//!
+//! Bands: *high* at an aggregate ≥ 7, *medium* at 5–6, *low-medium* at 0–4 with any single
+//! parameter scoring 3 (the "red score"), otherwise *low*.
+//!
+//! Mergeable: a segment sends, per parameter, runs of equal sub-scores (a run breaks when the score
+//! changes or samples are more than the window apart); the merge joins runs across cuts with the
+//! same rule and computes the aggregate as a step function in whole milliseconds, so band times
+//! are exact sums.
+
+use crate::analysis::{
+    News2Band, News2BandTimes, News2Parameter, News2Report, News2Segment, News2Series,
+    SegmentResult, SubscoreRun, SubscoreRuns,
+};
+use crate::processor::{DataProcessor, ValueSink};
+use crate::template::Template;
+
+impl News2Parameter {
+    pub const ALL: [Self; 5] = [
+        Self::RespirationRate,
+        Self::Spo2Scale1,
+        Self::SystolicBp,
+        Self::Pulse,
+        Self::Temperature,
+    ];
+
+    /// The template signal the parameter is read from.
+    pub fn signal(self) -> &'static str {
+        match self {
+            Self::RespirationRate => "rr",
+            Self::Spo2Scale1 => "spo2",
+            Self::SystolicBp => "sbp",
+            Self::Pulse => "hr",
+            Self::Temperature => "temp",
+        }
+    }
+
+    /// The parameter's NEWS2 sub-score (0–3) for a measured value.
+    pub fn score(self, value: f64) -> u8 {
+        let whole = value.round();
+        match self {
+            Self::RespirationRate => match whole {
+                v if v <= 8.0 => 3,
+                v if v <= 11.0 => 1,
+                v if v <= 20.0 => 0,
+                v if v <= 24.0 => 2,
+                _ => 3,
+            },
+            Self::Spo2Scale1 => match whole {
+                v if v <= 91.0 => 3,
+                v if v <= 93.0 => 2,
+                v if v <= 95.0 => 1,
+                _ => 0,
+            },
+            Self::SystolicBp => match whole {
+                v if v <= 90.0 => 3,
+                v if v <= 100.0 => 2,
+                v if v <= 110.0 => 1,
+                v if v <= 219.0 => 0,
+                _ => 3,
+            },
+            Self::Pulse => match whole {
+                v if v <= 40.0 => 3,
+                v if v <= 50.0 => 1,
+                v if v <= 90.0 => 0,
+                v if v <= 110.0 => 1,
+                v if v <= 130.0 => 2,
+                _ => 3,
+            },
+            Self::Temperature => match (value * 10.0).round() {
+                tenths if tenths <= 350.0 => 3,
+                tenths if tenths <= 360.0 => 1,
+                tenths if tenths <= 380.0 => 0,
+                tenths if tenths <= 390.0 => 1,
+                _ => 2,
+            },
+        }
+    }
+}
+
+impl News2Band {
+    /// The clinical risk band of an aggregate score, given whether any parameter scored 3.
+    pub fn of(aggregate: u32, any_red: bool) -> Self {
+        match aggregate {
+            7.. => Self::High,
+            5..=6 => Self::Medium,
+            _ if any_red => Self::LowMedium,
+            _ => Self::Low,
+        }
+    }
+}
+
+/// Accumulates the sub-score runs of one segment.
+#[derive(Debug, Clone)]
+pub struct News2Run {
+    window_s: f64,
+    /// NEWS2 parameter per processor signal.
+    parameter_of: Vec<Option<News2Parameter>>,
+    runs: Vec<SubscoreRuns>,
+}
+
+impl News2Run {
+    pub fn new(processor: &DataProcessor) -> Self {
+        let parameter_of: Vec<Option<News2Parameter>> = processor
+            .signals()
+            .iter()
+            .map(|tally| {
+                News2Parameter::ALL
+                    .into_iter()
+                    .find(|p| p.signal() == tally.name)
+            })
+            .collect();
+        let mut present: Vec<News2Parameter> = parameter_of.iter().flatten().copied().collect();
+        present.sort();
+        Self {
+            window_s: processor.params().news2.window_s,
+            parameter_of,
+            runs: present
+                .into_iter()
+                .map(|parameter| SubscoreRuns {
+                    parameter,
+                    runs: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn finish(self) -> News2Segment {
+        News2Segment {
+            parameters: self.runs,
+        }
+    }
+}
+
+fn extend(runs: &mut Vec<SubscoreRun>, next: SubscoreRun, window_s: f64) {
+    match runs.last_mut() {
+        Some(open) if open.score == next.score && next.start_s - open.last_s <= window_s => {
+            open.last_s = next.last_s;
+        }
+        _ => runs.push(next),
+    }
+}
+
+impl ValueSink for News2Run {
+    fn valid_value(&mut self, signal: usize, time_s: f64, value: f64) {
+        let Some(Some(parameter)) = self.parameter_of.get(signal) else {
+            return;
+        };
+        if let Some(entry) = self.runs.iter_mut().find(|r| r.parameter == *parameter) {
+            let sample = SubscoreRun {
+                start_s: time_s,
+                last_s: time_s,
+                score: parameter.score(value),
+            };
+            extend(&mut entry.runs, sample, self.window_s);
+        }
+    }
+}
+
+fn ms(time_s: f64) -> i64 {
+    (time_s * 1000.0).round() as i64
+}
+
+/// A parameter's sub-score on `[from_ms, to_ms)`.
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    from_ms: i64,
+    to_ms: i64,
+    score: u8,
+}
+
+/// Computes band times and the chart series from the segments' runs.
+pub fn merge(template: &Template, segments: &[SegmentResult], trend_bucket_s: f64) -> News2Report {
+    let params = &template.params.news2;
+    let window_ms = ms(params.window_s).max(0);
+    let pieces: Vec<Vec<Piece>> = News2Parameter::ALL
+        .into_iter()
+        .map(|parameter| {
+            let mut runs: Vec<SubscoreRun> = Vec::new();
+            for run in segments
+                .iter()
+                .filter_map(|seg| seg.news2.as_ref())
+                .flat_map(|section| section.parameters.iter())
+                .filter(|entry| entry.parameter == parameter)
+                .flat_map(|entry| entry.runs.iter())
+            {
+                extend(&mut runs, *run, params.window_s);
+            }
+            // A value holds until the window after its run's last sample, or the next run.
+            let mut pieces: Vec<Piece> = Vec::with_capacity(runs.len());
+            for (i, run) in runs.iter().enumerate() {
+                let mut to_ms = ms(run.last_s) + window_ms;
+                if let Some(next) = runs.get(i + 1) {
+                    to_ms = to_ms.min(ms(next.start_s));
+                }
+                let from_ms = ms(run.start_s);
+                if to_ms > from_ms {
+                    pieces.push(Piece {
+                        from_ms,
+                        to_ms,
+                        score: run.score,
+                    });
+                }
+            }
+            pieces
+        })
+        .collect();
+
+    let mut boundaries: Vec<i64> = pieces
+        .iter()
+        .flatten()
+        .flat_map(|p| [p.from_ms, p.to_ms])
+        .collect();
+    boundaries.sort_unstable();
+    boundaries.dedup();
+
+    let bucket_ms = ms(trend_bucket_s).max(1);
+    let mut times_ms = [0i64; 5];
+    let (mut max_score, mut max_score_time): (Option<u32>, Option<f64>) = (None, None);
+    // Worst score per chart bucket, keyed by bucket index (buckets visited in ascending order).
+    let mut buckets: Vec<(i64, Option<(u32, bool)>)> = Vec::new();
+    let mut cursor = vec![0usize; pieces.len()];
+    for span in boundaries.windows(2) {
+        let (from, to) = (span[0], span[1]);
+        let (mut current, mut aggregate, mut any_red) = (0u32, 0u32, false);
+        for (parameter, list) in pieces.iter().enumerate() {
+            while cursor[parameter] < list.len() && list[cursor[parameter]].to_ms <= from {
+                cursor[parameter] += 1;
+            }
+            if let Some(piece) = list.get(cursor[parameter]) {
+                if piece.from_ms <= from {
+                    current += 1;
+                    aggregate += u32::from(piece.score);
+                    any_red |= piece.score == 3;
+                }
+            }
+        }
+        let scored = current >= params.min_parameters.max(1);
+        let slot = if !scored {
+            0
+        } else {
+            match News2Band::of(aggregate, any_red) {
+                News2Band::Low => 1,
+                News2Band::LowMedium => 2,
+                News2Band::Medium => 3,
+                News2Band::High => 4,
+            }
+        };
+        times_ms[slot] += to - from;
+        if scored && max_score.is_none_or(|max| aggregate > max) {
+            max_score = Some(aggregate);
+            max_score_time = Some(from as f64 / 1000.0);
+        }
+        let first_bucket = from.div_euclid(bucket_ms);
+        let last_bucket = (to - 1).div_euclid(bucket_ms);
+        for index in first_bucket..=last_bucket {
+            let value = scored.then_some((aggregate, any_red));
+            match buckets.last_mut() {
+                Some((last, worst)) if *last == index => {
+                    if let Some((score, red)) = value {
+                        if worst.is_none_or(|(w, r)| (score, red) > (w, r)) {
+                            *worst = Some((score, red));
+                        }
+                    }
+                }
+                _ => buckets.push((index, value)),
+            }
+        }
+    }
+    let mut series = News2Series::default();
+    for (index, worst) in buckets {
+        series.time_s.push(index as f64 * trend_bucket_s);
+        series.score.push(worst.map(|(score, _)| score));
+        series
+            .band
+            .push(worst.map(|(score, red)| News2Band::of(score, red)));
+    }
+    let seconds = |slot: usize| times_ms[slot] as f64 / 1000.0;
+    News2Report {
+        window_s: params.window_s,
+        min_parameters: params.min_parameters,
+        time_in_band: News2BandTimes {
+            unscored_s: seconds(0),
+            low_s: seconds(1),
+            low_medium_s: seconds(2),
+            medium_s: seconds(3),
+            high_s: seconds(4),
+        },
+        max_score,
+        max_score_time_s: max_score_time,
+        series,
+    }
+}
