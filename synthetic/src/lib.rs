@@ -337,19 +337,24 @@ fn plan_events(rng: &mut Rng, config: &VitalsConfig) -> (Vec<(f64, f64)>, Vec<Ep
         is_gap.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
     for (i, gap) in is_gap.into_iter().enumerate() {
+        let kind = (!gap).then(|| EpisodeKind::ALL[(rng.next_u64() % 6) as usize]);
         // Whole seconds keep the row count exact: a row at second s is dropped when from <= s < to.
-        let (low, high): (f64, f64) = if gap { (120.0, 300.0) } else { (120.0, 600.0) };
+        // Fevers last at least 6 minutes, longer than the 5-minute minimum of a fever alert.
+        let (low, high): (f64, f64) = match kind {
+            None => (120.0, 300.0),
+            Some(EpisodeKind::Fever) => (360.0, 600.0),
+            Some(_) => (120.0, 600.0),
+        };
         let length = rng.range(low, high.min(slot - 60.0)).round();
         let start = (i as f64 * slot + rng.range(30.0, (slot - length - 30.0).max(30.0))).round();
-        if gap {
-            gaps.push((start, start + length));
-        } else {
-            let kind = EpisodeKind::ALL[(rng.next_u64() % 6) as usize];
+        if let Some(kind) = kind {
             episodes.push(Episode {
                 kind,
                 start_s: start,
                 end_s: start + length,
             });
+        } else {
+            gaps.push((start, start + length));
         }
     }
     (gaps, episodes)

@@ -117,10 +117,7 @@ impl SignalTally {
             found.push(RuleViolation {
                 signal: self.name.clone(),
                 rule: RuleKind::OutOfRange,
-                description: format!(
-                    "{} out of range [{}, {}]",
-                    self.name, self.min, self.max
-                ),
+                description: format!("{} out of range [{}, {}]", self.name, self.min, self.max),
                 rows: self.out_of_range,
                 examples: self.out_of_range_examples.clone(),
             });

@@ -22,7 +22,10 @@ pub fn segment(processor: &DataProcessor) -> Option<EcgSegment> {
     // sees a continuous trace.
     let mut rows: Vec<usize> = Vec::with_capacity(data.time_s.len());
     for row in processor.rows_in_time_order() {
-        if rows.last().is_none_or(|&last| data.time_s[last] != data.time_s[row]) {
+        if rows
+            .last()
+            .is_none_or(|&last| data.time_s[last] != data.time_s[row])
+        {
             rows.push(row);
         }
     }

@@ -18,8 +18,8 @@ use crate::analysis::Analysis;
 pub use crate::analysis::SegmentResult;
 use crate::processor::{DataProcessor, ValueSink};
 use crate::template::{
-    ALERTS, ECG_BEATS, ECG_REPORT, HRV_TIME, NEWS2, SIGNAL_SUMMARY, TREND, Template,
-    VITALS_REPORT, VITALS_SUMMARY,
+    ALERTS, ECG_BEATS, ECG_REPORT, HRV_TIME, NEWS2, SIGNAL_SUMMARY, TREND, Template, VITALS_REPORT,
+    VITALS_SUMMARY,
 };
 
 /// Why segment results cannot be merged.

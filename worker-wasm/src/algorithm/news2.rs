@@ -301,3 +301,136 @@ pub fn merge(template: &Template, segments: &[SegmentResult], trend_bucket_s: f6
         series,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use News2Parameter::*;
+
+    fn scores(parameter: News2Parameter, cases: &[(f64, u8)]) {
+        for &(value, expected) in cases {
+            assert_eq!(
+                parameter.score(value),
+                expected,
+                "{parameter:?} at {value} should score {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn respiration_rate_scores_every_band_edge_of_the_chart() {
+        scores(
+            RespirationRate,
+            &[
+                (8.0, 3),
+                (9.0, 1),
+                (11.0, 1),
+                (12.0, 0),
+                (20.0, 0),
+                (21.0, 2),
+                (24.0, 2),
+                (25.0, 3),
+            ],
+        );
+    }
+
+    #[test]
+    fn spo2_scale_1_scores_every_band_edge_of_the_chart() {
+        scores(
+            Spo2Scale1,
+            &[
+                (91.0, 3),
+                (92.0, 2),
+                (93.0, 2),
+                (94.0, 1),
+                (95.0, 1),
+                (96.0, 0),
+                (100.0, 0),
+            ],
+        );
+    }
+
+    #[test]
+    fn systolic_bp_scores_every_band_edge_of_the_chart() {
+        scores(
+            SystolicBp,
+            &[
+                (90.0, 3),
+                (91.0, 2),
+                (100.0, 2),
+                (101.0, 1),
+                (110.0, 1),
+                (111.0, 0),
+                (219.0, 0),
+                (220.0, 3),
+            ],
+        );
+    }
+
+    #[test]
+    fn pulse_scores_every_band_edge_of_the_chart() {
+        scores(
+            Pulse,
+            &[
+                (40.0, 3),
+                (41.0, 1),
+                (50.0, 1),
+                (51.0, 0),
+                (90.0, 0),
+                (91.0, 1),
+                (110.0, 1),
+                (111.0, 2),
+                (130.0, 2),
+                (131.0, 3),
+            ],
+        );
+    }
+
+    #[test]
+    fn temperature_scores_every_band_edge_of_the_chart() {
+        scores(
+            Temperature,
+            &[
+                (35.0, 3),
+                (35.1, 1),
+                (36.0, 1),
+                (36.1, 0),
+                (38.0, 0),
+                (38.1, 1),
+                (39.0, 1),
+                (39.1, 2),
+            ],
+        );
+    }
+
+    #[test]
+    fn non_integer_inputs_are_rounded_to_the_chart_resolution_before_banding() {
+        scores(RespirationRate, &[(20.4, 0), (20.6, 2), (8.4, 3), (8.6, 1)]);
+        scores(Spo2Scale1, &[(95.4, 1), (95.6, 0)]);
+        scores(SystolicBp, &[(90.4, 3), (90.6, 2), (219.4, 0), (219.6, 3)]);
+        scores(Pulse, &[(90.4, 0), (90.6, 1), (130.4, 2), (130.6, 3)]);
+        scores(
+            Temperature,
+            &[
+                (35.04, 3),
+                (35.06, 1),
+                (38.04, 0),
+                (38.06, 1),
+                (39.04, 1),
+                (39.06, 2),
+            ],
+        );
+    }
+
+    #[test]
+    fn bands_follow_the_aggregate_and_the_red_score_rule() {
+        assert_eq!(News2Band::of(0, false), News2Band::Low);
+        assert_eq!(News2Band::of(4, false), News2Band::Low);
+        assert_eq!(News2Band::of(3, true), News2Band::LowMedium);
+        assert_eq!(News2Band::of(4, true), News2Band::LowMedium);
+        assert_eq!(News2Band::of(5, false), News2Band::Medium);
+        assert_eq!(News2Band::of(6, true), News2Band::Medium);
+        assert_eq!(News2Band::of(7, false), News2Band::High);
+        assert_eq!(News2Band::of(15, true), News2Band::High);
+    }
+}

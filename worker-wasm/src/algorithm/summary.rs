@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use super::{MergeError, SegmentResult};
 use crate::analysis::{
-    Analysis, LastSample, Percentiles, RangeBand, RunningStats, SignalDistribution,
-    SignalSegment, SignalSummary, TimeInRange, Trend, TrendBucket,
+    Analysis, LastSample, Percentiles, RangeBand, RunningStats, SignalDistribution, SignalSegment,
+    SignalSummary, TimeInRange, Trend, TrendBucket,
 };
 use crate::processor::{DataProcessor, ValueSink};
 use crate::template::Template;
@@ -483,5 +483,42 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod percentile_tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentile_takes_the_value_of_rank_ceiling_p_n_over_100() {
+        // Values 1..=20 at resolution 1.
+        let histogram: Vec<(i64, u64)> = (1..=20).map(|k| (k, 1)).collect();
+        assert_eq!(percentile(&histogram, 5, 1.0), Some(1.0)); // rank ⌈1⌉ = 1
+        assert_eq!(percentile(&histogram, 50, 1.0), Some(10.0)); // rank 10
+        assert_eq!(percentile(&histogram, 95, 1.0), Some(19.0)); // rank 19
+        assert_eq!(percentile(&histogram, 100, 1.0), Some(20.0));
+        // Three values: the median is the second; p5 and p95 are the first and third.
+        let three = [(700, 1), (725, 1), (900, 1)];
+        assert_eq!(percentile(&three, 50, 0.1), Some(72.5));
+        assert_eq!(percentile(&three, 5, 0.1), Some(70.0));
+        assert_eq!(percentile(&three, 95, 0.1), Some(90.0));
+        assert_eq!(percentile(&[], 50, 0.1), None);
+    }
+
+    #[test]
+    fn histogram_keys_quantise_to_the_resolution() {
+        assert_eq!(histogram_key(72.54, 0.1), 725);
+        assert_eq!(histogram_key(-0.0004, 0.001), 0);
+        assert_eq!(key_value(725, 0.1), 72.5);
+        assert_eq!(key_value(-1234, 0.001), -1.234);
+        assert_eq!(key_value(7, 5.0), 35.0);
+    }
+
+    #[test]
+    fn a_sample_counts_until_the_next_one_capped_at_the_maximum_gap() {
+        assert_eq!(interval_ms(10.0, 11.0, Some(60.0)), 1000);
+        assert_eq!(interval_ms(10.0, 200.0, Some(60.0)), 60_000);
+        assert_eq!(interval_ms(10.0, 200.0, None), 190_000);
     }
 }
