@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod large;
 mod m20261126_000001_create_accounts;
 mod m20261126_000002_create_files_and_jobs;
+mod m20261126_000003_create_templates;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_create_accounts::Migration),
             Box::new(m20261126_000002_create_files_and_jobs::Migration),
+            Box::new(m20261126_000003_create_templates::Migration),
         ]
     }
 }

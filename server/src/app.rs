@@ -8,11 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use vitalgrid_migrations::{Migrator, MigratorTrait};
-use vitalgrid_worker::template::{builtin_templates, Template};
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::scheduler::SenderCore;
+use crate::templates::TemplateStore;
 
 #[derive(Clone, Debug)]
 pub struct AppState(Arc<App>);
@@ -22,7 +22,7 @@ pub struct App {
     pub db: DatabaseConnection,
     pub config: Config,
     pub clock: Arc<dyn Clock>,
-    pub templates: Vec<Template>,
+    pub templates: Arc<TemplateStore>,
     pub scheduler: Arc<SenderCore>,
 }
 
@@ -34,20 +34,17 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Assembles the state and starts the scheduler's background sweep.
-    pub fn start(db: DatabaseConnection, config: Config, clock: Arc<dyn Clock>) -> Self {
-        let templates = builtin_templates();
+    /// Assembles the state (seeding the built-in templates on a new database) and starts the
+    /// scheduler's background sweep.
+    pub async fn start(db: DatabaseConnection, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let templates = Arc::new(TemplateStore::open(db.clone(), clock.now_ms()).await.context("loading templates")?);
         let scheduler = SenderCore::start(
             db.clone(),
             config.scheduler.clone(),
             clock.clone(),
-            templates.clone(),
+            Arc::clone(&templates),
         );
-        Self(Arc::new(App { db, config, clock, templates, scheduler }))
-    }
-
-    pub fn template(&self, id: &str, version: u32) -> Option<&Template> {
-        self.templates.iter().find(|t| t.id == id && t.version == version)
+        Ok(Self(Arc::new(App { db, config, clock, templates, scheduler })))
     }
 }
 

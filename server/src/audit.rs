@@ -6,10 +6,10 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 use serde::Serialize;
 use vitalgrid_worker::pipeline::run_task;
 use vitalgrid_worker::protocol::{SignedPayload, TaskPacket};
-use vitalgrid_worker::template::Template;
 
 use crate::db::entities::{job, task};
 use crate::db::task_status;
+use crate::templates::TemplateStore;
 
 #[derive(Debug, Default, Serialize, PartialEq)]
 pub struct AuditReport {
@@ -20,7 +20,7 @@ pub struct AuditReport {
     pub mismatched_tasks: Vec<String>,
 }
 
-pub async fn audit_results(db: &impl ConnectionTrait, templates: &[Template]) -> anyhow::Result<AuditReport> {
+pub async fn audit_results(db: &impl ConnectionTrait, templates: &TemplateStore) -> anyhow::Result<AuditReport> {
     let mut report = AuditReport::default();
     let done = task::Entity::find()
         .filter(task::Column::Status.eq(task_status::DONE))
@@ -31,10 +31,8 @@ pub async fn audit_results(db: &impl ConnectionTrait, templates: &[Template]) ->
     for stored in done {
         let Some(owner) = job::Entity::find_by_id(stored.job_id).one(db).await? else { continue };
         report.tasks += 1;
-        let rerun = templates
-            .iter()
-            .find(|t| t.id == owner.template_id && t.version == owner.template_version as u32)
-            .and_then(|template| {
+        let template = templates.get(&owner.template_id, owner.template_version as u32).await?;
+        let rerun = template.and_then(|template| {
                 let packet = TaskPacket {
                     task_id: stored.id.clone(),
                     lease: stored.lease as u64,
@@ -46,7 +44,7 @@ pub async fn audit_results(db: &impl ConnectionTrait, templates: &[Template]) ->
                         sha256: stored.payload_sha256.clone(),
                     },
                 };
-                run_task(template, &packet).ok()
+                run_task(&template, &packet).ok()
             });
         let identical = match (&rerun, &stored.result) {
             (Some(native), Some(returned)) => native.data.payload.as_bytes() == returned.as_slice(),

@@ -61,7 +61,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::AuditResults { database } => {
             let db = connect_database(&database.database_url).await?;
-            let report = crate::audit::audit_results(&db, &vitalgrid_worker::template::builtin_templates()).await?;
+            let templates = crate::templates::TemplateStore::open(db.clone(), SystemClock.now_ms()).await?;
+            let report = crate::audit::audit_results(&db, &templates).await?;
             println!("{}", serde_json::to_string(&report)?);
             anyhow::ensure!(report.different == 0, "{} stored results differ from a native re-run", report.different);
             Ok(())
@@ -77,7 +78,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if !config.web_dir.join("index.html").exists() {
         tracing::warn!(web_dir = %config.web_dir.display(), "the web app is not built here; run `cargo xtask build`");
     }
-    let state = AppState::start(db, config, clock);
+    let state = AppState::start(db, config, clock).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

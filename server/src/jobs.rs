@@ -19,12 +19,18 @@ use crate::extract::{split_into_tasks, trend_bucket_for, SegmentPlan};
 use crate::files::{check_upload, find_owned};
 use crate::scheduler::random_id;
 
+/// Context sent on each side of an ECG segment, in seconds.
+const ECG_OVERLAP_S: f64 = 3.0;
+
 /// A job as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobView {
     pub id: i64,
     pub file_id: i64,
     pub algorithm: String,
+    /// The template version the job runs with: later versions never change a job's meaning.
+    pub template_id: String,
+    pub template_version: i32,
     pub status: String,
     pub tasks_total: i32,
     pub tasks_done: i32,
@@ -40,6 +46,8 @@ impl JobView {
             id: model.id,
             file_id: model.file_id,
             algorithm: model.algorithm,
+            template_id: model.template_id,
+            template_version: model.template_version,
             status: model.status,
             tasks_total: model.tasks_total,
             tasks_done: model.tasks_done,
@@ -89,19 +97,27 @@ pub async fn submit_job(
     algorithm: Option<String>,
 ) -> Result<JobView, AppError> {
     let stored = find_owned(&state.db, owner_id, file_id).await?;
+    // New jobs run with the latest version of the file's template.
     let template = state
-        .template(&stored.template_id, stored.template_version as u32)
-        .ok_or_else(|| anyhow::anyhow!("file {} names an unknown template", stored.id))?
-        .clone();
+        .templates
+        .latest()
+        .await?
+        .into_iter()
+        .find(|t| t.id == stored.template_id)
+        .ok_or_else(|| anyhow::anyhow!("file {} names an unknown template", stored.id))?;
     let algorithm = choose_algorithm(&template, algorithm)?;
-    let (_, recording) = check_upload(stored.content.clone(), state.templates.clone()).await?;
+    let (_, recording) = check_upload(stored.content.clone(), vec![template.clone()]).await?;
     let scheduler = &state.config.scheduler;
-    let rows_per_task = match template.kind {
-        RecordingKind::Vitals => scheduler.vitals_rows_per_task,
-        RecordingKind::Ecg => scheduler.ecg_rows_per_task,
+    let plan = match template.kind {
+        RecordingKind::Vitals => SegmentPlan { max_rows: scheduler.vitals_rows_per_task, overlap_rows: 0 },
+        // Beat detection needs context on both sides of a cut: filters settle and adaptive
+        // thresholds learn within ~2 s, so each segment carries 3 s more on either side.
+        RecordingKind::Ecg => SegmentPlan {
+            max_rows: scheduler.ecg_rows_per_task,
+            overlap_rows: (ECG_OVERLAP_S * recording.sample_rate_hz()).ceil() as usize,
+        },
     };
     let trend_bucket_s = trend_bucket_for(recording.duration_s(), scheduler.trend_points);
-    let plan = SegmentPlan { max_rows: rows_per_task, overlap_rows: 0 };
     let payloads = tokio::task::spawn_blocking(move || {
         split_into_tasks(&recording, plan, trend_bucket_s)
             .iter()

@@ -30,5 +30,7 @@ pub mod router;
 pub mod routes;
 /// SenderCore: task leases, dispatch, results.
 pub mod scheduler;
+/// Templates as versioned data in the database.
+pub mod templates;
 /// The volunteer WebSocket.
 pub mod ws;

@@ -8,7 +8,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 use crate::error::AppError;
-use crate::routes::{admin, auth, files, jobs, openapi, users};
+use crate::routes::{admin, auth, files, jobs, openapi, templates, users};
 use crate::ws;
 
 pub fn build_router(state: AppState) -> Router {
@@ -26,6 +26,8 @@ pub fn build_router(state: AppState) -> Router {
         .route("/files/{id}/jobs", post(files::submit_job))
         .route("/jobs/{id}", get(jobs::get))
         .route("/jobs/{id}/result", get(jobs::result).delete(jobs::delete_result))
+        .route("/templates", get(templates::list))
+        .route("/templates/{id}/versions", post(templates::add_version))
         .route("/admin/workers", get(admin::workers))
         .route("/admin/jobs", get(admin::jobs))
         .route("/health", get(admin::health))

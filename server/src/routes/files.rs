@@ -36,9 +36,11 @@ pub async fn upload(
     let patient_ref = files::validate_patient_ref(patient_ref.as_deref().unwrap_or(""))?;
     let (file_name, content) =
         upload.ok_or_else(|| AppError::invalid("invalid_file", "no file was attached (field `file`)"))?;
-    let (content, recording) = files::check_upload(content, state.templates.clone()).await?;
-    let kind = state
-        .template(&recording.template_id, recording.template_version)
+    let templates = state.templates.latest().await?;
+    let (content, recording) = files::check_upload(content, templates.clone()).await?;
+    let kind = templates
+        .iter()
+        .find(|t| t.id == recording.template_id)
         .map(|t| t.kind)
         .ok_or_else(|| anyhow::anyhow!("extractor chose an unknown template"))?;
     let new = NewFile { owner_id: user.id, patient_ref, file_name, content, recording, kind };

@@ -6,4 +6,5 @@ pub mod auth;
 pub mod files;
 pub mod jobs;
 pub mod openapi;
+pub mod templates;
 pub mod users;

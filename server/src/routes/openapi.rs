@@ -67,6 +67,8 @@ pub fn openapi() -> Value {
                 "get": { "summary": "A finished job's analysis", "parameters": [id_param("id")], "responses": { "200": ok_json("The analysis", "Result"), "404": not_found } },
                 "delete": { "summary": "Delete a job's analysis", "parameters": [id_param("id")], "responses": { "204": { "description": "Deleted" }, "404": not_found } }
             },
+            "/api/templates": { "get": { "summary": "Every version of every template (admin)", "responses": { "200": { "description": "Templates: columns, plausible ranges, normal ranges, algorithms and their parameters" }, "403": forbidden } } },
+            "/api/templates/{id}/versions": { "post": { "summary": "Add a new version of a template (admin); the version number is assigned", "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }], "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "description": "A whole template" } } } }, "responses": { "201": { "description": "The stored version" }, "404": not_found, "422": error_response("Invalid template") } } },
             "/api/admin/workers": { "get": { "summary": "Workers connected to this server (admin)", "responses": { "200": ok_list("Workers", "Worker"), "403": forbidden } } },
             "/api/admin/jobs": { "get": { "summary": "Recent jobs of all clinicians (admin)", "responses": { "200": { "description": "Jobs with owner_email and file_name" }, "403": forbidden } } },
             "/api/health": { "get": { "summary": "Liveness and queue depth", "security": [], "responses": { "200": ok_json("Healthy", "Health") } } },

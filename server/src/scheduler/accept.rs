@@ -13,6 +13,7 @@ use vitalgrid_worker::protocol::{ErrorCode, ResultPacket, ServerMessage};
 use super::SenderCore;
 use crate::db::entities::{job, result, task};
 use crate::db::{job_status, task_status};
+use crate::templates::TemplateStore;
 
 impl SenderCore {
     pub(super) async fn accept_result(&self, worker_id: &str, packet: ResultPacket) -> Result<(), DbErr> {
@@ -67,7 +68,7 @@ async fn apply_result(
     db: &impl ConnectionTrait,
     packet: &ResultPacket,
     now_ms: i64,
-    templates: &[vitalgrid_worker::template::Template],
+    templates: &TemplateStore,
 ) -> Result<bool, DbErr> {
     let stored = task::Entity::update_many()
         .col_expr(task::Column::Status, Expr::value(task_status::DONE))
@@ -103,7 +104,7 @@ async fn finish_job(
     db: &impl ConnectionTrait,
     finished: job::Model,
     now_ms: i64,
-    templates: &[vitalgrid_worker::template::Template],
+    templates: &TemplateStore,
 ) -> Result<(), DbErr> {
     let tasks = task::Entity::find()
         .filter(task::Column::JobId.eq(finished.id))
@@ -117,11 +118,9 @@ async fn finish_job(
             serde_json::from_slice(bytes).map_err(|e| format!("part {} result unreadable: {e}", t.seq + 1))
         })
         .collect();
-    let template = templates
-        .iter()
-        .find(|t| t.id == finished.template_id && t.version == finished.template_version as u32);
+    let template = templates.get(&finished.template_id, finished.template_version as u32).await?;
     let analysis = match (segments, template) {
-        (Ok(segments), Some(template)) => merge(template, &segments, finished.trend_bucket_s)
+        (Ok(segments), Some(template)) => merge(&template, &segments, finished.trend_bucket_s)
             .map_err(|error| error.to_string())
             .and_then(|analysis| serde_json::to_string(&analysis).map_err(|e| e.to_string())),
         (Err(error), _) => Err(error),

@@ -25,12 +25,12 @@ use tokio::sync::{mpsc, Notify};
 use vitalgrid_worker::protocol::{
     ErrorCode, ServerMessage, SignedPayload, TaskPacket, WorkerMessage,
 };
-use vitalgrid_worker::template::Template;
 
 use crate::clock::Clock;
 use crate::config::SchedulerConfig;
 use crate::db::entities::{job, task};
 use crate::db::{job_status, task_status};
+use crate::templates::TemplateStore;
 
 /// Resends of a packet the worker reported as damaged, or never ACKed, before it goes elsewhere.
 const MAX_RESENDS: u32 = 2;
@@ -40,7 +40,7 @@ pub struct SenderCore {
     db: DatabaseConnection,
     config: SchedulerConfig,
     clock: Arc<dyn Clock>,
-    templates: Vec<Template>,
+    templates: Arc<TemplateStore>,
     workers: Mutex<HashMap<String, ConnectedWorker>>,
     wake: Notify,
 }
@@ -83,7 +83,7 @@ impl SenderCore {
         db: DatabaseConnection,
         config: SchedulerConfig,
         clock: Arc<dyn Clock>,
-        templates: Vec<Template>,
+        templates: Arc<TemplateStore>,
     ) -> Arc<Self> {
         let core = Arc::new(Self {
             db,
@@ -302,10 +302,9 @@ impl SenderCore {
         let Some(worker) = workers.get_mut(worker_id) else { return };
         let key = (packet.template_id.clone(), packet.template_version);
         if !worker.templates_sent.contains(&key) {
-            if let Some(template) =
-                self.templates.iter().find(|t| t.id == key.0 && t.version == key.1)
-            {
-                match serde_json::to_string(template) {
+            // Every claimed task's template was read into the cache in `claim`.
+            if let Some(template) = self.templates.cached(&key.0, key.1) {
+                match serde_json::to_string(&template) {
                     Ok(json) => {
                         let _ = worker.outbox.send(ServerMessage::Template(SignedPayload::seal(json)));
                         worker.templates_sent.insert(key);
@@ -394,6 +393,7 @@ impl SenderCore {
         let Some(owner) = job::Entity::find_by_id(candidate.job_id).one(&self.db).await? else {
             return Ok(None);
         };
+        self.templates.get(&owner.template_id, owner.template_version as u32).await?;
         let payload = String::from_utf8(candidate.payload).map_err(|e| DbErr::Custom(format!("task payload is not UTF-8: {e}")))?;
         Ok(Some(TaskPacket {
             task_id: candidate.id,

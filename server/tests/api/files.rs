@@ -111,6 +111,8 @@ async fn openapi_document_describes_every_api_route(backend: Backend) {
         ("/api/jobs/{id}", "get"),
         ("/api/jobs/{id}/result", "get"),
         ("/api/jobs/{id}/result", "delete"),
+        ("/api/templates", "get"),
+        ("/api/templates/{id}/versions", "post"),
         ("/api/admin/workers", "get"),
         ("/api/admin/jobs", "get"),
         ("/api/health", "get"),

@@ -5,4 +5,5 @@ mod support;
 
 mod accounts;
 mod files;
+mod templates;
 mod worker_socket;

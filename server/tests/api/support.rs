@@ -112,7 +112,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_on(database_url: &str, dir: Option<tempfile_dir::TempDir>) -> TestApp {
     let db = connect_database(database_url).await.expect("database opens and migrates");
     let config = Config { scheduler: fast_scheduler(), ..Config::default() };
-    let state = AppState::start(db, config, Arc::new(SystemClock));
+    let state = AppState::start(db, config, Arc::new(SystemClock)).await.expect("app starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let address = listener.local_addr().expect("has an address");
     let router = build_router(state.clone());

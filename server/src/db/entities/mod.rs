@@ -6,4 +6,5 @@ pub mod job;
 pub mod result;
 pub mod session;
 pub mod task;
+pub mod template;
 pub mod user;
