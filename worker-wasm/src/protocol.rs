@@ -44,6 +44,11 @@ pub enum WorkerMessage {
         protocol: u32,
         slots: u32,
         agent: String,
+        /// A random key the worker keeps across connections (a browser keeps it in local storage)
+        /// so the server can build up its credibility. Anyone can make a new key, so a new key
+        /// starts with none: it buys no trust, only a history.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worker_key: Option<String>,
     },
     /// The task packet arrived intact; the worker has started on it.
     Ack { task_id: String, lease: u64 },

@@ -54,7 +54,7 @@ where
         }
     };
     let (slots, agent) = match serde_json::from_str::<WorkerMessage>(&hello) {
-        Ok(WorkerMessage::Hello { protocol, slots, agent }) if protocol == PROTOCOL_VERSION => {
+        Ok(WorkerMessage::Hello { protocol, slots, agent, .. }) if protocol == PROTOCOL_VERSION => {
             (slots.clamp(1, MAX_SLOTS), agent.chars().take(200).collect::<String>())
         }
         Ok(WorkerMessage::Hello { protocol, .. }) => {

@@ -245,7 +245,7 @@ pub async fn run_native_worker(
     let (socket, _) = tokio_tungstenite::connect_async(&ws_url).await.expect("worker connects");
     let (mut sink, mut stream) = socket.split();
     let mut log = WorkerLog::default();
-    let hello = serde_json::to_string(&WorkerMessage::Hello { protocol: PROTOCOL_VERSION, slots, agent: "native test worker".into() })
+    let hello = serde_json::to_string(&WorkerMessage::Hello { protocol: PROTOCOL_VERSION, slots, agent: "native test worker".into(), worker_key: None })
         .expect("hello serialises");
     sink.send(Message::Text(hello.clone().into())).await.expect("hello sent");
     log.frames_sent.push(hello);
