@@ -146,7 +146,13 @@ fn bsnb_ecg_5min_matches_the_opensignals_peaks_and_hrv() {
     let series = nn_intervals(&times_s(peaks, fs));
     let nn = hrv(&series.nn_ms);
     let theirs = hrv(&rr_ms(&reference, fs));
-    row("bsnb_ecg_5min", "OpenSignals peaks, all RR", reference.len(), &theirs, "ref 77.25 41.51 23.37 3.12");
+    row(
+        "bsnb_ecg_5min",
+        "OpenSignals peaks, all RR",
+        reference.len(),
+        &theirs,
+        "ref 77.25 41.51 23.37 3.12",
+    );
     row(
         "bsnb_ecg_5min",
         "ours, all RR",
@@ -168,16 +174,43 @@ fn bsnb_ecg_5min_matches_the_opensignals_peaks_and_hrv() {
     );
 
     assert!(se >= 0.995 && ppv >= 0.995, "Se {se} PPV {ppv}");
-    assert!(peaks.len().abs_diff(386) <= 2, "{} beats vs 386", peaks.len());
-    assert!(close(all.mean_hr_bpm, 77.25, 0.0, 0.5), "HR {}", all.mean_hr_bpm);
+    assert!(
+        peaks.len().abs_diff(386) <= 2,
+        "{} beats vs 386",
+        peaks.len()
+    );
+    assert!(
+        close(all.mean_hr_bpm, 77.25, 0.0, 0.5),
+        "HR {}",
+        all.mean_hr_bpm
+    );
     assert!(close(all.sdnn_ms, 41.51, 5.0, 2.0), "SDNN {}", all.sdnn_ms);
-    assert!(close(all.rmssd_ms, 23.37, 5.0, 2.0), "RMSSD {}", all.rmssd_ms);
-    assert!(close(nn.mean_hr_bpm, 77.25, 0.0, 0.5), "NN HR {}", nn.mean_hr_bpm);
+    assert!(
+        close(all.rmssd_ms, 23.37, 5.0, 2.0),
+        "RMSSD {}",
+        all.rmssd_ms
+    );
+    assert!(
+        close(nn.mean_hr_bpm, 77.25, 0.0, 0.5),
+        "NN HR {}",
+        nn.mean_hr_bpm
+    );
     assert!(close(nn.sdnn_ms, 41.51, 5.0, 2.0), "NN SDNN {}", nn.sdnn_ms);
-    assert!(close(nn.rmssd_ms, 23.37, 5.0, 2.0), "NN RMSSD {}", nn.rmssd_ms);
-    assert!(found.signal_quality > 0.95, "quality {}", found.signal_quality);
+    assert!(
+        close(nn.rmssd_ms, 23.37, 5.0, 2.0),
+        "NN RMSSD {}",
+        nn.rmssd_ms
+    );
+    assert!(
+        found.signal_quality > 0.95,
+        "quality {}",
+        found.signal_quality
+    );
     if !cfg!(debug_assertions) {
-        assert!(elapsed.as_secs_f64() < 0.5, "300 000 samples took {elapsed:?}");
+        assert!(
+            elapsed.as_secs_f64() < 0.5,
+            "300 000 samples took {elapsed:?}"
+        );
     }
 }
 
@@ -190,11 +223,30 @@ fn pyhrv_sample_ecg_matches_neurokit2() {
     let all = hrv(&rr_ms(peaks, fs));
     let series = nn_intervals(&times_s(peaks, fs));
     let nn = hrv(&series.nn_ms);
-    row("pyhrv_sample_ecg", "ours, all RR", peaks.len(), &all, &format!("quality {:.3}; ref nk2 29 77.69 41.19 24.82 7.14", found.signal_quality));
-    row("pyhrv_sample_ecg", "ours, NN after rejection", series.nn_ms.len() + 1, &nn, &format!("{} intervals rejected", series.rejected.len()));
+    row(
+        "pyhrv_sample_ecg",
+        "ours, all RR",
+        peaks.len(),
+        &all,
+        &format!(
+            "quality {:.3}; ref nk2 29 77.69 41.19 24.82 7.14",
+            found.signal_quality
+        ),
+    );
+    row(
+        "pyhrv_sample_ecg",
+        "ours, NN after rejection",
+        series.nn_ms.len() + 1,
+        &nn,
+        &format!("{} intervals rejected", series.rejected.len()),
+    );
 
     assert!(peaks.len().abs_diff(29) <= 1, "{} beats vs 29", peaks.len());
-    assert!(close(nn.mean_hr_bpm, 77.69, 0.0, 0.5), "HR {}", nn.mean_hr_bpm);
+    assert!(
+        close(nn.mean_hr_bpm, 77.69, 0.0, 0.5),
+        "HR {}",
+        nn.mean_hr_bpm
+    );
     assert!(close(nn.sdnn_ms, 41.19, 5.0, 2.0), "SDNN {}", nn.sdnn_ms);
     assert!(close(nn.rmssd_ms, 24.82, 5.0, 2.0), "RMSSD {}", nn.rmssd_ms);
 }
@@ -215,7 +267,16 @@ fn check_nn_series(file: &str, intervals: usize, reference: (f64, f64, f64, f64)
     assert_eq!(nn.len(), intervals, "{file} intervals");
     let h = hrv(&nn);
     let (hr, sdnn, rmssd, pnn50) = plain_formulas(&nn);
-    row(file.trim_end_matches(".csv"), "hrv_time on the NN series", nn.len() + 1, &h, &format!("ref {:.2} {:.2} {:.2} {:.2}", reference.0, reference.1, reference.2, reference.3));
+    row(
+        file.trim_end_matches(".csv"),
+        "hrv_time on the NN series",
+        nn.len() + 1,
+        &h,
+        &format!(
+            "ref {:.2} {:.2} {:.2} {:.2}",
+            reference.0, reference.1, reference.2, reference.3
+        ),
+    );
 
     assert_eq!(h.nn_count, nn.len());
     for (ours, plain, printed, name) in [
@@ -224,20 +285,34 @@ fn check_nn_series(file: &str, intervals: usize, reference: (f64, f64, f64, f64)
         (h.rmssd_ms, rmssd, reference.2, "RMSSD"),
         (h.pnn50_pct, pnn50, reference.3, "pNN50"),
     ] {
-        assert!((ours - plain).abs() < 0.01, "{name}: {ours} vs plain formula {plain}");
+        assert!(
+            (ours - plain).abs() < 0.01,
+            "{name}: {ours} vs plain formula {plain}"
+        );
         // REFERENCE.md prints two decimals.
-        assert!((ours - printed).abs() <= 0.005 + 1e-9, "{name}: {ours} vs REFERENCE.md {printed}");
+        assert!(
+            (ours - printed).abs() <= 0.005 + 1e-9,
+            "{name}: {ours} vs REFERENCE.md {printed}"
+        );
     }
 }
 
 #[test]
 fn nsrdb_short_nn_series_matches_the_plain_formulas() {
-    check_nn_series("pyhrv_nsrdb_nni_short.csv", 337, (67.49, 95.69, 101.30, 48.51));
+    check_nn_series(
+        "pyhrv_nsrdb_nni_short.csv",
+        337,
+        (67.49, 95.69, 101.30, 48.51),
+    );
 }
 
 #[test]
 fn nsrdb_long_nn_series_matches_the_plain_formulas() {
-    check_nn_series("pyhrv_nsrdb_nni_long.csv", 4684, (78.08, 85.36, 60.52, 28.57));
+    check_nn_series(
+        "pyhrv_nsrdb_nni_long.csv",
+        4684,
+        (78.08, 85.36, 60.52, 28.57),
+    );
 }
 
 #[test]
@@ -249,13 +324,37 @@ fn mitdb208_beat_count_and_rate_match_neurokit2_and_pvcs_are_rejected() {
     let all = hrv(&rr_ms(peaks, fs));
     let series = nn_intervals(&times_s(peaks, fs));
     let nn = hrv(&series.nn_ms);
-    let ectopic = series.rejected.iter().filter(|r| r.reason == RejectReason::Ectopic).count();
+    let ectopic = series
+        .rejected
+        .iter()
+        .filter(|r| r.reason == RejectReason::Ectopic)
+        .count();
     let artifact = series.rejected.len() - ectopic;
-    row("mitdb208_scipy_ecg", "ours, all RR", peaks.len(), &all, &format!("quality {:.3}; ref nk2 510 102.04", found.signal_quality));
-    row("mitdb208_scipy_ecg", "ours, NN after rejection", series.nn_ms.len() + 1, &nn, &format!("{ectopic} ectopic + {artifact} artifact intervals rejected"));
+    row(
+        "mitdb208_scipy_ecg",
+        "ours, all RR",
+        peaks.len(),
+        &all,
+        &format!("quality {:.3}; ref nk2 510 102.04", found.signal_quality),
+    );
+    row(
+        "mitdb208_scipy_ecg",
+        "ours, NN after rejection",
+        series.nn_ms.len() + 1,
+        &nn,
+        &format!("{ectopic} ectopic + {artifact} artifact intervals rejected"),
+    );
 
-    assert!(close(peaks.len() as f64, 510.0, 2.0, 0.0), "{} beats vs 510", peaks.len());
-    assert!(close(all.mean_hr_bpm, 102.04, 2.0, 0.0), "HR {}", all.mean_hr_bpm);
+    assert!(
+        close(peaks.len() as f64, 510.0, 2.0, 0.0),
+        "{} beats vs 510",
+        peaks.len()
+    );
+    assert!(
+        close(all.mean_hr_bpm, 102.04, 2.0, 0.0),
+        "HR {}",
+        all.mean_hr_bpm
+    );
     assert!(ectopic > 50, "only {ectopic} ectopic intervals rejected");
 }
 

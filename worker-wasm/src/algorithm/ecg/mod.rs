@@ -181,6 +181,25 @@ mod tests {
     }
 
     #[test]
+    fn every_supported_sampling_rate_finds_every_beat() {
+        for fs in [100.0, 360.0, 1000.0, 2000.0] {
+            let beats = beat_times(29.0);
+            let ecg = synthetic_ecg(&beats, fs, 30.0, 0.05);
+            let found = detect_r_peaks(&ecg, fs);
+            assert_eq!(found.r_peaks.len(), beats.len(), "at {fs} Hz");
+            for (&peak, &beat) in found.r_peaks.iter().zip(&beats) {
+                // Within 4 ms, or one sample and a half at low rates.
+                let tolerance = (0.004 * fs).max(1.5);
+                assert!(
+                    (peak as f64 - beat * fs).abs() <= tolerance,
+                    "at {fs} Hz: peak {peak} vs {}",
+                    beat * fs
+                );
+            }
+        }
+    }
+
+    #[test]
     fn inverted_lead_is_refined_to_the_minimum() {
         let fs = 250.0;
         let beats = beat_times(29.0);
@@ -190,7 +209,13 @@ mod tests {
             .collect();
         let found = detect_r_peaks(&ecg, fs);
         let expected: Vec<usize> = beats.iter().map(|b| (b * fs).round() as usize).collect();
-        assert_eq!(found.r_peaks.len(), beats.len(), "{:?}\n{:?}", found.r_peaks, expected);
+        assert_eq!(
+            found.r_peaks.len(),
+            beats.len(),
+            "{:?}\n{:?}",
+            found.r_peaks,
+            expected
+        );
         for (&peak, &beat) in found.r_peaks.iter().zip(&beats) {
             assert!((peak as f64 - beat * fs).abs() <= 1.5);
         }
@@ -217,7 +242,7 @@ mod tests {
 
     #[test]
     fn reject_reason_serialises_in_snake_case() {
-        let json = serde_json::to_string(&RejectReason::Artifact).unwrap();
+        let json = serde_json::to_string(&RejectReason::Artifact).expect("serialises");
         assert_eq!(json, "\"artifact\"");
     }
 }

@@ -82,7 +82,8 @@ pub fn detect(samples: &[f64], fs_hz: f64) -> BeatDetection {
     let energy: Vec<f64> = slope.iter().map(|d| d * d).collect();
     let integrated = centred_moving_average(&energy, seconds(INTEGRATION_S / 2.0));
 
-    let mut candidates = find_candidates(&integrated, &slope, seconds(REFRACTORY_S), seconds(0.075));
+    let mut candidates =
+        find_candidates(&integrated, &slope, seconds(REFRACTORY_S), seconds(0.075));
     set_thresholds(&mut candidates, seconds(LEVEL_HALF_WINDOW_S), raw.len());
     let first_pass = classify(&candidates, seconds(REFRACTORY_S), seconds(T_WAVE_S));
     let qrs = search_back(
@@ -369,11 +370,11 @@ mod tests {
     fn running_max_matches_direct_maximum() {
         let x: Vec<f64> = (0..300).map(|i| ((i * 53) % 97) as f64).collect();
         let m = centred_running_max(&x, 5);
-        for i in 0..x.len() {
+        for (i, &max) in m.iter().enumerate() {
             let lo = i.saturating_sub(5);
             let hi = (i + 5).min(x.len() - 1);
             let direct = x[lo..=hi].iter().cloned().fold(f64::MIN, f64::max);
-            assert_eq!(m[i], direct, "at {i}");
+            assert_eq!(max, direct, "at {i}");
         }
     }
 

@@ -30,9 +30,7 @@ pub fn beat_agreement(raw: &[f64], peaks: &[usize], fs_hz: f64) -> f64 {
     let filtered = filtfilt(&sections, raw, pad);
     let windows: Vec<Option<Vec<f64>>> = peaks
         .iter()
-        .map(|&p| {
-            (p >= half && p + half < n).then(|| centred(&filtered[p - half..=p + half]))
-        })
+        .map(|&p| (p >= half && p + half < n).then(|| centred(&filtered[p - half..=p + half])))
         .collect();
     let mut judged = 0usize;
     let mut clean = 0usize;
