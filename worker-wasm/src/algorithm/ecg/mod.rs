@@ -3,7 +3,8 @@
 //!
 //! Every function is deterministic: no clocks, no randomness, no hash-map iteration, and the only
 //! transcendental function (`tan`, for filter coefficients) comes from `libm`, so native and
-//! wasm32 builds give the same bits.
+//! wasm32 builds give the same bits (checked on the three ECG recordings in shared/data/real:
+//! peaks, quality, NN series and HRV identical bit for bit between x86-64 and wasm32 in Node).
 //!
 //! Segmenting: a decision about a candidate beat looks at most ±2 s (plus ~0.5 s of filter
 //! settling) around it, so running [`detect_r_peaks`] on a window with ≥ 3 s of context on each
