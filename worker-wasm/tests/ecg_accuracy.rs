@@ -38,9 +38,13 @@
 //!   marks the long intervals as artefacts. PVCs are detected as beats; 55 intervals around them
 //!   are rejected as ectopic. The all-RR HRV measures ectopy rather than sinus variability and
 //!   is not comparable between tools (REFERENCE.md's notes say the same).
+//! * `signal_quality` (share of the record covered by plausible intervals between clean beats):
+//!   1.000 for bsnb_ecg_5min and pyhrv_sample_ecg, 0.929 for mitdb208 (its QRS-free stretches
+//!   and the noisy beats around them).
 //! * Segmenting: cutting bsnb_ecg_5min and mitdb208 at several points and detecting in windows
 //!   with 3 s of context gives exactly the one-pass peaks (0 disagreements).
-//! * Speed: 300 000 samples (bsnb_ecg_5min) in 40–90 ms in release on this machine.
+//! * Speed: 300 000 samples (bsnb_ecg_5min) in 40 ms in release on this 2-core machine when idle,
+//!   up to about 130 ms while the other tests run beside it.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -162,9 +166,14 @@ fn bsnb_ecg_5min_matches_the_opensignals_peaks_and_hrv() {
         .collect();
     assert_eq!(reference.len(), 386, "reference peak list");
 
-    let started = Instant::now();
-    let found = detect_r_peaks(&ecg, fs);
-    let elapsed = started.elapsed();
+    // Best of three, so a busy machine (tests run in parallel) does not make the timing flaky.
+    let mut elapsed = std::time::Duration::MAX;
+    let mut found = detect_r_peaks(&ecg, fs);
+    for _ in 0..3 {
+        let started = Instant::now();
+        found = detect_r_peaks(&ecg, fs);
+        elapsed = elapsed.min(started.elapsed());
+    }
     let peaks = &found.r_peaks;
 
     let matched = match_peaks(peaks, &reference, 150);
@@ -386,6 +395,12 @@ fn mitdb208_beat_count_and_rate_match_neurokit2_and_pvcs_are_rejected() {
         all.mean_hr_bpm
     );
     assert!(ectopic > 50, "only {ectopic} ectopic intervals rejected");
+    // The QRS-free stretches (about 8 s of 300) and the noisy beats around them show.
+    assert!(
+        (0.85..0.97).contains(&found.signal_quality),
+        "quality {}",
+        found.signal_quality
+    );
 }
 
 #[test]

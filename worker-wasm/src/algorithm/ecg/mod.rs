@@ -22,10 +22,12 @@ use serde::{Deserialize, Serialize};
 pub struct BeatDetection {
     /// Indices into `samples` of the R peaks, ascending, refined to the local extremum of the raw signal.
     pub r_peaks: Vec<usize>,
-    /// 0..=1: share of the detected beats whose QRS complex (±100 ms, filtered 1–40 Hz) correlates
-    /// at r ≥ 0.8 with that of at least one of the four beats on either side. Artefacts rarely
-    /// repeat, so they score low; frequent ectopic beats of one shape match each other and score
-    /// high. Beats within 100 ms of either end are not judged; with fewer than two beats it is 0.
+    /// 0..=1: share of the record's samples covered by intervals of at most 2.5 s between two
+    /// consecutive clean beats (and the partial intervals at either end, up to 2.5 s). A beat is
+    /// clean when its QRS complex (±100 ms, filtered 1–40 Hz) correlates at r ≥ 0.8 with that of at
+    /// least one of the four beats on either side: artefacts rarely repeat, so they score low,
+    /// while frequent ectopic beats of one shape match each other. Flat, saturated or QRS-free
+    /// stretches have no beats and so are not covered. With fewer than two beats it is 0.
     pub signal_quality: f64,
 }
 

@@ -102,7 +102,7 @@ pub fn detect(samples: &[f64], fs_hz: f64) -> BeatDetection {
         seconds(LEVEL_HALF_WINDOW_S),
         seconds(REFRACTORY_S),
     );
-    let signal_quality = quality::beat_agreement(&raw, &r_peaks, fs_hz);
+    let signal_quality = quality::clean_share(&raw, &r_peaks, fs_hz);
     BeatDetection {
         r_peaks,
         signal_quality,

@@ -1,6 +1,8 @@
-//! Signal quality of a run of detected beats: the share of beats whose QRS complex looks like one
-//! of its neighbours', in the spirit of template-matching quality indices (e.g. Orphanidou et al.,
-//! IEEE J Biomed Health Inform 2015;19(3):832–838), made local so it needs no global template.
+//! Signal quality of a run of detected beats: the share of the record's time covered by plausible
+//! intervals between beats whose QRS complex looks like a neighbour's. Beat agreement is in the
+//! spirit of template-matching quality indices (e.g. Orphanidou et al., IEEE J Biomed Health
+//! Inform 2015;19(3):832–838), made local so it needs no global template; weighting by time makes
+//! drop-outs and QRS-free stretches count, which a share of beats alone would not see.
 
 use super::filter::{Biquad, filtfilt};
 
@@ -11,16 +13,47 @@ const HALF_WINDOW_S: f64 = 0.100;
 const NEIGHBOURS: usize = 4;
 /// Correlation above which two complexes are taken for the same morphology.
 const MIN_CORRELATION: f64 = 0.8;
+/// The longest interval that still counts as covered: the longest plausible RR.
+const MAX_COVERED_S: f64 = 2.5;
 
-/// Share (0..=1) of beats whose ±100 ms of ECG, filtered 1–40 Hz, correlates at ≥ 0.8 (Pearson)
-/// with that of at least one of the 4 beats before or after it. Beats too close to either end for
-/// a full window are not judged; with nothing to judge the quality is 0.
-pub fn beat_agreement(raw: &[f64], peaks: &[usize], fs_hz: f64) -> f64 {
-    let half = (HALF_WINDOW_S * fs_hz).round() as usize;
+/// Share (0..=1) of the `raw.len()` samples lying between two consecutive clean beats at most
+/// 2.5 s apart, or between an end of the record and a clean beat at most 2.5 s from it (the
+/// record's first and last partial intervals). A beat is clean when its ±100 ms of ECG, filtered
+/// 1–40 Hz, correlates at ≥ 0.8 (Pearson) with that of at least one of the 4 beats before or after
+/// it; beats too close to an end for a full window cannot be judged and count as clean. With fewer
+/// than two beats the quality is 0.
+pub fn clean_share(raw: &[f64], peaks: &[usize], fs_hz: f64) -> f64 {
     let n = raw.len();
-    if peaks.len() < 2 || half == 0 {
+    if peaks.len() < 2 || n == 0 {
         return 0.0;
     }
+    let clean = clean_beats(raw, peaks, fs_hz);
+    let longest = (MAX_COVERED_S * fs_hz).round() as usize;
+    let mut covered = 0usize;
+    if let (Some(&first), Some(&true)) = (peaks.first(), clean.first()) {
+        if first <= longest {
+            covered += first;
+        }
+    }
+    for (pair, ok) in peaks.windows(2).zip(clean.windows(2)) {
+        let span = pair[1] - pair[0];
+        if ok[0] && ok[1] && span <= longest {
+            covered += span;
+        }
+    }
+    if let (Some(&last), Some(&true)) = (peaks.last(), clean.last()) {
+        let tail = n.saturating_sub(last);
+        if tail <= longest {
+            covered += tail;
+        }
+    }
+    (covered as f64 / n as f64).min(1.0)
+}
+
+/// Per beat: whether its complex matches a neighbour's (see [`clean_share`]).
+fn clean_beats(raw: &[f64], peaks: &[usize], fs_hz: f64) -> Vec<bool> {
+    let half = (HALF_WINDOW_S * fs_hz).round() as usize;
+    let n = raw.len();
     let pad = (fs_hz.round() as usize).min(n.saturating_sub(1));
     let mut sections = vec![Biquad::butterworth_highpass(1.0, fs_hz)];
     // At low sampling rates 40 Hz is at or above Nyquist and the low-pass would do nothing useful.
@@ -30,28 +63,23 @@ pub fn beat_agreement(raw: &[f64], peaks: &[usize], fs_hz: f64) -> f64 {
     let filtered = filtfilt(&sections, raw, pad);
     let windows: Vec<Option<Vec<f64>>> = peaks
         .iter()
-        .map(|&p| (p >= half && p + half < n).then(|| centred(&filtered[p - half..=p + half])))
+        .map(|&p| {
+            (half > 0 && p >= half && p + half < n).then(|| centred(&filtered[p - half..=p + half]))
+        })
         .collect();
-    let mut judged = 0usize;
-    let mut clean = 0usize;
-    for (k, own) in windows.iter().enumerate() {
-        let Some(own) = own else { continue };
-        judged += 1;
-        let lo = k.saturating_sub(NEIGHBOURS);
-        let hi = (k + NEIGHBOURS + 1).min(windows.len());
-        let matched = (lo..hi)
-            .filter(|&j| j != k)
-            .filter_map(|j| windows[j].as_ref())
-            .any(|other| correlation(own, other) >= MIN_CORRELATION);
-        if matched {
-            clean += 1;
-        }
-    }
-    if judged == 0 {
-        0.0
-    } else {
-        clean as f64 / judged as f64
-    }
+    windows
+        .iter()
+        .enumerate()
+        .map(|(k, own)| {
+            let Some(own) = own else { return true };
+            let lo = k.saturating_sub(NEIGHBOURS);
+            let hi = (k + NEIGHBOURS + 1).min(windows.len());
+            (lo..hi)
+                .filter(|&j| j != k)
+                .filter_map(|j| windows[j].as_ref())
+                .any(|other| correlation(own, other) >= MIN_CORRELATION)
+        })
+        .collect()
 }
 
 /// `x` minus its mean.
@@ -76,6 +104,18 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
 mod tests {
     use super::*;
 
+    /// Identical spikes every `every` samples from `first` to before `until`.
+    fn spikes(len: usize, first: usize, every: usize, until: usize) -> (Vec<f64>, Vec<usize>) {
+        let mut x = vec![0.0; len];
+        let peaks: Vec<usize> = (first..until).step_by(every).collect();
+        for &p in &peaks {
+            for (offset, v) in [(-2_i64, 0.3), (-1, 0.7), (0, 1.0), (1, 0.7), (2, 0.3)] {
+                x[(p as i64 + offset) as usize] = v;
+            }
+        }
+        (x, peaks)
+    }
+
     #[test]
     fn correlation_of_a_shape_with_itself_scaled_is_one_and_with_its_negative_minus_one() {
         let a = centred(&[0.0, 1.0, 3.0, 1.0, 0.0]);
@@ -87,7 +127,21 @@ mod tests {
     }
 
     #[test]
+    fn regular_identical_beats_cover_the_whole_record() {
+        let (x, peaks) = spikes(2500, 100, 200, 2450);
+        assert!((clean_share(&x, &peaks, 250.0) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_stretch_without_beats_is_not_covered() {
+        // 10 s at 250 Hz with beats only in the first 4 s: the last 6 s are not covered.
+        let (x, peaks) = spikes(2500, 100, 200, 1000);
+        let share = clean_share(&x, &peaks, 250.0);
+        assert!((share - 0.36).abs() < 1e-12, "{share}");
+    }
+
+    #[test]
     fn too_few_beats_have_no_quality() {
-        assert_eq!(beat_agreement(&[0.0; 1000], &[500], 250.0), 0.0);
+        assert_eq!(clean_share(&[0.0; 1000], &[500], 250.0), 0.0);
     }
 }
