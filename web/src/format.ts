@@ -49,3 +49,33 @@ export function formatTimestamp(iso: string | null | undefined): string {
   if (Number.isNaN(date.getTime())) return iso;
   return date.toLocaleString('en-GB', { dateStyle: 'medium', timeStyle: 'short' });
 }
+
+/**
+ * Offset from the start of a recording, always as h:mm:ss ("0:05:03"); `decimals` keeps fractions
+ * of a second for waveform times ("0:00:12.35").
+ */
+export function formatOffset(seconds: number, decimals = 0): string {
+  if (!Number.isFinite(seconds)) return '—';
+  const scale = 10 ** decimals;
+  const scaled = Math.round(Math.abs(seconds) * scale);
+  const whole = Math.floor(scaled / scale);
+  const fraction = decimals > 0 ? '.' + String(scaled % scale).padStart(decimals, '0') : '';
+  const h = Math.floor(whole / 3600);
+  const m = Math.floor((whole % 3600) / 60);
+  const s = whole % 60;
+  return `${seconds < 0 && scaled > 0 ? '-' : ''}${h}:${String(m).padStart(2, '0')}:${String(s).padStart(2, '0')}${fraction}`;
+}
+
+/** A length of time as h:mm, rounded to the minute ("1:05"); under a minute but not zero, "0:00" would hide it, so "<0:01". */
+export function formatHoursMinutes(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '—';
+  const minutes = Math.round(seconds / 60);
+  if (minutes === 0 && seconds > 0) return '<0:01';
+  return `${Math.floor(minutes / 60)}:${String(minutes % 60).padStart(2, '0')}`;
+}
+
+/** A share as a percentage with one decimal ("12.5 %"); "—" when the whole is zero. */
+export function formatPercent(part: number, whole: number): string {
+  if (!(whole > 0) || !Number.isFinite(part)) return '—';
+  return `${Number(((part / whole) * 100).toFixed(1))} %`;
+}

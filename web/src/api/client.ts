@@ -1,6 +1,6 @@
 // Typed calls to the REST API. Every failure becomes an ApiError carrying the server's
 // `{"error":{"code","message"}}`, so pages can show the server's own words.
-import type { Account, AdminJob, DataFile, Health, Id, Job, JobResult, Role, User, WorkerInfo } from './types';
+import type { Account, AdminJob, DataFile, Health, Id, Job, JobResult, Role, Template, User, WorkerInfo } from './types';
 
 export class ApiError extends Error {
   constructor(
@@ -84,6 +84,7 @@ export const api = {
 
   workers: () => request<WorkerInfo[]>('GET', '/api/admin/workers'),
   adminJobs: () => request<AdminJob[]>('GET', '/api/admin/jobs'),
+  templates: () => request<Template[]>('GET', '/api/templates'),
   health: () => request<Health>('GET', '/api/health'),
 };
 

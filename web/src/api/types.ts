@@ -29,6 +29,9 @@ export interface Job {
   finished_at: string | null;
   error: string | null;
   has_result: boolean;
+  /** The template version the job runs with (absent from servers older than versioned templates). */
+  template_id?: string;
+  template_version?: number;
 }
 
 export type RecordingKind = 'vitals' | 'ecg';
@@ -54,6 +57,22 @@ export interface Trend {
   max: number[];
 }
 
+/** Nearest-rank percentiles of the values quantised to the signal's resolution. */
+export interface Percentiles {
+  p5: number;
+  median: number;
+  p95: number;
+}
+
+/** Seconds below, inside and above a signal's normal range (either end may be open). */
+export interface TimeInRange {
+  normal_low: number | null;
+  normal_high: number | null;
+  below_s: number;
+  in_s: number;
+  above_s: number;
+}
+
 export interface SignalSummary {
   name: string;
   unit: string;
@@ -62,9 +81,143 @@ export interface SignalSummary {
   sd: number | null;
   min: number | null;
   max: number | null;
+  /** Cells outside the template's plausible range, excluded from the statistics. */
   out_of_range: number;
   missing: number;
   trend: Trend;
+  /** Cells computed from other signals (MAP from SBP/DBP); omitted when 0. */
+  derived?: number;
+  percentiles?: Percentiles;
+  time_in_range?: TimeInRange;
+}
+
+export type RuleKind = 'out_of_range' | 'missing_required';
+
+export interface ViolationExample {
+  time_s: number;
+  /** null for an empty or non-finite cell. */
+  value: number | null;
+}
+
+export interface RuleViolation {
+  signal: string;
+  rule: RuleKind;
+  /** Human-readable rule, e.g. `hr out of range [20, 300]`. */
+  description: string;
+  /** Rows that broke the rule (their cell was excluded). */
+  rows: number;
+  /** The first few (at most 5) offending cells, in time order. */
+  examples: ViolationExample[];
+}
+
+/** A stretch without rows: the rows on either side are at start_s and start_s + length_s. */
+export interface Gap {
+  start_s: number;
+  length_s: number;
+}
+
+export interface QualityReport {
+  /** Rows received, duplicates included. */
+  rows: number;
+  duplicates_removed: number;
+  out_of_order: number;
+  /** MAP cells computed from SBP and DBP. */
+  derived_map: number;
+  violations: RuleViolation[];
+  /** null when the template sets no maximum gap (then no gaps are listed). */
+  max_gap_s: number | null;
+  /** In time order, at most 200. */
+  gaps: Gap[];
+  /** All gaps found, including those beyond the list's cap. */
+  gap_count: number;
+  gap_total_s: number;
+}
+
+export type Condition = 'above' | 'below';
+
+export interface Alert {
+  /** tachycardia, bradycardia, hypoxaemia, hypotension, tachypnoea, fever, hypothermia… */
+  kind: string;
+  signal: string;
+  condition: Condition;
+  threshold: number;
+  /** Times of the first and last breaching sample. */
+  start_s: number;
+  end_s: number;
+  duration_s: number;
+  /** Highest value for an `above` rule, lowest for a `below` rule, and when it was seen. */
+  worst_value: number;
+  worst_time_s: number;
+}
+
+export interface AlertsReport {
+  /** In start-time order. */
+  alerts: Alert[];
+}
+
+/** NEWS2 risk bands; low_medium is an aggregate 0–4 with a single parameter scoring 3. */
+export type News2Band = 'low' | 'low_medium' | 'medium' | 'high';
+
+export interface News2BandTimes {
+  unscored_s: number;
+  low_s: number;
+  low_medium_s: number;
+  medium_s: number;
+  high_s: number;
+}
+
+/** Column-wise: bucket start times and the worst score and its band in each bucket. */
+export interface News2Series {
+  time_s: number[];
+  score: (number | null)[];
+  band: (News2Band | null)[];
+}
+
+export interface News2Report {
+  window_s: number;
+  min_parameters: number;
+  time_in_band: News2BandTimes;
+  max_score: number | null;
+  max_score_time_s: number | null;
+  series: News2Series;
+}
+
+export type RejectedReason = 'ectopic' | 'artifact';
+
+export interface RejectedBeatView {
+  time_s: number;
+  reason: RejectedReason;
+}
+
+export interface HrvTable {
+  nn_count: number;
+  mean_nn_ms: number;
+  mean_hr_bpm: number;
+  sdnn_ms: number;
+  rmssd_ms: number;
+  pnn50_pct: number;
+}
+
+/** The first seconds of the ECG with the beats inside them. */
+export interface EcgStrip {
+  time_s: number[];
+  values: number[];
+  beat_times_s: number[];
+  rejected_times_s: number[];
+}
+
+export interface EcgReport {
+  fs_hz: number;
+  beats: number;
+  /** Beats excluded from NN intervals (ectopic or artifact). */
+  rejected_beats: number;
+  /** The first (at most 200) rejected beats. */
+  rejected: RejectedBeatView[];
+  /** null when there are too few NN intervals. */
+  hrv: HrvTable | null;
+  /** 0 (unusable) to 1 (clean). */
+  signal_quality: number;
+  strip: EcgStrip;
 }
 
 export interface Analysis {
@@ -75,6 +228,10 @@ export interface Analysis {
   out_of_order: number;
   duration_s: number;
   signals: SignalSummary[];
+  quality?: QualityReport;
+  alerts?: AlertsReport;
+  news2?: News2Report;
+  ecg?: EcgReport;
 }
 
 export interface JobResult {
@@ -98,6 +255,47 @@ export interface WorkerInfo {
 export interface AdminJob extends Job {
   owner_email: string;
   file_name: string;
+}
+
+export interface SignalRule {
+  name: string;
+  aliases: string[];
+  unit: string;
+  /** Plausible range: values outside it are excluded. */
+  min: number;
+  max: number;
+  normal_low?: number;
+  normal_high?: number;
+  /** Omitted when false. */
+  required?: boolean;
+  resolution: number;
+}
+
+export interface AlertRule {
+  kind: string;
+  signal: string;
+  condition: Condition;
+  threshold: number;
+  min_duration_s: number;
+}
+
+export interface AnalysisParams {
+  alerts: AlertRule[];
+  alert_bridge_s: number;
+  news2: { window_s: number; min_parameters: number };
+  ecg: { strip_s: number; strip_max_points: number };
+}
+
+/** worker-wasm/src/template.rs; every stored version is listed. */
+export interface Template {
+  id: string;
+  version: number;
+  kind: RecordingKind;
+  signals: SignalRule[];
+  /** The first is the default. */
+  algorithms: string[];
+  max_gap_s?: number;
+  params: AnalysisParams;
 }
 
 export interface Health {

@@ -1,9 +1,11 @@
-// /admin: accounts (list and create), connected volunteer workers, all jobs, server health.
-// Everything but the create form refreshes every few seconds.
+// /admin: accounts (list and create), connected volunteer workers, all jobs, server health, and the
+// templates (every version, read-only). Accounts, workers, jobs and health refresh every few seconds;
+// templates are loaded once (they change only when an admin adds a version through the API).
 import { api, messageOf } from '../api/client';
-import type { Role } from '../api/types';
+import type { AdminJob, Role, Template } from '../api/types';
 import { dataTable, h, progressBar, replaceChildren } from '../dom';
-import { formatTimestamp } from '../format';
+import { formatDuration, formatNumber, formatTimestamp } from '../format';
+import { normalRange } from './result/summary';
 import type { Page } from '../main';
 
 const REFRESH_MS = 3000;
@@ -13,6 +15,7 @@ export const adminPage: Page = ({ root }) => {
   const workers = h('div', { 'data-testid': 'workers' });
   const jobs = h('div', { 'data-testid': 'jobs' });
   const health = h('div', { 'data-testid': 'health' });
+  const templates = h('div', { 'data-testid': 'templates' }, h('p', { class: 'muted' }, 'Loading templates…'));
   const loadError = h('p', { class: 'error', role: 'alert' });
 
   replaceChildren(
@@ -23,6 +26,12 @@ export const adminPage: Page = ({ root }) => {
     h('section', { 'aria-labelledby': 'workers-title' }, h('h2', { id: 'workers-title' }, 'Workers'), workers),
     h('section', { 'aria-labelledby': 'jobs-title' }, h('h2', { id: 'jobs-title' }, 'Jobs'), jobs),
     h('section', { 'aria-labelledby': 'health-title' }, h('h2', { id: 'health-title' }, 'Health'), health),
+    h('section', { 'aria-labelledby': 'templates-title' }, h('h2', { id: 'templates-title' }, 'Templates'), templates),
+  );
+
+  api.templates().then(
+    (list) => replaceChildren(templates, list.length ? list.map(templateCard) : h('p', { class: 'muted' }, 'No templates.')),
+    (error) => replaceChildren(templates, h('p', { class: 'error', role: 'alert' }, `Could not load the templates: ${messageOf(error)}`)),
   );
 
   async function refresh(): Promise<void> {
@@ -51,9 +60,9 @@ export const adminPage: Page = ({ root }) => {
       replaceChildren(
         jobs,
         dataTable(
-          ['Job', 'Owner', 'File', 'Algorithm', 'Status', 'Progress', 'Created', 'Finished'],
+          ['Job', 'Owner', 'File', 'Algorithm', 'Template', 'Status', 'Progress', 'Created', 'Finished'],
           jobList.map((j) =>
-            h('tr', {}, h('td', { class: 'mono' }, j.id), h('td', {}, j.owner_email), h('td', {}, j.file_name), h('td', {}, j.algorithm),
+            h('tr', {}, h('td', { class: 'mono' }, j.id), h('td', {}, j.owner_email), h('td', {}, j.file_name), h('td', {}, j.algorithm), h('td', { 'data-col': 'template' }, templateOf(j)),
               h('td', {}, h('span', { class: `status status-${j.status}`, title: j.error ?? '' }, j.status)),
               h('td', {}, progressBar(j.tasks_done, j.tasks_total, `Job ${j.id} progress`)),
               h('td', {}, formatTimestamp(j.created_at)), h('td', {}, formatTimestamp(j.finished_at))),
@@ -112,4 +121,40 @@ function createAccountForm(onCreated: () => Promise<void>): HTMLFormElement {
     }
   });
   return form;
+}
+
+/** "template v2 · bedside-vitals", or "—" for jobs from before templates were versioned. */
+function templateOf(job: AdminJob): string {
+  if (job.template_version === undefined) return '—';
+  return job.template_id ? `template v${job.template_version} · ${job.template_id}` : `template v${job.template_version}`;
+}
+
+function templateCard(template: Template): HTMLElement {
+  const rules = template.params.alerts;
+  return h(
+    'article',
+    { class: 'card', 'data-template': `${template.id}@${template.version}` },
+    h('h3', {}, `${template.id} `, h('span', { class: 'muted' }, `version ${template.version} · ${template.kind}`)),
+    h('dl', { class: 'facts' },
+      h('dt', {}, 'Algorithms'), h('dd', {}, template.algorithms.map((a, i) => (i === 0 ? `${a} (default)` : a)).join(', ')),
+      h('dt', {}, 'Maximum gap'), h('dd', {}, template.max_gap_s === undefined ? 'none (gaps are not listed)' : formatDuration(template.max_gap_s)),
+      h('dt', {}, 'NEWS2'), h('dd', {}, `values current for ${formatDuration(template.params.news2.window_s)}, scored with ≥ ${template.params.news2.min_parameters} parameters`)),
+    dataTable(
+      ['Signal', 'Unit', 'Plausible range', 'Normal range', 'Required', 'Resolution', 'Column names'],
+      template.signals.map((s) =>
+        h('tr', { 'data-signal': s.name },
+          h('th', { scope: 'row' }, s.name), h('td', {}, s.unit),
+          h('td', {}, `${formatNumber(s.min)}–${formatNumber(s.max)}`),
+          h('td', {}, normalRange(s.normal_low, s.normal_high)),
+          h('td', {}, s.required ? 'yes' : 'no'),
+          h('td', { class: 'num' }, formatNumber(s.resolution)),
+          h('td', { class: 'muted' }, s.aliases.join(', ')))),
+      'No signals.',
+    ),
+    rules.length > 0 && dataTable(
+      ['Alert', 'Rule', 'For at least'],
+      rules.map((r) => h('tr', {}, h('th', { scope: 'row' }, r.kind), h('td', {}, `${r.signal} ${r.condition === 'above' ? '>' : '<'} ${formatNumber(r.threshold)}`), h('td', {}, formatDuration(r.min_duration_s)))),
+      '',
+    ),
+  );
 }

@@ -1,21 +1,32 @@
-// /jobs/:id/result: the merged analysis of one recording: summary table, data quality and one
-// trend chart per signal (bucket min/mean/max over time from the start of the recording).
-import uPlot from 'uplot';
+// /jobs/:id/result: the merged analysis of one recording. Sections appear when the analysis has
+// them (older results and single algorithms have fewer): summary, data quality, ECG (strip, HRV),
+// alerts (table, then a timeline over the trend charts), trends, NEWS2. See ./result/.
+import type uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { api, ApiError, messageOf } from '../api/client';
-import type { JobResult, SignalSummary } from '../api/types';
-import { dataTable, h, replaceChildren } from '../dom';
-import { formatClock, formatCount, formatDuration, formatNumber } from '../format';
+import type { Analysis, JobResult } from '../api/types';
+import { h, replaceChildren } from '../dom';
+import { formatDuration } from '../format';
 import type { Page } from '../main';
 import { navigate } from '../session';
+import { alertsTable, alertsTimeline, alertSpans, alignTimeline } from './result/alerts';
+import { chartWidth, type TimeRange } from './result/charts';
+import { ecgSection } from './result/ecg';
+import { news2Section, type ChartSection } from './result/news2';
+import { qualitySection } from './result/quality';
+import { summaryTable } from './result/summary';
+import { trendChart } from './result/trends';
 
 export const resultPage: Page = ({ root, params }) => {
   const jobId = params[0];
   const charts: uPlot[] = [];
+  let left = false;
   replaceChildren(root, h('p', { class: 'muted' }, 'Loading the result…'));
 
   api.result(jobId).then(
-    (result) => show(result),
+    (result) => {
+      if (!left) show(result);
+    },
     (error) =>
       replaceChildren(
         root,
@@ -39,60 +50,59 @@ export const resultPage: Page = ({ root, params }) => {
       }
     }
 
-    const chartArea = h('div', { class: 'charts' });
+    const range = timeRange(analysis);
+    const alerts = analysis.alerts?.alerts ?? [];
+    const chartSections: ChartSection[] = [];
+    const ecg = analysis.ecg ? ecgSection(analysis.ecg) : null;
+    const news2 = analysis.news2 ? news2Section(analysis.news2, range) : null;
+    if (ecg) chartSections.push(ecg);
+    if (news2) chartSections.push(news2);
+    const timeline = analysis.alerts ? alertsTimeline(alerts, analysis.signals, range) : null;
+    const chartArea = h('div', { class: 'charts' }, timeline);
+
     replaceChildren(
       root,
       h('p', {}, h('a', { href: '/files' }, '← Recordings')),
       h('h1', {}, `${result.patient_ref} — ${result.file_name}`),
       h('p', { class: 'muted' }, `${result.kind === 'ecg' ? 'ECG' : 'Vital signs'} · ${analysis.algorithm} · ${analysis.segments} segments · ${formatDuration(analysis.duration_s)}`),
       h('h2', {}, 'Summary'),
-      dataTable(
-        ['Signal', 'Unit', 'n', 'Mean', 'SD', 'Min', 'Max', 'Out of range', 'Missing'],
-        analysis.signals.map((s) =>
-          h('tr', { 'data-signal': s.name },
-            h('th', { scope: 'row' }, s.name), h('td', {}, s.unit), h('td', { class: 'num' }, formatCount(s.n)),
-            h('td', { class: 'num' }, formatNumber(s.mean)), h('td', { class: 'num' }, formatNumber(s.sd)),
-            h('td', { class: 'num' }, formatNumber(s.min)), h('td', { class: 'num' }, formatNumber(s.max)),
-            h('td', { class: 'num' }, formatCount(s.out_of_range)), h('td', { class: 'num' }, formatCount(s.missing))),
-        ),
-        'No signals.',
-      ),
-      h('p', { 'data-testid': 'data-quality' },
-        `Data quality: ${formatCount(analysis.rows)} rows analysed, ${formatCount(analysis.duplicates_removed)} duplicate timestamps removed, ${formatCount(analysis.out_of_order)} rows out of order.`),
+      summaryTable(analysis.signals),
+      qualitySection(analysis),
+      ecg?.element,
+      analysis.alerts && h('section', { 'aria-labelledby': 'alerts-title' },
+        h('h2', { id: 'alerts-title' }, `Alerts (${alerts.length})`),
+        h('p', { class: 'muted' }, 'Sustained breaches of the template’s alert rules; each lasted at least its rule’s minimum duration. They are shaded on the trend charts below.'),
+        alertsTable(alerts, analysis.signals)),
       h('h2', {}, 'Trends'),
       chartArea,
+      news2?.element,
       h('div', { class: 'actions' }, deleteButton),
       deleteError,
     );
+
+    const width = chartWidth(chartArea);
     for (const signal of analysis.signals) {
-      const figure = h('figure', { class: 'chart' }, h('figcaption', {}, `${signal.name} (${signal.unit})`));
+      const figure = h('figure', { class: 'chart trend', 'data-signal': signal.name }, h('figcaption', {}, `${signal.name} (${signal.unit})`));
       chartArea.append(figure);
       if (signal.trend.time_s.length === 0) figure.append(h('p', { class: 'muted' }, 'No valid values to chart.'));
-      else charts.push(trendChart(signal, figure, Math.max(320, chartArea.clientWidth - 16)));
+      else charts.push(trendChart(signal, figure, width, range, alertSpans(alerts, signal.name)));
     }
+    if (timeline && charts[0]) alignTimeline(timeline, charts[0].over);
+    for (const section of chartSections) charts.push(...section.draw(width));
   }
 
-  return () => charts.forEach((chart) => chart.destroy());
+  return () => {
+    left = true;
+    charts.forEach((chart) => chart.destroy());
+  };
 };
 
-/** A uPlot chart of one signal: the min–max range as a shaded band with the mean as a line. */
-function trendChart(signal: SignalSummary, target: HTMLElement, width: number): uPlot {
-  const { time_s, min, mean, max } = signal.trend;
-  const options: uPlot.Options = {
-    width,
-    height: 220,
-    scales: { x: { time: false } },
-    series: [
-      { label: 'Time', value: (_u, v) => (v == null ? '—' : formatClock(v)) },
-      { label: 'Min', stroke: '#7aa6c2', width: 1 },
-      { label: 'Mean', stroke: '#0b5d8a', width: 2 },
-      { label: 'Max', stroke: '#7aa6c2', width: 1 },
-    ],
-    bands: [{ series: [3, 1], fill: 'rgba(11, 93, 138, 0.12)' }],
-    axes: [
-      { values: (_u, ticks) => ticks.map(formatClock) },
-      { label: signal.unit, size: 60 },
-    ],
-  };
-  return new uPlot(options, [time_s, min, mean, max], target);
+/** From the start of the recording to its end, or to the last charted event if that is later. */
+function timeRange(analysis: Analysis): TimeRange {
+  let max = analysis.duration_s;
+  for (const signal of analysis.signals) max = Math.max(max, signal.trend.time_s.at(-1) ?? 0);
+  for (const alert of analysis.alerts?.alerts ?? []) max = Math.max(max, alert.end_s);
+  const news2Times = analysis.news2?.series.time_s ?? [];
+  max = Math.max(max, news2Times.at(-1) ?? 0);
+  return { min: 0, max: max > 0 ? max : 1 };
 }
