@@ -87,7 +87,9 @@ export const resultPage: Page = ({ root, params }) => {
       if (signal.trend.time_s.length === 0) figure.append(h('p', { class: 'muted' }, 'No valid values to chart.'));
       else charts.push(trendChart(signal, figure, width, range, alertSpans(alerts, signal.name)));
     }
-    if (timeline && charts[0]) alignTimeline(timeline, charts[0].over);
+    // uPlot lays its plot area out after construction, so line the timeline up on the next frame.
+    const first = charts[0];
+    if (timeline && first) requestAnimationFrame(() => alignTimeline(timeline, first.over));
     for (const section of chartSections) charts.push(...section.draw(width));
   }
 

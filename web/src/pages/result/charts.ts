@@ -8,6 +8,8 @@ export const CHART_HEIGHT = 220;
 /** Width of the y axis gutter: the alerts timeline uses the same left offset so its lanes line up. */
 export const Y_AXIS_SIZE = 60;
 const CURSOR_SYNC_KEY = 'vitalgrid-result-time';
+/** Tick spacings in seconds that read well on a clock: 1 s … 12 h. */
+const TIME_INCREMENTS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200];
 
 /** A time range shown on every trend-like chart: [0, end of recording or of the last event]. */
 export interface TimeRange {
@@ -19,7 +21,7 @@ export function timeAxis(range: TimeRange): Pick<uPlot.Options, 'scales' | 'curs
   return {
     scales: { x: { time: false, auto: false, range: [range.min, range.max] } },
     cursor: { sync: { key: CURSOR_SYNC_KEY } },
-    xAxis: { values: (_u, ticks) => ticks.map(formatClock) },
+    xAxis: { incrs: TIME_INCREMENTS, values: (_u, ticks) => ticks.map(formatClock) },
   };
 }
 

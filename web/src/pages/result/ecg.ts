@@ -51,7 +51,7 @@ function hrvTable(report: EcgReport): HTMLElement {
   const row = (key: string, label: string, value: number | null | undefined, text: string) =>
     h('tr', { 'data-hrv': key, 'data-value': value ?? '' }, h('th', { scope: 'row' }, label), h('td', { class: 'num' }, text));
   const withUnit = (value: number | undefined, unit: string) => (value === undefined ? '—' : `${formatNumber(value)} ${unit}`);
-  return h('div', { 'data-testid': 'hrv-table' }, dataTable(['Measure', 'Value'], [
+  return h('div', { 'data-testid': 'hrv-table', class: 'compact' }, dataTable(['Measure', 'Value'], [
     row('beats', 'Beats detected', report.beats, formatCount(report.beats)),
     row('nn_count', 'NN intervals', hrv?.nn_count, hrv ? formatCount(hrv.nn_count) : '—'),
     row('rejected', 'Rejected beats (ectopic / artifact)', report.rejected_beats, rejectedText),
@@ -72,7 +72,7 @@ function rejectedPart(report: EcgReport): HTMLElement[] | null {
   return [
     h('h3', {}, 'Rejected beats'),
     h('p', { class: 'muted' }, 'These beats were left out of the NN intervals, so they do not count in the HRV measures.'),
-    h('div', { 'data-testid': 'rejected-beats' }, dataTable(['Time from start', 'Reason'],
+    h('div', { 'data-testid': 'rejected-beats', class: 'compact' }, dataTable(['Time from start', 'Reason'],
       shown.map((beat) => h('tr', {}, h('td', { class: 'mono' }, formatOffset(beat.time_s, 2)), h('td', {}, beat.reason))), '')),
     ...(unlisted > 0 ? [h('p', { class: 'muted' }, `… and ${formatCount(unlisted)} more not listed.`)] : []),
   ];

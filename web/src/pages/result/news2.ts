@@ -48,7 +48,7 @@ export function news2Section(report: News2Report, range: TimeRange): ChartSectio
       ? 'No moment could be scored.'
       : `Highest score ${report.max_score}${report.max_score_time_s === null ? '' : `, first reached at ${formatOffset(report.max_score_time_s)}`}.`),
     figure,
-    h('div', { 'data-testid': 'news2-bands' }, dataTable(
+    h('div', { 'data-testid': 'news2-bands', class: 'compact' }, dataTable(
       ['Band', 'Time (h:mm)', 'Share'],
       BAND_ROWS.map((row) =>
         h('tr', { 'data-band': row.band },

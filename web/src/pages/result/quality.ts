@@ -58,7 +58,7 @@ function leftOutFacts(quality: QualityReport, analysis: Analysis): string[] {
   if (quality.max_gap_s === null) {
     facts.push('The template sets no maximum gap, so stretches without data are not listed.');
   } else if (quality.gap_count > 0) {
-    facts.push(`${formatCount(quality.gap_count)} stretches longer than ${formatDuration(quality.max_gap_s)} had no data, ${formatDuration(quality.gap_total_s)} in total; nothing is filled in across them and time in range stops counting after ${formatDuration(quality.max_gap_s)}.`);
+    facts.push(`${formatCount(quality.gap_count)} ${quality.gap_count === 1 ? 'stretch' : 'stretches'} longer than ${formatDuration(quality.max_gap_s)} had no data, ${formatDuration(quality.gap_total_s)} in total; nothing is filled in across them and time in range stops counting after ${formatDuration(quality.max_gap_s)}.`);
   } else {
     facts.push(`No stretch without data longer than ${formatDuration(quality.max_gap_s)}.`);
   }

@@ -35,7 +35,10 @@ export function summaryTable(signals: SignalSummary[]): HTMLTableElement {
 }
 
 function rangeCells(range: TimeInRange | undefined): HTMLTableCellElement[] {
-  if (!range) return [h('td', {}, '—'), h('td', {}, '—'), h('td', {}, '—'), h('td', {}, '—')];
+  // Without a normal range (the ECG waveform) every sample is "in range": say nothing instead.
+  if (!range || (range.normal_low === null && range.normal_high === null)) {
+    return ['normal', 'in-range', 'below', 'above'].map((name) => h('td', { 'data-col': name }, '—'));
+  }
   const total = range.below_s + range.in_s + range.above_s;
   const share = (seconds: number, name: string) =>
     h('td', { class: 'num', 'data-col': name, title: `${formatHoursMinutes(seconds)} (h:mm) of ${formatHoursMinutes(total)} timed` },
