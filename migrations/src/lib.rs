@@ -8,6 +8,7 @@ mod large;
 mod m20261126_000001_create_accounts;
 mod m20261126_000002_create_files_and_jobs;
 mod m20261126_000003_create_templates;
+mod m20261126_000004_add_replication_priorities_events;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_create_accounts::Migration),
             Box::new(m20261126_000002_create_files_and_jobs::Migration),
             Box::new(m20261126_000003_create_templates::Migration),
+            Box::new(m20261126_000004_add_replication_priorities_events::Migration),
         ]
     }
 }

@@ -19,6 +19,25 @@ pub struct ServeArgs {
     /// Largest accepted upload, in MiB.
     #[arg(long, env = "VITALGRID_MAX_UPLOAD_MIB", default_value_t = 256)]
     pub max_upload_mib: usize,
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+}
+
+/// Scheduler timings and redundancy; the defaults suit volunteers' browsers.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SchedulerArgs {
+    /// A task not ACKed this long after sending is resent, then reassigned.
+    #[arg(long, env = "VITALGRID_ACK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub ack_timeout_ms: u64,
+    /// How long a lease lasts without news from its worker.
+    #[arg(long, env = "VITALGRID_LEASE_TTL_MS", default_value_t = 60_000)]
+    pub lease_ttl_ms: u64,
+    /// Period of the sweep that renews, expires and resends.
+    #[arg(long, env = "VITALGRID_SWEEP_INTERVAL_MS", default_value_t = 2_000)]
+    pub sweep_interval_ms: u64,
+    /// Distinct workers whose results must agree before a task counts (1 for a trusted pool).
+    #[arg(long, env = "VITALGRID_REPLICAS", default_value_t = 2)]
+    pub replicas: u32,
 }
 
 /// Where the database is.
@@ -49,6 +68,13 @@ impl Config {
         Self {
             web_dir: args.web_dir.clone(),
             max_upload_bytes: args.max_upload_mib.saturating_mul(1024 * 1024),
+            scheduler: SchedulerConfig {
+                ack_timeout: Duration::from_millis(args.scheduler.ack_timeout_ms),
+                lease_ttl: Duration::from_millis(args.scheduler.lease_ttl_ms),
+                sweep_interval: Duration::from_millis(args.scheduler.sweep_interval_ms.max(10)),
+                replicas: args.scheduler.replicas.max(1),
+                ..SchedulerConfig::default()
+            },
             ..Self::default()
         }
     }
@@ -82,6 +108,8 @@ pub struct SchedulerConfig {
     pub ecg_rows_per_task: usize,
     /// Chart points per signal in a result.
     pub trend_points: usize,
+    /// Distinct workers whose result hashes must agree before a task's result is applied.
+    pub replicas: u32,
 }
 
 impl Default for SchedulerConfig {
@@ -94,6 +122,7 @@ impl Default for SchedulerConfig {
             vitals_rows_per_task: 3_600,
             ecg_rows_per_task: 60_000,
             trend_points: 1_000,
+            replicas: 2,
         }
     }
 }

@@ -17,6 +17,8 @@ use crate::db::{job_status, task_status};
 use crate::error::AppError;
 use crate::extract::{split_into_tasks, trend_bucket_for, SegmentPlan};
 use crate::files::{check_upload, find_owned};
+use crate::events;
+use crate::scheduler::priority::Priority;
 use crate::scheduler::random_id;
 
 /// Context sent on each side of an ECG segment, in seconds.
@@ -31,6 +33,7 @@ pub struct JobView {
     /// The template version the job runs with: later versions never change a job's meaning.
     pub template_id: String,
     pub template_version: i32,
+    pub priority: String,
     pub status: String,
     pub tasks_total: i32,
     pub tasks_done: i32,
@@ -48,6 +51,7 @@ impl JobView {
             algorithm: model.algorithm,
             template_id: model.template_id,
             template_version: model.template_version,
+            priority: model.priority,
             status: model.status,
             tasks_total: model.tasks_total,
             tasks_done: model.tasks_done,
@@ -95,6 +99,7 @@ pub async fn submit_job(
     owner_id: i64,
     file_id: i64,
     algorithm: Option<String>,
+    priority: Priority,
 ) -> Result<JobView, AppError> {
     let stored = find_owned(&state.db, owner_id, file_id).await?;
     // New jobs run with the latest version of the file's template.
@@ -143,10 +148,13 @@ pub async fn submit_job(
         error: Set(None),
         created_at_ms: Set(now),
         finished_at_ms: Set(None),
+        priority: Set(priority.as_str().to_owned()),
         ..Default::default()
     }
     .insert(&transaction)
     .await?;
+    let detail = format!("{} parts, {}, {} priority", payloads.len(), created.algorithm, priority.as_str());
+    events::record(&transaction, created.id, None, None, "submitted", detail, now).await?;
     let tasks: Vec<task::ActiveModel> = payloads
         .into_iter()
         .enumerate()
@@ -163,6 +171,7 @@ pub async fn submit_job(
             attempts: Set(0),
             result: Set(None),
             result_sha256: Set(None),
+            replicas_needed: Set(0),
         })
         .collect();
     // Batches keep each INSERT well under MySQL's packet limit.

@@ -18,6 +18,8 @@ pub mod config;
 pub mod db;
 /// `AppError` and its one conversion into HTTP responses.
 pub mod error;
+/// The event history of jobs and tasks.
+pub mod events;
 /// DataExtractor: CSV parsing and splitting into tasks.
 pub mod extract;
 /// Clinicians' files.

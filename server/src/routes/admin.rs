@@ -2,13 +2,18 @@
 
 use std::collections::HashMap;
 
-use axum::extract::State;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use axum::extract::{Path, State};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use serde::Serialize;
 
 use crate::app::AppState;
 use crate::auth::Admin;
-use crate::db::entities::{file, job, task, user};
+use crate::db::entities::{file, job, task, user, worker_record};
+use crate::events::{self, EventView};
+use crate::scheduler::replication::credibility;
 use crate::db::task_status;
 use crate::error::{ApiJson, AppError};
 use crate::jobs::{jobs_with_results, JobView};
@@ -17,8 +22,101 @@ use crate::scheduler::WorkerInfo;
 /// Most recent jobs shown on the dashboard.
 const JOBS_SHOWN: u64 = 200;
 
-pub async fn workers(State(state): State<AppState>, _: Admin) -> ApiJson<Vec<WorkerInfo>> {
-    ApiJson(state.scheduler.workers_snapshot())
+/// A connected worker with its track record.
+#[derive(Debug, Serialize)]
+pub struct AdminWorkerView {
+    #[serde(flatten)]
+    pub worker: WorkerInfo,
+    pub agreed: i64,
+    pub disagreed: i64,
+    pub banned: bool,
+    pub credibility: f64,
+}
+
+pub async fn workers(State(state): State<AppState>, _: Admin) -> Result<ApiJson<Vec<AdminWorkerView>>, AppError> {
+    let connected = state.scheduler.workers_snapshot();
+    let records: HashMap<String, worker_record::Model> = worker_record::Entity::find()
+        .filter(worker_record::Column::WorkerKey.is_in(connected.iter().map(|w| w.worker_key.clone())))
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|r| (r.worker_key.clone(), r))
+        .collect();
+    Ok(ApiJson(
+        connected
+            .into_iter()
+            .map(|worker| {
+                let (agreed, disagreed, banned) =
+                    records.get(&worker.worker_key).map_or((0, 0, false), |r| (r.agreed, r.disagreed, r.banned));
+                AdminWorkerView { credibility: credibility(agreed, disagreed, banned), agreed, disagreed, banned, worker }
+            })
+            .collect(),
+    ))
+}
+
+/// Every worker ever seen, with its record: the forgers caught stay visible after they leave.
+pub async fn worker_records(State(state): State<AppState>, _: Admin) -> Result<ApiJson<Vec<AdminRecordView>>, AppError> {
+    let records = worker_record::Entity::find().order_by_desc(worker_record::Column::LastSeenAtMs).limit(500).all(&state.db).await?;
+    Ok(ApiJson(
+        records
+            .into_iter()
+            .map(|r| AdminRecordView {
+                credibility: credibility(r.agreed, r.disagreed, r.banned),
+                worker_key: r.worker_key,
+                agreed: r.agreed,
+                disagreed: r.disagreed,
+                banned: r.banned,
+                last_seen_at: r.last_seen_at_ms,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Serialize)]
+pub struct AdminRecordView {
+    pub worker_key: String,
+    pub agreed: i64,
+    pub disagreed: i64,
+    pub banned: bool,
+    pub credibility: f64,
+    pub last_seen_at: i64,
+}
+
+/// The history of one job.
+pub async fn job_events(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(job_id): Path<i64>,
+) -> Result<ApiJson<Vec<EventView>>, AppError> {
+    job::Entity::find_by_id(job_id).one(&state.db).await?.ok_or(AppError::NotFound("job"))?;
+    Ok(ApiJson(events::for_job(&state.db, job_id).await?))
+}
+
+/// Tasks by job priority and state: the queues at a glance.
+pub async fn queues(State(state): State<AppState>, _: Admin) -> Result<ApiJson<Vec<QueueCount>>, AppError> {
+    let rows: Vec<(String, String, i64)> = task::Entity::find()
+        .select_only()
+        .column(job::Column::Priority)
+        .column(task::Column::Status)
+        .column_as(Expr::col((task::Entity, task::Column::Id)).count(), "n")
+        .join_rev(sea_orm::JoinType::InnerJoin, job_relation())
+        .group_by(job::Column::Priority)
+        .group_by(task::Column::Status)
+        .into_tuple()
+        .all(&state.db)
+        .await?;
+    Ok(ApiJson(rows.into_iter().map(|(priority, status, tasks)| QueueCount { priority, status, tasks }).collect()))
+}
+
+fn job_relation() -> sea_orm::RelationDef {
+    job::Entity::belongs_to(task::Entity).from(job::Column::Id).to(task::Column::JobId).into()
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueueCount {
+    pub priority: String,
+    pub status: String,
+    pub tasks: i64,
 }
 
 #[derive(Debug, Serialize)]

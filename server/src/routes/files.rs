@@ -9,6 +9,7 @@ use crate::auth::Clinician;
 use crate::error::{ApiJson, AppError};
 use crate::files::{self, FileView, NewFile};
 use crate::jobs::{self, JobView};
+use crate::scheduler::priority::Priority;
 
 pub async fn list(State(state): State<AppState>, Clinician(user): Clinician) -> Result<ApiJson<Vec<FileView>>, AppError> {
     Ok(ApiJson(files::list_files(&state.db, user.id).await?))
@@ -72,6 +73,9 @@ pub async fn delete(
 pub struct SubmitJobRequest {
     /// Omitted: the default analysis for the file's kind.
     pub algorithm: Option<String>,
+    /// `urgent`, `normal` (the default) or `batch`.
+    #[serde(default)]
+    pub priority: Priority,
 }
 
 pub async fn submit_job(
@@ -80,6 +84,6 @@ pub async fn submit_job(
     Path(file_id): Path<i64>,
     ApiJson(request): ApiJson<SubmitJobRequest>,
 ) -> Result<(StatusCode, ApiJson<JobView>), AppError> {
-    let job = jobs::submit_job(&state, user.id, file_id, request.algorithm).await?;
+    let job = jobs::submit_job(&state, user.id, file_id, request.algorithm, request.priority).await?;
     Ok((StatusCode::CREATED, ApiJson(job)))
 }

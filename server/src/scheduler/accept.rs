@@ -1,6 +1,9 @@
-//! Accepting a worker's result: check it, apply it exactly once under the fencing token, and merge
-//! the job's analysis when its last task lands — all in one transaction.
+//! Accepting a worker's result: check it, record it, and once enough distinct workers agree on its
+//! hash, apply it exactly once under the fencing token, merging the job's analysis when its last
+//! task lands — all in one transaction. Workers caught disagreeing with the agreed result are
+//! banned and their unreplicated results redone.
 
+use rand::Rng;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set,
@@ -10,16 +13,34 @@ use vitalgrid_worker::algorithm::merge;
 use vitalgrid_worker::analysis::SegmentResult;
 use vitalgrid_worker::protocol::{ErrorCode, ResultPacket, ServerMessage};
 
+use super::replication::{decide, replicas_needed, Verdict};
 use super::SenderCore;
-use crate::db::entities::{job, result, task};
+use crate::db::entities::{job, result, task, task_result, worker_record};
 use crate::db::{job_status, task_status};
+use crate::events;
 use crate::templates::TemplateStore;
+
+/// Distinct workers asked at most before disagreeing answers fail the task.
+const EXTRA_REPLICAS_ON_MISMATCH: usize = 3;
+
+/// What became of an accepted result.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    /// Not under the current lease: recorded nowhere, applied nowhere.
+    Stale,
+    /// Recorded; the task waits for another worker's answer.
+    AwaitingReplica,
+    /// The task's result is decided; these workers' answers disagreed with it.
+    Decided { dissenting: Vec<String> },
+    /// The answers never agreed; the task (and its job) failed.
+    Undecidable,
+}
 
 impl SenderCore {
     pub(super) async fn accept_result(&self, worker_id: &str, packet: ResultPacket) -> Result<(), DbErr> {
         let task_id = packet.task_id.clone();
         let Some(in_flight) = self.take_in_flight(worker_id, &task_id, packet.lease) else {
-            // Late (after reassignment) or duplicate: recorded in the log, never applied.
+            // Late (after reassignment) or duplicate: never applied.
             tracing::info!(worker.id = %worker_id, task.id = %task_id, lease = packet.lease, "stale result ignored");
             self.send_to(worker_id, ServerMessage::Error {
                 task_id: Some(task_id),
@@ -41,39 +62,105 @@ impl SenderCore {
         } else {
             Err((ErrorCode::Integrity, "result payload does not match its SHA-256".to_owned()))
         };
-        if let Err((code, message)) = checked {
-            tracing::warn!(worker.id = %worker_id, task.id = %task_id, %message, "result refused");
-            self.send_to(worker_id, ServerMessage::Error { task_id: Some(task_id.clone()), code, message: message.clone() });
-            self.release(&task_id, packet.lease, true, &message).await?;
-            self.notify();
-            return Ok(());
-        }
+        let segment = match checked {
+            Ok(segment) => segment,
+            Err((code, message)) => {
+                tracing::warn!(worker.id = %worker_id, task.id = %task_id, %message, "result refused");
+                self.send_to(worker_id, ServerMessage::Error { task_id: Some(task_id.clone()), code, message: message.clone() });
+                self.release(&task_id, packet.lease, true, &message).await?;
+                self.notify();
+                return Ok(());
+            }
+        };
 
+        let now = self.clock.now_ms();
+        let key = self.workers().get(worker_id).map(|w| w.key.clone()).unwrap_or_else(|| worker_id.to_owned());
+        let spot_check_draw: f64 = rand::thread_rng().r#gen();
         let transaction = self.db.begin().await?;
-        let applied = apply_result(&transaction, &packet, self.clock.now_ms(), &self.templates).await?;
+        let outcome = record_answer(&transaction, &packet, &key, now, self.config.replicas, spot_check_draw, &self.templates).await?;
         transaction.commit().await?;
-        if applied {
-            if let Some(worker) = self.workers().get_mut(worker_id) {
-                worker.tasks_done += 1;
+
+        if let Some(worker) = self.workers().get_mut(worker_id) {
+            worker.tasks_done += u64::from(outcome != Outcome::Stale);
+            let elapsed_s = (now - in_flight.sent_at_ms).max(1) as f64 / 1000.0;
+            let speed = segment.rows as f64 / elapsed_s;
+            worker.rows_per_s = Some(match worker.rows_per_s {
+                Some(previous) => previous + super::SPEED_SMOOTHING * (speed - previous),
+                None => speed,
+            });
+        }
+        if let Outcome::Decided { dissenting } = outcome {
+            for forger in dissenting {
+                self.ban(&forger).await?;
             }
         }
         self.notify();
         Ok(())
     }
+
+    /// A worker whose result disagreed with the agreed one: no credibility, no more work, and every
+    /// result of its that stood alone (adaptive replication) is redone.
+    async fn ban(&self, key: &str) -> Result<(), DbErr> {
+        let now = self.clock.now_ms();
+        tracing::warn!(worker.key = %key, "worker banned for a wrong result");
+        let transaction = self.db.begin().await?;
+        worker_record::Entity::update_many()
+            .col_expr(worker_record::Column::Banned, Expr::value(true))
+            .filter(worker_record::Column::WorkerKey.eq(key))
+            .exec(&transaction)
+            .await?;
+        let answers = task_result::Entity::find().filter(task_result::Column::WorkerKey.eq(key)).all(&transaction).await?;
+        for answer in answers {
+            let Some(owner_task) = task::Entity::find_by_id(&answer.task_id).one(&transaction).await? else { continue };
+            task_result::Entity::delete_by_id(answer.id).exec(&transaction).await?;
+            let stood_alone = owner_task.status == task_status::DONE
+                && owner_task.replicas_needed <= 1
+                && owner_task.result_sha256.as_deref() == Some(answer.result_sha256.as_str());
+            if stood_alone {
+                redo_task(&transaction, owner_task, self.config.replicas, now, key).await?;
+            }
+        }
+        transaction.commit().await?;
+
+        // Its connections lose their tasks and are closed (dropping the outbox ends the session).
+        let banned: Vec<(String, Vec<(String, u64)>)> = {
+            let mut workers = self.workers();
+            let ids: Vec<String> = workers.iter().filter(|(_, w)| w.key == key).map(|(id, _)| id.clone()).collect();
+            ids.into_iter()
+                .filter_map(|id| {
+                    let worker = workers.remove(&id)?;
+                    let _ = worker.outbox.send(ServerMessage::Error {
+                        task_id: None,
+                        code: ErrorCode::Protocol,
+                        message: "this worker returned a wrong result and may not take more work".to_owned(),
+                    });
+                    Some((id, worker.in_flight.into_iter().map(|(t, f)| (t, f.packet.lease)).collect()))
+                })
+                .collect()
+        };
+        for (_, held) in banned {
+            for (task_id, lease) in held {
+                self.release(&task_id, lease, false, "its worker was banned").await?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Stores the result if the lease is still current; completes the job when it was the last task.
-/// Returns whether the result was applied.
-async fn apply_result(
+/// Records one worker's answer to a task under the current lease, and decides the task when enough
+/// distinct workers agree.
+async fn record_answer(
     db: &impl ConnectionTrait,
     packet: &ResultPacket,
+    key: &str,
     now_ms: i64,
+    configured_replicas: u32,
+    spot_check_draw: f64,
     templates: &TemplateStore,
-) -> Result<bool, DbErr> {
-    let stored = task::Entity::update_many()
-        .col_expr(task::Column::Status, Expr::value(task_status::DONE))
-        .col_expr(task::Column::Result, Expr::value(packet.data.payload.as_bytes().to_vec()))
-        .col_expr(task::Column::ResultSha256, Expr::value(packet.data.sha256.clone()))
+) -> Result<Outcome, DbErr> {
+    // The fence: only the current lease's answer counts, and only once.
+    let fenced = task::Entity::update_many()
+        .col_expr(task::Column::Status, Expr::value(task_status::QUEUED))
         .col_expr(task::Column::LeaseWorker, Expr::value(Option::<String>::None))
         .col_expr(task::Column::LeaseExpiresAtMs, Expr::value(Option::<i64>::None))
         .filter(task::Column::Id.eq(&packet.task_id))
@@ -83,29 +170,136 @@ async fn apply_result(
         .await?
         .rows_affected
         == 1;
-    if !stored {
-        return Ok(false);
+    if !fenced {
+        return Ok(Outcome::Stale);
     }
-    let Some(owner) = task::Entity::find_by_id(&packet.task_id).one(db).await? else { return Ok(false) };
-    job::Entity::update_many()
-        .col_expr(job::Column::TasksDone, Expr::col(job::Column::TasksDone).add(1))
-        .filter(job::Column::Id.eq(owner.job_id))
+    task_result::ActiveModel {
+        task_id: Set(packet.task_id.clone()),
+        lease: Set(packet.lease as i64),
+        worker_key: Set(key.to_owned()),
+        result_sha256: Set(packet.data.sha256.clone()),
+        result: Set(packet.data.payload.as_bytes().to_vec()),
+        received_at_ms: Set(now_ms),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    let Some(mut current) = task::Entity::find_by_id(&packet.task_id).one(db).await? else {
+        return Ok(Outcome::Stale);
+    };
+    if current.replicas_needed == 0 {
+        let record = worker_record::Entity::find_by_id(key).one(db).await?;
+        let (agreed, disagreed, banned) = record.map_or((0, 0, false), |r| (r.agreed, r.disagreed, r.banned));
+        current.replicas_needed = replicas_needed(configured_replicas, agreed, disagreed, banned, spot_check_draw) as i32;
+        task::Entity::update_many()
+            .col_expr(task::Column::ReplicasNeeded, Expr::value(current.replicas_needed))
+            .filter(task::Column::Id.eq(&current.id))
+            .exec(db)
+            .await?;
+    }
+    let answers: Vec<(String, String)> = task_result::Entity::find()
+        .filter(task_result::Column::TaskId.eq(&current.id))
+        .order_by_asc(task_result::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|a| (a.worker_key, a.result_sha256))
+        .collect();
+    let needed = current.replicas_needed.max(1) as usize;
+    match decide(&answers, needed, needed + EXTRA_REPLICAS_ON_MISMATCH) {
+        Verdict::NeedMore => {
+            let detail = format!("{} of {needed} agreeing answers", answers.len().min(needed - 1).max(1));
+            events::record(db, current.job_id, Some(&current.id), Some(key), "awaiting_replica", detail, now_ms).await?;
+            Ok(Outcome::AwaitingReplica)
+        }
+        Verdict::Undecidable => {
+            task::Entity::update_many()
+                .col_expr(task::Column::Status, Expr::value(task_status::FAILED))
+                .filter(task::Column::Id.eq(&current.id))
+                .exec(db)
+                .await?;
+            let message = format!("part {} of the analysis got {} different answers from volunteers", current.seq + 1, answers.len());
+            fail_job(db, current.job_id, &message, now_ms).await?;
+            events::record(db, current.job_id, Some(&current.id), None, "failed", message, now_ms).await?;
+            Ok(Outcome::Undecidable)
+        }
+        Verdict::Agreed { sha256, agreeing, dissenting } => {
+            let winning = task_result::Entity::find()
+                .filter(task_result::Column::TaskId.eq(&current.id))
+                .filter(task_result::Column::ResultSha256.eq(&sha256))
+                .one(db)
+                .await?
+                .ok_or_else(|| DbErr::Custom("the agreed result vanished".to_owned()))?;
+            task::Entity::update_many()
+                .col_expr(task::Column::Status, Expr::value(task_status::DONE))
+                .col_expr(task::Column::Result, Expr::value(winning.result))
+                .col_expr(task::Column::ResultSha256, Expr::value(sha256))
+                .filter(task::Column::Id.eq(&current.id))
+                .exec(db)
+                .await?;
+            for (keys, column) in [(&agreeing, worker_record::Column::Agreed), (&dissenting, worker_record::Column::Disagreed)] {
+                if !keys.is_empty() {
+                    worker_record::Entity::update_many()
+                        .col_expr(column, Expr::col(column).add(1))
+                        .filter(worker_record::Column::WorkerKey.is_in(keys.iter().cloned()))
+                        .exec(db)
+                        .await?;
+                }
+            }
+            let detail = format!("agreed by {} worker(s); {} disagreed", agreeing.len(), dissenting.len());
+            events::record(db, current.job_id, Some(&current.id), Some(key), "result_accepted", detail, now_ms).await?;
+            job::Entity::update_many()
+                .col_expr(job::Column::TasksDone, Expr::col(job::Column::TasksDone).add(1))
+                .filter(job::Column::Id.eq(current.job_id))
+                .exec(db)
+                .await?;
+            if let Some(owner) = job::Entity::find_by_id(current.job_id).one(db).await? {
+                if owner.tasks_done >= owner.tasks_total && owner.status == job_status::RUNNING {
+                    finish_job(db, owner, now_ms, templates).await?;
+                }
+            }
+            Ok(Outcome::Decided { dissenting })
+        }
+    }
+}
+
+/// Puts a task whose accepted result is no longer trusted back in the queue, with full replication,
+/// reopening its job if it had finished.
+async fn redo_task(db: &impl ConnectionTrait, redo: task::Model, replicas: u32, now_ms: i64, key: &str) -> Result<(), DbErr> {
+    task::Entity::update_many()
+        .col_expr(task::Column::Status, Expr::value(task_status::QUEUED))
+        .col_expr(task::Column::Result, Expr::value(Option::<Vec<u8>>::None))
+        .col_expr(task::Column::ResultSha256, Expr::value(Option::<String>::None))
+        .col_expr(task::Column::ReplicasNeeded, Expr::value(replicas.max(1) as i32))
+        .filter(task::Column::Id.eq(&redo.id))
         .exec(db)
         .await?;
-    let Some(current) = job::Entity::find_by_id(owner.job_id).one(db).await? else { return Ok(true) };
-    if current.tasks_done >= current.tasks_total && current.status == job_status::RUNNING {
-        finish_job(db, current, now_ms, templates).await?;
-    }
-    Ok(true)
+    job::Entity::update_many()
+        .col_expr(job::Column::TasksDone, Expr::col(job::Column::TasksDone).sub(1))
+        .col_expr(job::Column::Status, Expr::value(job_status::RUNNING))
+        .col_expr(job::Column::FinishedAtMs, Expr::value(Option::<i64>::None))
+        .filter(job::Column::Id.eq(redo.job_id))
+        .filter(job::Column::Status.ne(job_status::FAILED))
+        .exec(db)
+        .await?;
+    result::Entity::delete_by_id(redo.job_id).exec(db).await?;
+    events::record(db, redo.job_id, Some(&redo.id), Some(key), "redo", "its only result came from a banned worker", now_ms).await
+}
+
+async fn fail_job(db: &impl ConnectionTrait, job_id: i64, message: &str, now_ms: i64) -> Result<(), DbErr> {
+    job::Entity::update_many()
+        .col_expr(job::Column::Status, Expr::value(job_status::FAILED))
+        .col_expr(job::Column::Error, Expr::value(message.to_owned()))
+        .col_expr(job::Column::FinishedAtMs, Expr::value(now_ms))
+        .filter(job::Column::Id.eq(job_id))
+        .filter(job::Column::Status.is_in([job_status::QUEUED, job_status::RUNNING]))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Merges every segment of a finished job, in order, into its analysis.
-async fn finish_job(
-    db: &impl ConnectionTrait,
-    finished: job::Model,
-    now_ms: i64,
-    templates: &TemplateStore,
-) -> Result<(), DbErr> {
+async fn finish_job(db: &impl ConnectionTrait, finished: job::Model, now_ms: i64, templates: &TemplateStore) -> Result<(), DbErr> {
     let tasks = task::Entity::find()
         .filter(task::Column::JobId.eq(finished.id))
         .order_by_asc(task::Column::Seq)
@@ -134,12 +328,14 @@ async fn finish_job(
                 .insert(db)
                 .await?;
             update.status = Set(job_status::DONE.to_owned());
+            events::record(db, finished.id, None, None, "done", format!("{} parts merged", finished.tasks_total), now_ms).await?;
             tracing::info!(job.id = finished.id, tasks = finished.tasks_total, "job done");
         }
         Err(message) => {
             tracing::error!(job.id = finished.id, %message, "merging the job's results failed");
             update.status = Set(job_status::FAILED.to_owned());
             update.error = Set(Some(format!("the results could not be combined: {message}")));
+            events::record(db, finished.id, None, None, "failed", message, now_ms).await?;
         }
     }
     update.update(db).await?;

@@ -11,6 +11,8 @@
 //! live connections, requeues expired ones and resends packets nobody ACKed.
 
 mod accept;
+pub mod priority;
+pub mod replication;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -28,9 +30,11 @@ use vitalgrid_worker::protocol::{
 
 use crate::clock::Clock;
 use crate::config::SchedulerConfig;
-use crate::db::entities::{job, task};
+use crate::db::entities::{job, task, task_result, worker_record};
 use crate::db::{job_status, task_status};
+use crate::events;
 use crate::templates::TemplateStore;
+use priority::{ActiveJob, FairQueue, Priority};
 
 /// Resends of a packet the worker reported as damaged, or never ACKed, before it goes elsewhere.
 const MAX_RESENDS: u32 = 2;
@@ -42,6 +46,7 @@ pub struct SenderCore {
     clock: Arc<dyn Clock>,
     templates: Arc<TemplateStore>,
     workers: Mutex<HashMap<String, ConnectedWorker>>,
+    fair_queue: Mutex<FairQueue>,
     wake: Notify,
 }
 
@@ -49,6 +54,10 @@ pub struct SenderCore {
 #[derive(Debug)]
 struct ConnectedWorker {
     outbox: mpsc::UnboundedSender<ServerMessage>,
+    /// The key its record (credibility) is kept under: the one it presented, or the connection id.
+    key: String,
+    /// Measured speed (rows per second, smoothed); `None` until its first result.
+    rows_per_s: Option<f64>,
     slots: u32,
     agent: String,
     connected_at_ms: i64,
@@ -66,11 +75,17 @@ struct InFlight {
     resends: u32,
 }
 
+/// Smoothing of the measured worker speed: recent tasks count most, one odd task cannot dominate.
+const SPEED_SMOOTHING: f64 = 0.3;
+
 /// What the admin pages show of a connected worker.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerInfo {
     pub id: String,
+    pub worker_key: String,
     pub agent: String,
+    pub rows_per_s: Option<f64>,
+    pub current_tasks: Vec<String>,
     pub slots: u32,
     pub in_flight: usize,
     pub tasks_done: u64,
@@ -91,6 +106,7 @@ impl SenderCore {
             clock,
             templates,
             workers: Mutex::new(HashMap::new()),
+            fair_queue: Mutex::new(FairQueue::default()),
             wake: Notify::new(),
         });
         tokio::spawn(Arc::clone(&core).run());
@@ -125,15 +141,28 @@ impl SenderCore {
         self.workers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a worker that said Hello; returns its id and the queue of messages to send it.
-    pub fn connect(&self, slots: u32, agent: String) -> (String, mpsc::UnboundedReceiver<ServerMessage>) {
-        let (outbox, inbox) = mpsc::unbounded_channel();
+    /// Registers a worker that said Hello; returns its id and the queue of messages to send it, or
+    /// `None` for a worker whose key was banned for returning wrong results.
+    pub async fn connect(
+        &self,
+        slots: u32,
+        agent: String,
+        worker_key: Option<String>,
+    ) -> Result<Option<(String, mpsc::UnboundedReceiver<ServerMessage>)>, DbErr> {
         let worker_id = random_id();
+        let key = worker_key.filter(|k| is_acceptable_key(k)).unwrap_or_else(|| worker_id.clone());
+        if self.touch_record(&key).await? {
+            tracing::info!(worker.key = %key, "banned worker refused");
+            return Ok(None);
+        }
+        let (outbox, inbox) = mpsc::unbounded_channel();
         let _ = outbox.send(ServerMessage::Welcome { worker_id: worker_id.clone(), slots });
         self.workers().insert(
             worker_id.clone(),
             ConnectedWorker {
                 outbox,
+                key,
+                rows_per_s: None,
                 slots,
                 agent,
                 connected_at_ms: self.clock.now_ms(),
@@ -144,7 +173,36 @@ impl SenderCore {
         );
         tracing::info!(worker.id = %worker_id, slots, "worker connected");
         self.notify();
-        (worker_id, inbox)
+        Ok(Some((worker_id, inbox)))
+    }
+
+    /// Creates or refreshes the worker's record; returns whether it is banned.
+    async fn touch_record(&self, key: &str) -> Result<bool, DbErr> {
+        let now = self.clock.now_ms();
+        if let Some(record) = worker_record::Entity::find_by_id(key).one(&self.db).await? {
+            worker_record::Entity::update_many()
+                .col_expr(worker_record::Column::LastSeenAtMs, Expr::value(now))
+                .filter(worker_record::Column::WorkerKey.eq(key))
+                .exec(&self.db)
+                .await?;
+            return Ok(record.banned);
+        }
+        let inserted = worker_record::Entity::insert(worker_record::ActiveModel {
+            worker_key: sea_orm::Set(key.to_owned()),
+            agreed: sea_orm::Set(0),
+            disagreed: sea_orm::Set(0),
+            banned: sea_orm::Set(false),
+            first_seen_at_ms: sea_orm::Set(now),
+            last_seen_at_ms: sea_orm::Set(now),
+        })
+        .exec(&self.db)
+        .await;
+        match inserted {
+            Ok(_) => Ok(false),
+            // The same key connecting twice at once: the other insert won, which is fine.
+            Err(error) if matches!(error.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// Forgets a worker whose connection ended and puts every task it held back in the queue.
@@ -171,7 +229,10 @@ impl SenderCore {
             .iter()
             .map(|(id, w)| WorkerInfo {
                 id: id.clone(),
+                worker_key: w.key.clone(),
                 agent: w.agent.clone(),
+                rows_per_s: w.rows_per_s,
+                current_tasks: w.in_flight.keys().cloned().collect(),
                 slots: w.slots,
                 in_flight: w.in_flight.len(),
                 tasks_done: w.tasks_done,
@@ -316,33 +377,74 @@ impl SenderCore {
         let _ = worker.outbox.send(ServerMessage::Task(packet));
     }
 
-    /// Hands queued tasks to workers with free slots until either runs out.
+    /// Hands queued tasks to workers with free slots until either runs out. Slots are served in
+    /// the order of the fair queue (priorities, then clinicians in turn); the fastest workers get
+    /// work first; a worker never gets a task it has already answered (replicas must be distinct).
     async fn dispatch(&self) -> Result<(), DbErr> {
         loop {
-            let free: Vec<(String, usize)> = self
-                .workers()
-                .iter()
-                .map(|(id, w)| (id.clone(), (w.slots as usize).saturating_sub(w.in_flight.len())))
-                .filter(|(_, free)| *free > 0)
-                .collect();
-            let total_free: usize = free.iter().map(|(_, n)| n).sum();
-            if total_free == 0 {
+            let mut free: Vec<(String, String, f64)> = Vec::new();
+            for (id, w) in self.workers().iter() {
+                let open = (w.slots as usize).saturating_sub(w.in_flight.len());
+                free.extend(std::iter::repeat_n((id.clone(), w.key.clone(), w.rows_per_s.unwrap_or(0.0)), open));
+            }
+            if free.is_empty() {
                 return Ok(());
             }
-            let candidates = task::Entity::find()
-                .filter(task::Column::Status.eq(task_status::QUEUED))
-                .order_by_asc(task::Column::JobId)
-                .order_by_asc(task::Column::Seq)
-                .limit(total_free as u64)
+            free.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+
+            let active = self.active_jobs().await?;
+            if active.is_empty() {
+                return Ok(());
+            }
+            let plan = self.fair_queue.lock().unwrap_or_else(PoisonError::into_inner).plan(&active, free.len());
+            let mut wanted: Vec<(i64, u64)> = Vec::new();
+            for job_id in &plan {
+                match wanted.iter_mut().find(|(id, _)| id == job_id) {
+                    Some((_, n)) => *n += 1,
+                    None => wanted.push((*job_id, 1)),
+                }
+            }
+            let mut candidates: HashMap<i64, std::collections::VecDeque<task::Model>> = HashMap::new();
+            for (job_id, n) in &wanted {
+                // A few extra, in case some were already answered by the free workers.
+                let tasks = task::Entity::find()
+                    .filter(task::Column::JobId.eq(*job_id))
+                    .filter(task::Column::Status.eq(task_status::QUEUED))
+                    .order_by_asc(task::Column::Seq)
+                    .limit(n * 2 + 2)
+                    .all(&self.db)
+                    .await?;
+                candidates.insert(*job_id, tasks.into());
+            }
+            let ids: Vec<String> = candidates.values().flatten().map(|t| t.id.clone()).collect();
+            let answered: HashSet<(String, String)> = task_result::Entity::find()
+                .select_only()
+                .column(task_result::Column::TaskId)
+                .column(task_result::Column::WorkerKey)
+                .filter(task_result::Column::TaskId.is_in(ids))
+                .into_tuple::<(String, String)>()
                 .all(&self.db)
-                .await?;
-            if candidates.is_empty() {
-                return Ok(());
-            }
-            let mut slots = free.into_iter().flat_map(|(id, n)| std::iter::repeat_n(id, n));
-            for candidate in candidates {
-                let Some(worker_id) = slots.next() else { break };
+                .await?
+                .into_iter()
+                .collect();
+
+            let mut progress = false;
+            for job_id in plan {
+                let Some(queue) = candidates.get_mut(&job_id) else { continue };
+                let Some(position) = queue.iter().position(|t| {
+                    free.iter().any(|(_, key, _)| !answered.contains(&(t.id.clone(), key.clone())))
+                }) else {
+                    continue;
+                };
+                let Some(candidate) = queue.remove(position) else { continue };
+                let Some(slot) =
+                    free.iter().position(|(_, key, _)| !answered.contains(&(candidate.id.clone(), key.clone())))
+                else {
+                    continue;
+                };
+                let (worker_id, _, _) = free.remove(slot);
                 let Some(packet) = self.claim(candidate, &worker_id).await? else { continue };
+                progress = true;
                 let in_flight = InFlight {
                     packet: packet.clone(),
                     sent_at_ms: self.clock.now_ms(),
@@ -362,7 +464,43 @@ impl SenderCore {
                     self.release(&packet.task_id, packet.lease, false, "the worker disconnected").await?;
                 }
             }
+            if !progress {
+                return Ok(());
+            }
         }
+    }
+
+    /// Jobs with queued tasks, with their owner and priority.
+    async fn active_jobs(&self) -> Result<Vec<ActiveJob>, DbErr> {
+        let counts: Vec<(i64, i64)> = task::Entity::find()
+            .select_only()
+            .column(task::Column::JobId)
+            .column_as(Expr::col(task::Column::Id).count(), "queued")
+            .filter(task::Column::Status.eq(task_status::QUEUED))
+            .group_by(task::Column::JobId)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        if counts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let jobs = job::Entity::find()
+            .filter(job::Column::Id.is_in(counts.iter().map(|(id, _)| *id)))
+            .filter(job::Column::Status.is_in([job_status::QUEUED, job_status::RUNNING]))
+            .all(&self.db)
+            .await?;
+        Ok(jobs
+            .into_iter()
+            .filter_map(|j| {
+                let queued = counts.iter().find(|(id, _)| *id == j.id)?.1;
+                Some(ActiveJob {
+                    job_id: j.id,
+                    owner_id: j.owner_id,
+                    priority: Priority::parse(&j.priority).unwrap_or_default(),
+                    queued_tasks: queued as usize,
+                })
+            })
+            .collect())
     }
 
     /// Leases `candidate` to `worker_id` unless another process got there first.
@@ -394,6 +532,8 @@ impl SenderCore {
             return Ok(None);
         };
         self.templates.get(&owner.template_id, owner.template_version as u32).await?;
+        let detail = format!("lease {} (attempt {})", candidate.lease + 1, candidate.attempts + 1);
+        events::record(&self.db, owner.id, Some(&candidate.id), Some(worker_id), "leased", detail, now).await?;
         let payload = String::from_utf8(candidate.payload).map_err(|e| DbErr::Custom(format!("task payload is not UTF-8: {e}")))?;
         Ok(Some(TaskPacket {
             task_id: candidate.id,
@@ -423,8 +563,13 @@ impl SenderCore {
             .await?
             .rows_affected
             == 1;
-        if released && counts_as_attempt {
-            self.fail_if_exhausted(task_id, reason).await?;
+        if released {
+            if let Some(found) = task::Entity::find_by_id(task_id).one(&self.db).await? {
+                events::record(&self.db, found.job_id, Some(task_id), None, "requeued", reason, self.clock.now_ms()).await?;
+            }
+            if counts_as_attempt {
+                self.fail_if_exhausted(task_id, reason).await?;
+            }
         }
         Ok(())
     }
@@ -446,6 +591,7 @@ impl SenderCore {
             found.attempts
         );
         tracing::warn!(job.id = found.job_id, task.id = %task_id, %message, "job failed");
+        events::record(&self.db, found.job_id, Some(task_id), None, "failed", message.clone(), self.clock.now_ms()).await?;
         job::Entity::update_many()
             .col_expr(job::Column::Status, Expr::value(job_status::FAILED))
             .col_expr(job::Column::Error, Expr::value(message))
@@ -528,6 +674,11 @@ impl SenderCore {
         }
         Ok(())
     }
+}
+
+/// Keys are opaque to the server, but bounded and printable so they can be stored and shown.
+fn is_acceptable_key(key: &str) -> bool {
+    (8..=64).contains(&key.len()) && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// 128 random bits as hex: ids that say nothing about what they name.

@@ -53,9 +53,9 @@ where
             Ok(None) | Err(_) => return,
         }
     };
-    let (slots, agent) = match serde_json::from_str::<WorkerMessage>(&hello) {
-        Ok(WorkerMessage::Hello { protocol, slots, agent, .. }) if protocol == PROTOCOL_VERSION => {
-            (slots.clamp(1, MAX_SLOTS), agent.chars().take(200).collect::<String>())
+    let (slots, agent, worker_key) = match serde_json::from_str::<WorkerMessage>(&hello) {
+        Ok(WorkerMessage::Hello { protocol, slots, agent, worker_key }) if protocol == PROTOCOL_VERSION => {
+            (slots.clamp(1, MAX_SLOTS), agent.chars().take(200).collect::<String>(), worker_key)
         }
         Ok(WorkerMessage::Hello { protocol, .. }) => {
             let message = format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
@@ -68,7 +68,18 @@ where
             return;
         }
     };
-    let (worker_id, mut outbox) = core.connect(slots, agent);
+    let (worker_id, mut outbox) = match core.connect(slots, agent, worker_key).await {
+        Ok(Some(connected)) => connected,
+        Ok(None) => {
+            let message = "this worker returned a wrong result and may not take more work".to_owned();
+            let _ = send(&mut outgoing, &protocol_error(message)).await;
+            return;
+        }
+        Err(error) => {
+            tracing::error!(%error, "registering a worker failed");
+            return;
+        }
+    };
     loop {
         tokio::select! {
             frame = incoming.next() => {

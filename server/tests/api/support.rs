@@ -11,7 +11,8 @@ use tokio_tungstenite::tungstenite::Message;
 use vitalgrid_server::accounts::{create_account, Role};
 use vitalgrid_server::app::{connect_database, AppState};
 use vitalgrid_server::clock::SystemClock;
-use vitalgrid_server::config::{Config, SchedulerConfig};
+pub use vitalgrid_server::config::SchedulerConfig;
+use vitalgrid_server::config::Config;
 use vitalgrid_server::router::build_router;
 use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::protocol::{ServerMessage, WorkerMessage, PROTOCOL_VERSION};
@@ -88,11 +89,17 @@ pub fn fast_scheduler() -> SchedulerConfig {
         sweep_interval: Duration::from_millis(200),
         vitals_rows_per_task: 900,
         ecg_rows_per_task: 5_000,
+        // One trusted test worker is enough here; replication has tests of its own.
+        replicas: 1,
         ..SchedulerConfig::default()
     }
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, fast_scheduler()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, scheduler: SchedulerConfig) -> TestApp {
     let (database_url, dir) = match backend {
         Backend::Sqlite => {
             let dir = tempfile_dir::TempDir::new();
@@ -100,18 +107,18 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         }
         Backend::MariaDb => {
             let (server, name) = fresh_mariadb_database().await;
-            let mut app = spawn_app_on(&format!("{server}/{name}"), None).await;
+            let mut app = spawn_app_on(&format!("{server}/{name}"), None, scheduler).await;
             app.mariadb_to_drop = Some((server, name));
             return app;
         }
     };
-    spawn_app_on(&database_url, dir).await
+    spawn_app_on(&database_url, dir, scheduler).await
 }
 
 /// Starts (another) app process-equivalent on an existing database, as after a restart.
-pub async fn spawn_app_on(database_url: &str, dir: Option<tempfile_dir::TempDir>) -> TestApp {
+pub async fn spawn_app_on(database_url: &str, dir: Option<tempfile_dir::TempDir>, scheduler: SchedulerConfig) -> TestApp {
     let db = connect_database(database_url).await.expect("database opens and migrates");
-    let config = Config { scheduler: fast_scheduler(), ..Config::default() };
+    let config = Config { scheduler, ..Config::default() };
     let state = AppState::start(db, config, Arc::new(SystemClock)).await.expect("app starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let address = listener.local_addr().expect("has an address");

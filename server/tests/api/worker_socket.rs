@@ -6,7 +6,10 @@ use std::time::Duration;
 use serde_json::Value;
 use vitalgrid_server::accounts::Role;
 
-use crate::support::{on_every_backend, small_vitals_csv, spawn_app, spawn_app_on, spawn_native_worker, Backend, Misbehaviour};
+use crate::support::{
+    fast_scheduler, on_every_backend, small_vitals_csv, spawn_app, spawn_app_on, spawn_app_with, spawn_native_worker, Backend,
+    Misbehaviour,
+};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -16,7 +19,48 @@ on_every_backend!(
     worker_vanishing_mid_task_does_not_lose_the_task,
     packets_carry_no_patient_reference_file_name_or_account,
     queued_job_survives_a_server_restart,
+    with_two_replicas_each_task_is_answered_by_two_workers_and_the_history_shows_it,
+    a_lone_worker_cannot_validate_its_own_results,
 );
+
+async fn with_two_replicas_each_task_is_answered_by_two_workers_and_the_history_shows_it(backend: Backend) {
+    let app = spawn_app_with(backend, crate::support::SchedulerConfig { replicas: 2, ..fast_scheduler() }).await;
+    let client = app.user("ana@example.org", Role::Clinician).await;
+    let admin = app.user("root@example.org", Role::Admin).await;
+    let (_, job_id) = app.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(2_000).as_bytes()).await;
+    let (stop_a, worker_a) = spawn_native_worker(&app, 1, Misbehaviour::default());
+    let (stop_b, worker_b) = spawn_native_worker(&app, 1, Misbehaviour::default());
+
+    let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let tasks = job["tasks_total"].as_u64().unwrap_or(0) as usize;
+    let workers: Value = admin.get(app.url("/api/admin/workers")).send().await.expect("workers").json().await.expect("json");
+    let agreed: i64 = workers.as_array().map_or(0, |w| w.iter().filter_map(|w| w["agreed"].as_i64()).sum());
+    assert_eq!(agreed as usize, 2 * tasks, "each task was agreed by both workers: {workers}");
+    let _ = (stop_a.send(()), stop_b.send(()));
+    let (log_a, log_b) = (worker_a.await.expect("ran"), worker_b.await.expect("ran"));
+    assert_eq!(log_a.sent_of_type("result") + log_b.sent_of_type("result"), 2 * tasks);
+
+    let events: Value = admin.get(app.url(&format!("/api/admin/jobs/{job_id}/events"))).send().await.expect("events").json().await.expect("json");
+    let kinds: Vec<&str> = events.as_array().map_or(vec![], |e| e.iter().filter_map(|e| e["kind"].as_str()).collect());
+    assert_eq!(kinds.first(), Some(&"submitted"));
+    assert_eq!(kinds.iter().filter(|k| **k == "awaiting_replica").count(), tasks);
+    assert_eq!(kinds.iter().filter(|k| **k == "result_accepted").count(), tasks);
+    assert_eq!(kinds.last(), Some(&"done"));
+}
+
+async fn a_lone_worker_cannot_validate_its_own_results(backend: Backend) {
+    let app = spawn_app_with(backend, crate::support::SchedulerConfig { replicas: 2, ..fast_scheduler() }).await;
+    let client = app.user("ana@example.org", Role::Clinician).await;
+    let (_, job_id) = app.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(100).as_bytes()).await;
+    let (stop, worker) = spawn_native_worker(&app, 2, Misbehaviour::default());
+    let job = app.wait_for_job(&client, job_id, std::time::Duration::from_secs(3)).await;
+    assert_eq!(job["status"], "running", "one worker's answer is not enough: {job}");
+    assert_eq!(job["tasks_done"], 0);
+    let _ = stop.send(());
+    let log = worker.await.expect("ran");
+    assert_eq!(log.sent_of_type("result"), 1, "it was never given the same task twice");
+}
 
 async fn native_worker_completes_a_job_and_the_result_counts_every_valid_value(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -113,7 +157,7 @@ async fn queued_job_survives_a_server_restart(backend: Backend) {
 
     // A second server on the same database stands in for the restarted one: everything it knows
     // of the job comes from the database.
-    let restarted = spawn_app_on(&first.database_url, None).await;
+    let restarted = spawn_app_on(&first.database_url, None, crate::support::fast_scheduler()).await;
     let (stop, worker) = spawn_native_worker(&restarted, 2, Misbehaviour::default());
     let job = restarted.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
     assert_eq!(job["status"], "done", "{job}");

@@ -18,6 +18,8 @@ pub struct Model {
     pub error: Option<String>,
     pub created_at_ms: i64,
     pub finished_at_ms: Option<i64>,
+    /// `urgent`, `normal` or `batch`.
+    pub priority: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,8 +3,11 @@
 
 pub mod file;
 pub mod job;
+pub mod job_event;
 pub mod result;
 pub mod session;
 pub mod task;
+pub mod task_result;
 pub mod template;
 pub mod user;
+pub mod worker_record;

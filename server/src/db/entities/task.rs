@@ -20,6 +20,9 @@ pub struct Model {
     /// JSON of `analysis::SegmentResult` as returned by the worker.
     pub result: Option<Vec<u8>>,
     pub result_sha256: Option<String>,
+    /// Distinct workers whose results must agree; 0 until the first result decides (adaptive
+    /// replication may let a credible worker's result stand alone).
+    pub replicas_needed: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

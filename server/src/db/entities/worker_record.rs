@@ -1,0 +1,19 @@
+use sea_orm::entity::prelude::*;
+
+/// A worker's track record, keyed by the key it presents in Hello.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "worker_records")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub worker_key: String,
+    pub agreed: i64,
+    pub disagreed: i64,
+    pub banned: bool,
+    pub first_seen_at_ms: i64,
+    pub last_seen_at_ms: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
