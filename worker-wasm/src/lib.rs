@@ -1,7 +1,7 @@
 //! VitalGrid's worker pipeline: Receiver → DataProcessor → Algorithm → Sender, plus the packet
 //! protocol shared with the server. Plain Rust; the browser facade lives in `web` (wasm32 only).
 
-/// Algorithms (`signal-summary`) and the merge of segment results into an analysis.
+/// Algorithms (`vitals-report`, `ecg-report` and their parts) and the merge of segment results into an analysis.
 pub mod algorithm;
 /// Result shapes: per-segment results and the merged analysis.
 pub mod analysis;
@@ -15,6 +15,8 @@ pub mod protocol;
 pub mod receiver;
 /// Sender: encoding of outgoing frames and sealing of results.
 pub mod sender;
+/// Slicer: the in-worker scheduler (time-budgeted slices, rest for the CPU share) over a `Clock`.
+pub mod slicer;
 /// Templates: expected columns and the rules their values obey.
 pub mod template;
 /// The WebAssembly facade used by the browser worker.

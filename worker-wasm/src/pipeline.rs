@@ -13,6 +13,7 @@ use crate::protocol::{ErrorCode, ResultPacket, TaskPacket, WorkerMessage};
 pub use crate::receiver::TaskError;
 use crate::receiver::{AcceptedTask, Received, Receiver, accept_task};
 use crate::sender::{self, SendError};
+use crate::slicer::{Clock, Slicer};
 use crate::template::Template;
 
 /// The outcome of one [`Pipeline::step`].
@@ -28,11 +29,20 @@ pub struct Step {
     pub progress: f64,
 }
 
+/// The outcome of one [`Pipeline::run_slice`]: the step it amounted to and the rest it asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slice {
+    pub step: Step,
+    /// Milliseconds to rest before the next slice, for the CPU share; 0 when idle.
+    pub rest_ms: f64,
+}
+
 /// A worker's tasks, from frame to result. Tasks run one at a time in arrival order.
 #[derive(Debug, Default)]
 pub struct Pipeline {
     receiver: Receiver,
     queue: VecDeque<AcceptedTask>,
+    slicer: Slicer,
 }
 
 impl Pipeline {
@@ -98,6 +108,42 @@ impl Pipeline {
 
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// Share of the CPU (0.05–1) the worker may use; it rests in proportion between slices.
+    pub fn set_cpu_share(&mut self, share: f64) {
+        self.slicer.set_cpu_share(share);
+    }
+
+    /// Works for about `budget_ms` (overrunning by at most one adaptive row chunk), then returns so
+    /// the caller can answer messages (Stop, ping, new tasks) and rest for `rest_ms`.
+    pub fn run_slice(&mut self, clock: &impl Clock, budget_ms: f64) -> Slice {
+        self.slicer.set_budget_ms(budget_ms);
+        let mut slicer = std::mem::take(&mut self.slicer);
+        let mut outgoing = Vec::new();
+        let mut last = None;
+        let mut rows_processed = 0;
+        let report = slicer.run_slice(clock, |max_rows| {
+            let step = self.step(max_rows);
+            let rows = step.rows_processed;
+            rows_processed += rows;
+            let idle = step.idle;
+            outgoing.extend(step.outgoing);
+            last = Some((step.idle, step.progress));
+            // A task without rows finishes without visiting any: keep going unless idle.
+            if idle { 0 } else { rows.max(1) }
+        });
+        self.slicer = slicer;
+        let (idle, progress) = last.unwrap_or((self.is_idle(), 0.0));
+        Slice {
+            step: Step {
+                outgoing,
+                rows_processed,
+                idle,
+                progress,
+            },
+            rest_ms: if idle { 0.0 } else { report.rest_ms },
+        }
     }
 
     /// Abandon all queued/running tasks, returning a Release message for each (volunteer pressed Stop).
@@ -178,6 +224,7 @@ fn finish(task: AcceptedTask) -> WorkerMessage {
 mod tests {
     use super::*;
     use crate::protocol::{ServerMessage, SignalColumn, SignedPayload, TaskData};
+    use crate::slicer::Clock;
     use crate::template::{SIGNAL_SUMMARY, builtin_templates};
 
     fn vitals() -> Template {
@@ -301,6 +348,50 @@ mod tests {
             (step.rows_processed, step.idle, step.outgoing.len()),
             (60, true, 1)
         );
+    }
+
+    struct FakeClock(std::cell::Cell<f64>);
+
+    impl Clock for FakeClock {
+        fn now_ms(&self) -> f64 {
+            // Every reading costs 0.5 ms: the work between readings takes time.
+            let now = self.0.get();
+            self.0.set(now + 0.5);
+            now
+        }
+    }
+
+    #[test]
+    fn slices_give_the_same_bytes_and_a_stop_between_slices_is_honoured_at_once() {
+        let tasks = [packet("a", 2500), packet("b", 0), packet("c", 11)];
+        let reference = encoded(&ready_pipeline(&tasks).run_until_idle());
+        let clock = FakeClock(std::cell::Cell::new(0.0));
+        let mut pipeline = ready_pipeline(&tasks);
+        pipeline.set_cpu_share(0.5);
+        let mut outgoing = Vec::new();
+        let mut slices = 0;
+        while !pipeline.is_idle() {
+            let slice = pipeline.run_slice(&clock, 1.0);
+            if !slice.step.idle {
+                assert!(slice.rest_ms > 0.0, "half share rests: {slice:?}");
+            }
+            outgoing.extend(slice.step.outgoing);
+            slices += 1;
+        }
+        assert!(slices > 1, "the work was cut into slices");
+        assert_eq!(encoded(&outgoing), reference);
+
+        let mut stopped = ready_pipeline(&tasks);
+        let first = stopped.run_slice(&clock, 1.0);
+        assert!(!first.step.idle);
+        let released = stopped.release_all();
+        assert_eq!(released.len(), 3);
+        let next = stopped.run_slice(&clock, 1.0);
+        assert_eq!(
+            (next.step.rows_processed, next.step.idle, next.rest_ms),
+            (0, true, 0.0)
+        );
+        assert!(next.step.outgoing.is_empty());
     }
 
     #[test]

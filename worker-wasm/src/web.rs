@@ -6,6 +6,44 @@ use wasm_bindgen::prelude::*;
 
 use crate::pipeline::{self, Pipeline};
 use crate::sender;
+use crate::slicer::Clock;
+
+/// `performance.now()` when the global has it (Web Workers and Node do), else `Date.now()`.
+struct PerformanceClock {
+    performance: Option<js_sys::Function>,
+    this: JsValue,
+}
+
+impl PerformanceClock {
+    fn new() -> Self {
+        let this = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("performance"))
+            .unwrap_or(JsValue::UNDEFINED);
+        let performance = js_sys::Reflect::get(&this, &JsValue::from_str("now"))
+            .ok()
+            .and_then(|now| now.dyn_into::<js_sys::Function>().ok());
+        Self { performance, this }
+    }
+}
+
+impl Clock for PerformanceClock {
+    fn now_ms(&self) -> f64 {
+        self.performance
+            .as_ref()
+            .and_then(|now| now.call0(&self.this).ok())
+            .and_then(|value| value.as_f64())
+            .unwrap_or_else(js_sys::Date::now)
+    }
+}
+
+/// What `run_slice` returns to JS: `step`'s fields plus `rest_ms`, the pause before the next slice.
+#[derive(Serialize)]
+struct SliceReport {
+    frames: Vec<String>,
+    rows: u32,
+    idle: bool,
+    progress: f64,
+    rest_ms: f64,
+}
 
 /// Installs the panic hook once, when the module is instantiated, so panics reach the console.
 #[wasm_bindgen(start)]
@@ -26,6 +64,7 @@ struct StepReport {
 #[wasm_bindgen]
 pub struct WasmPipeline {
     inner: Pipeline,
+    clock: PerformanceClock,
 }
 
 #[wasm_bindgen]
@@ -34,6 +73,7 @@ impl WasmPipeline {
     pub fn new() -> WasmPipeline {
         WasmPipeline {
             inner: Pipeline::new(),
+            clock: PerformanceClock::new(),
         }
     }
 
@@ -56,6 +96,28 @@ impl WasmPipeline {
         report
             .serialize(&serializer)
             .map_err(|error| JsError::new(&error.to_string()))
+    }
+
+    /// Works for about `budget_ms` (a few ms keeps Stop and pings responsive), then returns
+    /// `{frames, rows, idle, progress, rest_ms}`; wait `rest_ms` before the next slice.
+    pub fn run_slice(&mut self, budget_ms: f64) -> Result<JsValue, JsError> {
+        let slice = self.inner.run_slice(&self.clock, budget_ms);
+        let report = SliceReport {
+            frames: encode_all(&slice.step.outgoing)?,
+            rows: u32::try_from(slice.step.rows_processed).unwrap_or(u32::MAX),
+            idle: slice.step.idle,
+            progress: slice.step.progress,
+            rest_ms: slice.rest_ms,
+        };
+        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+        report
+            .serialize(&serializer)
+            .map_err(|error| JsError::new(&error.to_string()))
+    }
+
+    /// Share of the CPU (0.05–1, e.g. 0.5 for 50 %) the worker may use.
+    pub fn set_cpu_share(&mut self, share: f64) {
+        self.inner.set_cpu_share(share);
     }
 
     /// Abandons every queued task; returns a RELEASE frame for each.
