@@ -19,8 +19,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rand::RngCore;
 use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
 };
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
@@ -506,6 +508,24 @@ impl SenderCore {
     /// Leases `candidate` to `worker_id` unless another process got there first.
     async fn claim(&self, candidate: task::Model, worker_id: &str) -> Result<Option<TaskPacket>, DbErr> {
         let now = self.clock.now_ms();
+        let transaction = self.db.begin().await?;
+        if self.db.get_database_backend() == DbBackend::MySql {
+            // Several servers share the queue: lock the row, skipping rows another server holds,
+            // so they spread over different tasks instead of racing for the same one. (SQLite
+            // has one writer at a time; the conditional UPDATE below is the guard there, and the
+            // final word everywhere.)
+            let free = task::Entity::find_by_id(&candidate.id)
+                .select_only()
+                .column(task::Column::Id)
+                .filter(task::Column::Status.eq(task_status::QUEUED))
+                .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+                .into_tuple::<String>()
+                .one(&transaction)
+                .await?;
+            if free.is_none() {
+                return Ok(None);
+            }
+        }
         let claimed = task::Entity::update_many()
             .col_expr(task::Column::Status, Expr::value(task_status::LEASED))
             .col_expr(task::Column::Lease, Expr::col(task::Column::Lease).add(1))
@@ -515,10 +535,11 @@ impl SenderCore {
             .filter(task::Column::Id.eq(&candidate.id))
             .filter(task::Column::Status.eq(task_status::QUEUED))
             .filter(task::Column::Lease.eq(candidate.lease))
-            .exec(&self.db)
+            .exec(&transaction)
             .await?
             .rows_affected
             == 1;
+        transaction.commit().await?;
         if !claimed {
             return Ok(None);
         }
