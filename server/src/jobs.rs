@@ -21,6 +21,23 @@ use crate::events;
 use crate::scheduler::priority::Priority;
 use crate::scheduler::random_id;
 
+/// What a task should take on a typical connected worker: long enough that per-task overhead is
+/// small, short enough that a volunteer closing the tab loses little.
+const TARGET_TASK_S: f64 = 5.0;
+/// Below this a task is mostly overhead, whatever the workers' speed.
+const MIN_TASK_ROWS: usize = 500;
+
+/// Rows per task: what the median connected worker does in `TARGET_TASK_S`, never more than the
+/// configured size (which bounds packet size and memory in a browser tab).
+pub fn task_rows(configured_max: usize, typical_rows_per_s: Option<f64>) -> usize {
+    match typical_rows_per_s {
+        Some(speed) if speed.is_finite() && speed > 0.0 => {
+            ((speed * TARGET_TASK_S) as usize).clamp(MIN_TASK_ROWS.min(configured_max), configured_max)
+        }
+        _ => configured_max,
+    }
+}
+
 /// Context sent on each side of an ECG segment, in seconds.
 const ECG_OVERLAP_S: f64 = 3.0;
 
@@ -114,11 +131,14 @@ pub async fn submit_job(
     let (_, recording) = check_upload(stored.content.clone(), vec![template.clone()]).await?;
     let scheduler = &state.config.scheduler;
     let plan = match template.kind {
-        RecordingKind::Vitals => SegmentPlan { max_rows: scheduler.vitals_rows_per_task, overlap_rows: 0 },
+        RecordingKind::Vitals => SegmentPlan {
+            max_rows: task_rows(scheduler.vitals_rows_per_task, state.scheduler.typical_speed()),
+            overlap_rows: 0,
+        },
         // Beat detection needs context on both sides of a cut: filters settle and adaptive
         // thresholds learn within ~2 s, so each segment carries 3 s more on either side.
         RecordingKind::Ecg => SegmentPlan {
-            max_rows: scheduler.ecg_rows_per_task,
+            max_rows: task_rows(scheduler.ecg_rows_per_task, state.scheduler.typical_speed()),
             overlap_rows: (ECG_OVERLAP_S * recording.sample_rate_hz()).ceil() as usize,
         },
     };
@@ -249,6 +269,14 @@ pub async fn delete_result(db: &impl TransactionTrait, owner_id: i64, job_id: i6
 mod tests {
     use super::*;
     use vitalgrid_worker::template::builtin_templates;
+
+    #[test]
+    fn tasks_shrink_for_slow_workers_within_bounds() {
+        assert_eq!(task_rows(3_600, None), 3_600, "no measurement yet: the configured size");
+        assert_eq!(task_rows(3_600, Some(1_000_000.0)), 3_600, "fast workers: capped");
+        assert_eq!(task_rows(60_000, Some(2_000.0)), 10_000, "five seconds of a slow worker");
+        assert_eq!(task_rows(60_000, Some(1.0)), 500, "never below the overhead floor");
+    }
 
     #[test]
     fn default_algorithm_is_the_templates_first_and_others_are_refused() {

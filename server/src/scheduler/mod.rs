@@ -225,6 +225,13 @@ impl SenderCore {
         }
     }
 
+    /// Median measured speed (rows per second) of the connected workers that have returned results.
+    pub fn typical_speed(&self) -> Option<f64> {
+        let mut speeds: Vec<f64> = self.workers().values().filter_map(|w| w.rows_per_s).collect();
+        speeds.sort_by(f64::total_cmp);
+        speeds.get(speeds.len() / 2).copied()
+    }
+
     pub fn workers_snapshot(&self) -> Vec<WorkerInfo> {
         let mut list: Vec<WorkerInfo> = self
             .workers()
