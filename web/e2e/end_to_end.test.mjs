@@ -144,6 +144,10 @@ test('admin logs in and creates a clinician account', async () => {
   await admin.getByLabel('Role').selectOption('clinician');
   await admin.getByRole('button', { name: 'Create account' }).click();
   await admin.getByTestId('accounts').getByRole('cell', { name: CLINICIAN_EMAIL }).waitFor();
+  for (const template of ['bedside-vitals@1', 'ecg-single-lead@1']) {
+    await admin.getByTestId('templates').locator(`[data-template="${template}"]`).waitFor();
+  }
+  assert.match(await admin.locator('[data-template="bedside-vitals@1"] tr[data-signal="hr"]').innerText(), /20–300\t51–90/);
   await screenshot(admin, 'admin-account-created');
 });
 
@@ -185,6 +189,8 @@ test('a volunteer tab computes both jobs in Web Workers', async () => {
     return statuses.every((status) => status === 'done');
   }, { timeout: JOBS_TIMEOUT_MS, interval: 1000 });
   await screenshot(clinician, 'jobs-done');
+  await admin.getByTestId('jobs').locator('td[data-col="template"]', { hasText: 'template v1 · bedside-vitals' }).waitFor();
+  await admin.getByTestId('jobs').locator('td[data-col="template"]', { hasText: 'template v1 · ecg-single-lead' }).waitFor();
   await screenshot(volunteer, 'volunteer-working');
 
   const tasksDone = Number((await volunteer.getByTestId('tasks-done').innerText()).replace(/\D/g, ''));
@@ -192,6 +198,59 @@ test('a volunteer tab computes both jobs in Web Workers', async () => {
   assert.ok(tasksDone > 0, `the volunteer page counted ${tasksDone} tasks`);
   assert.ok(samples > 0, `the volunteer page counted ${samples} samples`);
 });
+
+/** Width and painted (non-transparent) pixels of every canvas matching `selector`. */
+function canvasesIn(selector) {
+  return clinician.evaluate((selector) =>
+    [...document.querySelectorAll(selector)].map((canvas) => {
+      const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+      let painted = 0;
+      for (let i = 3; i < pixels.length; i += 4) if (pixels[i] !== 0) painted += 1;
+      return { width: canvas.width, painted };
+    }), selector);
+}
+
+/** Vitals report of the generated recording: 2 h with 4 episodes, artifacts, duplicates and 3 gaps. */
+async function checkVitalsReport() {
+  const quality = clinician.getByTestId('quality');
+  await quality.waitFor();
+  assert.ok(await quality.isVisible(), 'the data-quality section is visible');
+  const qualityText = await quality.innerText();
+  assert.match(qualityText, /rows left out because their timestamp repeated/, 'duplicates are reported');
+  assert.match(qualityText, /hr out of range \[20, 300\]/, 'artifacts are reported with their rule');
+  assert.ok(await clinician.getByTestId('gaps').locator('tbody tr').count() >= 1, 'gaps are listed');
+
+  for (const id of ['alerts-timeline', 'alerts-table', 'news2-chart', 'news2-bands']) {
+    assert.ok(await clinician.getByTestId(id).isVisible(), `${id} is visible`);
+  }
+  const alerts = await clinician.getByTestId('alerts-table').locator('tbody tr[data-kind]').count();
+  assert.ok(alerts >= 1, `the generated episodes raise alerts (${alerts})`);
+  const bars = await clinician.getByTestId('alerts-timeline').locator('.timeline-bar').count();
+  assert.equal(bars, alerts, 'one timeline bar per alert');
+  assert.match(await clinician.getByTestId('news2-bands').innerText(), /Low \(aggregate 0–4\)/);
+  const news2 = await waitFor('the NEWS2 chart to be drawn', async () => {
+    const found = await canvasesIn('[data-testid="news2-chart"] canvas');
+    return found.length === 1 && found[0].painted > 0 && found;
+  });
+  assert.equal(news2.length, 1);
+}
+
+/** ECG report of bsnb_ecg_5min: about 386 beats at about 77 bpm (see shared/data/real/REFERENCE.md). */
+async function checkEcgReport() {
+  const hrv = clinician.getByTestId('hrv-table');
+  await hrv.waitFor();
+  const valueOf = async (key) => Number(await hrv.locator(`tr[data-hrv="${key}"]`).getAttribute('data-value'));
+  const beats = await valueOf('beats');
+  const meanHr = await valueOf('mean_hr_bpm');
+  assert.ok(beats >= 380 && beats <= 392, `beats ${beats} within 380–392`);
+  assert.ok(meanHr >= 76 && meanHr <= 79, `mean HR ${meanHr} within 76–79 bpm`);
+  assert.match(await hrv.locator('tr[data-hrv="beats"]').innerText(), new RegExp(`\\b${beats}\\b`), 'the beat count is shown');
+  const strip = await waitFor('the ECG strip to be drawn', async () => {
+    const found = await canvasesIn('[data-testid="ecg-strip"] canvas');
+    return found.length === 1 && found[0].width > 0 && found[0].painted > 0 && found;
+  });
+  assert.equal(strip.length, 1);
+}
 
 for (const [patientRef, expectedSignals] of [['PT-001', ['hr', 'spo2']], ['PT-002', ['ecg']]]) {
   test(`the result of ${patientRef} shows its signals and charts`, async () => {
@@ -204,19 +263,14 @@ for (const [patientRef, expectedSignals] of [['PT-001', ['hr', 'spo2']], ['PT-00
     for (const name of expectedSignals) assert.ok(signals.includes(name), `summary lists ${name} (got ${signals})`);
     if (patientRef === 'PT-002') assert.deepEqual(signals, ['ecg']);
 
-    // Every chart canvas exists, has a size and has pixels painted on it.
+    // Every trend chart canvas exists, has a size and has pixels painted on it.
     const canvases = await waitFor('charts to be drawn', async () => {
-      const found = await clinician.evaluate(() =>
-        [...document.querySelectorAll('.chart canvas')].map((canvas) => {
-          const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-          let painted = 0;
-          for (let i = 3; i < pixels.length; i += 4) if (pixels[i] !== 0) painted += 1;
-          return { width: canvas.width, painted };
-        }),
-      );
+      const found = await canvasesIn('.chart.trend canvas');
       return found.length >= signals.length && found.every((c) => c.width > 0 && c.painted > 0) && found;
     });
-    assert.equal(canvases.length, signals.length, 'one chart per signal');
+    assert.equal(canvases.length, signals.length, 'one trend chart per signal');
+    if (patientRef === 'PT-001') await checkVitalsReport();
+    else await checkEcgReport();
     await screenshot(clinician, `result-${patientRef}`);
     await clinician.getByRole('link', { name: '← Recordings' }).click();
     await clinician.waitForURL('**/files');

@@ -254,5 +254,6 @@ test('the admin page lists every template version and the template version of ea
   assert.match(await v2.innerText(), /tachycardia\thr > 120\t1 min 00 s/);
   assert.match(await list.locator('[data-template="ecg-single-lead@1"]').innerText(), /ecg-report \(default\)/);
   assert.match(await page.getByTestId('jobs').locator('td[data-col="template"]').innerText(), /template v2 · bedside-vitals/);
+  await keepScreenshot(page, 'admin-templates');
   await page.close();
 });

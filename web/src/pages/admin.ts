@@ -138,13 +138,15 @@ function templateCard(template: Template): HTMLElement {
     h('dl', { class: 'facts' },
       h('dt', {}, 'Algorithms'), h('dd', {}, template.algorithms.map((a, i) => (i === 0 ? `${a} (default)` : a)).join(', ')),
       h('dt', {}, 'Maximum gap'), h('dd', {}, template.max_gap_s === undefined ? 'none (gaps are not listed)' : formatDuration(template.max_gap_s)),
-      h('dt', {}, 'NEWS2'), h('dd', {}, `values current for ${formatDuration(template.params.news2.window_s)}, scored with ≥ ${template.params.news2.min_parameters} parameters`)),
+      template.kind === 'vitals' && [h('dt', {}, 'NEWS2'), h('dd', {}, `values current for ${formatDuration(template.params.news2.window_s)}, scored with ≥ ${template.params.news2.min_parameters} parameters`)],
+      template.kind === 'vitals' && [h('dt', {}, 'Alert bridging'), h('dd', {}, `breaches up to ${formatDuration(template.params.alert_bridge_s)} apart are one episode`)],
+      template.kind === 'ecg' && [h('dt', {}, 'ECG strip'), h('dd', {}, `first ${formatDuration(template.params.ecg.strip_s)}, at most ${template.params.ecg.strip_max_points} points`)]),
     dataTable(
       ['Signal', 'Unit', 'Plausible range', 'Normal range', 'Required', 'Resolution', 'Column names'],
       template.signals.map((s) =>
         h('tr', { 'data-signal': s.name },
           h('th', { scope: 'row' }, s.name), h('td', {}, s.unit),
-          h('td', {}, `${formatNumber(s.min)}–${formatNumber(s.max)}`),
+          h('td', {}, s.min < 0 ? `${formatNumber(s.min)} to ${formatNumber(s.max)}` : `${formatNumber(s.min)}–${formatNumber(s.max)}`),
           h('td', {}, normalRange(s.normal_low, s.normal_high)),
           h('td', {}, s.required ? 'yes' : 'no'),
           h('td', { class: 'num' }, formatNumber(s.resolution)),
