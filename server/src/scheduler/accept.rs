@@ -49,6 +49,9 @@ impl SenderCore {
             });
             return Ok(());
         };
+        if let Some(expected) = &in_flight.known_answer {
+            return self.check_known_answer(worker_id, &packet, expected).await;
+        }
         let checked = if packet.data.is_intact() {
             serde_json::from_str::<SegmentResult>(&packet.data.payload)
                 .map_err(|error| (ErrorCode::Malformed, format!("result does not parse: {error}")))
@@ -93,6 +96,28 @@ impl SenderCore {
             for forger in dissenting {
                 self.ban(&forger).await?;
             }
+        }
+        self.notify();
+        Ok(())
+    }
+
+    /// A probe's answer: matching the validated hash earns credit, anything else is a wrong result.
+    async fn check_known_answer(&self, worker_id: &str, packet: &ResultPacket, expected: &str) -> Result<(), DbErr> {
+        let key = self.workers().get(worker_id).map(|w| w.key.clone()).unwrap_or_else(|| worker_id.to_owned());
+        if !packet.data.is_intact() {
+            // Damage in transit is not a lie; the probe is simply dropped.
+            return Ok(());
+        }
+        let honest = packet.data.sha256 == expected;
+        let column = if honest { worker_record::Column::Agreed } else { worker_record::Column::Disagreed };
+        worker_record::Entity::update_many()
+            .col_expr(column, Expr::col(column).add(1))
+            .filter(worker_record::Column::WorkerKey.eq(&key))
+            .exec(&self.db)
+            .await?;
+        if !honest {
+            tracing::warn!(worker.key = %key, "known-answer probe failed");
+            self.ban(&key).await?;
         }
         self.notify();
         Ok(())

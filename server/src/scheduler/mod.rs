@@ -17,7 +17,7 @@ pub mod replication;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use rand::RngCore;
+use rand::{Rng, RngCore};
 use sea_orm::sea_query::Expr;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
@@ -75,7 +75,13 @@ struct InFlight {
     sent_at_ms: i64,
     acked: bool,
     resends: u32,
+    /// For a known-answer probe: the hash of the validated result the worker must reproduce.
+    known_answer: Option<String>,
 }
+
+/// Chance, per sweep, that an idle worker without full credibility is sent a known-answer probe:
+/// a copy of an already validated task under a fresh id, whose result hash is known.
+const KNOWN_ANSWER_RATE: f64 = 0.25;
 
 /// Smoothing of the measured worker speed: recent tasks count most, one odd task cannot dominate.
 const SPEED_SMOOTHING: f64 = 0.3;
@@ -459,6 +465,7 @@ impl SenderCore {
                     sent_at_ms: self.clock.now_ms(),
                     acked: false,
                     resends: 0,
+                    known_answer: None,
                 };
                 let still_connected = match self.workers().get_mut(&worker_id) {
                     Some(worker) => {
@@ -648,6 +655,70 @@ impl SenderCore {
 
     /// Renews the leases of live connections, requeues expired leases (their holder is gone, maybe
     /// with a crashed process) and resends or reassigns packets that were never ACKed.
+    /// Sends known-answer probes to some idle workers that have not earned trust yet, so a forger
+    /// is caught even when its results would otherwise have stood alone or gone unreplicated.
+    async fn probe_idle_workers(&self) -> Result<(), DbErr> {
+        let idle: Vec<(String, String)> = self
+            .workers()
+            .iter()
+            .filter(|(_, w)| w.in_flight.is_empty())
+            .map(|(id, w)| (id.clone(), w.key.clone()))
+            .collect();
+        for (worker_id, key) in idle {
+            if rand::thread_rng().r#gen::<f64>() >= KNOWN_ANSWER_RATE {
+                continue;
+            }
+            let record = worker_record::Entity::find_by_id(&key).one(&self.db).await?;
+            let trusted = record.is_some_and(|r| {
+                replication::replicas_needed(2, r.agreed, r.disagreed, r.banned, 1.0) == 1
+            });
+            if trusted {
+                continue;
+            }
+            // A validated task this worker has not answered (answering it twice would prove nothing).
+            let answered: Vec<String> = task_result::Entity::find()
+                .select_only()
+                .column(task_result::Column::TaskId)
+                .filter(task_result::Column::WorkerKey.eq(&key))
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            let Some(known) = task::Entity::find()
+                .filter(task::Column::Status.eq(task_status::DONE))
+                .filter(task::Column::ResultSha256.is_not_null())
+                .filter(task::Column::Id.is_not_in(answered))
+                .order_by_desc(task::Column::JobId)
+                .one(&self.db)
+                .await?
+            else {
+                continue;
+            };
+            let Some(owner) = job::Entity::find_by_id(known.job_id).one(&self.db).await? else { continue };
+            self.templates.get(&owner.template_id, owner.template_version as u32).await?;
+            let (Ok(payload), Some(expected)) = (String::from_utf8(known.payload), known.result_sha256) else { continue };
+            let packet = TaskPacket {
+                task_id: random_id(),
+                lease: 1,
+                template_id: owner.template_id,
+                template_version: owner.template_version as u32,
+                algorithm: owner.algorithm,
+                data: SignedPayload { payload, sha256: known.payload_sha256 },
+            };
+            let probe = InFlight {
+                packet: packet.clone(),
+                sent_at_ms: self.clock.now_ms(),
+                acked: false,
+                resends: 0,
+                known_answer: Some(expected),
+            };
+            if let Some(worker) = self.workers().get_mut(&worker_id) {
+                worker.in_flight.insert(packet.task_id.clone(), probe);
+            }
+            self.send_task(&worker_id, packet);
+        }
+        Ok(())
+    }
+
     async fn sweep(&self) -> Result<(), DbErr> {
         let now = self.clock.now_ms();
         let live: Vec<String> = self.workers().keys().cloned().collect();
@@ -700,6 +771,7 @@ impl SenderCore {
                 self.release(&task_id, lease, true, "its worker never acknowledged it").await?;
             }
         }
+        self.probe_idle_workers().await?;
         Ok(())
     }
 }

@@ -224,6 +224,10 @@ pub struct Misbehaviour {
     pub corrupt_first_task: bool,
     /// ACK the first task, then drop the connection without answering.
     pub vanish_after_first_ack: bool,
+    /// Return results with one number changed and a hash that matches the changed payload.
+    pub forge_results: bool,
+    /// The key presented in Hello.
+    pub worker_key: Option<&'static str>,
 }
 
 /// What a native worker saw and did.
@@ -252,7 +256,7 @@ pub async fn run_native_worker(
     let (socket, _) = tokio_tungstenite::connect_async(&ws_url).await.expect("worker connects");
     let (mut sink, mut stream) = socket.split();
     let mut log = WorkerLog::default();
-    let hello = serde_json::to_string(&WorkerMessage::Hello { protocol: PROTOCOL_VERSION, slots, agent: "native test worker".into(), worker_key: None })
+    let hello = serde_json::to_string(&WorkerMessage::Hello { protocol: PROTOCOL_VERSION, slots, agent: "native test worker".into(), worker_key: misbehaviour.worker_key.map(str::to_owned) })
         .expect("hello serialises");
     sink.send(Message::Text(hello.clone().into())).await.expect("hello sent");
     log.frames_sent.push(hello);
@@ -286,6 +290,9 @@ pub async fn run_native_worker(
             return log; // dropping the socket without a goodbye
         }
         outgoing.extend(pipeline.run_until_idle());
+        if misbehaviour.forge_results {
+            outgoing = outgoing.into_iter().map(forge).collect();
+        }
         for message in outgoing {
             let frame = serde_json::to_string(&message).expect("serialises");
             if sink.send(Message::Text(frame.clone().into())).await.is_err() {
@@ -296,6 +303,18 @@ pub async fn run_native_worker(
     }
     let _ = sink.close().await;
     log
+}
+
+/// A byzantine worker's lie: a plausible result, sealed with a hash that matches it.
+fn forge(message: WorkerMessage) -> WorkerMessage {
+    match message {
+        WorkerMessage::Result(mut result) => {
+            let forged = result.data.payload.replacen("\"rows\":", "\"rows\":1", 1);
+            result.data = vitalgrid_worker::protocol::SignedPayload::seal(forged);
+            WorkerMessage::Result(result)
+        }
+        other => other,
+    }
 }
 
 /// Starts a native worker in the background; send on the returned handle to stop it.

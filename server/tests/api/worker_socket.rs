@@ -21,7 +21,36 @@ on_every_backend!(
     queued_job_survives_a_server_restart,
     with_two_replicas_each_task_is_answered_by_two_workers_and_the_history_shows_it,
     a_lone_worker_cannot_validate_its_own_results,
+    an_idle_forger_fails_a_known_answer_probe_and_is_banned,
 );
+
+async fn an_idle_forger_fails_a_known_answer_probe_and_is_banned(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = app.user("ana@example.org", Role::Clinician).await;
+    let admin = app.user("root@example.org", Role::Admin).await;
+    let (_, job_id) = app.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(300).as_bytes()).await;
+    let (stop, honest) = spawn_native_worker(&app, 1, Misbehaviour::default());
+    assert_eq!(app.wait_for_job(&client, job_id, JOB_TIMEOUT).await["status"], "done");
+    let _ = stop.send(());
+    let _ = honest.await;
+
+    // Nothing is queued now: an idle newcomer only ever sees probes of validated tasks.
+    let forger = Misbehaviour { forge_results: true, worker_key: Some("forger-key-0001"), ..Misbehaviour::default() };
+    let (_stop, forger_run) = spawn_native_worker(&app, 1, forger);
+    let log = tokio::time::timeout(Duration::from_secs(30), forger_run).await.expect("the server closes the forger's connection").expect("ran");
+    assert!(log.sent_of_type("result") >= 1, "it answered a probe");
+
+    let records: Value = admin.get(app.url("/api/admin/worker-records")).send().await.expect("records").json().await.expect("json");
+    let record = records.as_array().and_then(|r| r.iter().find(|r| r["worker_key"] == "forger-key-0001")).cloned().expect("forger's record");
+    assert_eq!(record["banned"], true, "{record}");
+    assert_eq!(record["credibility"], 0.0);
+    let result: Value = client.get(app.url(&format!("/api/jobs/{job_id}/result"))).send().await.expect("get").json().await.expect("json");
+    assert_eq!(result["analysis"]["rows"], 301, "the validated analysis is untouched");
+
+    let (_again, second_try) = spawn_native_worker(&app, 1, forger);
+    let log = tokio::time::timeout(Duration::from_secs(10), second_try).await.expect("refused at once").expect("ran");
+    assert!(log.frames_received.iter().any(|f| f.contains("wrong result")), "the banned key is refused: {:?}", log.frames_received);
+}
 
 async fn with_two_replicas_each_task_is_answered_by_two_workers_and_the_history_shows_it(backend: Backend) {
     let app = spawn_app_with(backend, crate::support::SchedulerConfig { replicas: 2, ..fast_scheduler() }).await;
