@@ -58,6 +58,8 @@ function startServer() {
       VITALGRID_ADMIN_EMAIL: ADMIN_EMAIL,
       VITALGRID_ADMIN_PASSWORD: ADMIN_PASSWORD,
       VITALGRID_WEB_DIR: path.join(webDir, 'dist'),
+      // One volunteer tab is one worker, and a task needs this many distinct workers to agree.
+      VITALGRID_REPLICAS: '1',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -212,6 +212,8 @@ test('an ECG report shows the strip with beats, the HRV table and the rejected b
   assert.equal(await hrv.locator('tr[data-hrv="beats"]').getAttribute('data-value'), '386');
   assert.match(await page.getByTestId('rejected-beats').innerText(), /0:00:12\.50\tectopic\n0:01:40\.50\tartifact/);
   assert.match(await page.getByTestId('ecg-strip').innerText(), /13 beats/);
+  assert.equal(await page.getByRole('columnheader', { name: 'In range' }).count(), 0, 'no time in range without a normal range');
+  assert.equal(await page.locator('tr[data-signal="ecg"] td[data-col="median"]').innerText(), '-0.01');
 
   // The strip: beats are ticked in red at the top of the plot, so red pixels appear there.
   const strip = await until('the ECG strip to be drawn', async () => {

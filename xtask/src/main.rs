@@ -8,6 +8,9 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+/// `bench pipeline`: the worker pipeline natively, in Chromium and beside neurokit2.
+mod bench_pipeline;
+
 const USAGE: &str = "usage: cargo xtask <build|run|test>
   build   build the wasm worker, the web app and the server
   run     build, then serve VitalGrid on http://127.0.0.1:8080 (SQLite under ./data)
@@ -20,6 +23,9 @@ fn main() -> Result<()> {
         "build" => build(&root, Profile::Debug).map(drop),
         "run" => run(&root),
         "test" => test(&root),
+        "bench" if std::env::args().nth(2).as_deref() == Some("pipeline") => {
+            bench_pipeline::run(&root, &std::env::args().skip(3).collect::<Vec<_>>())
+        }
         _ => {
             eprintln!("{USAGE}");
             bail!("unknown task `{task}`")

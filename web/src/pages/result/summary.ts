@@ -4,9 +4,10 @@ import type { SignalSummary, TimeInRange } from '../../api/types';
 import { dataTable, h } from '../../dom';
 import { formatCount, formatHoursMinutes, formatNumber, formatPercent } from '../../format';
 
-export function summaryTable(signals: SignalSummary[]): HTMLTableElement {
+export function summaryTable(signals: SignalSummary[]): HTMLElement {
   const withPercentiles = signals.some((s) => s.percentiles);
-  const withRange = signals.some((s) => s.time_in_range);
+  // Time in range means nothing without a normal range (the ECG waveform has none).
+  const withRange = signals.some((s) => s.time_in_range && (s.time_in_range.normal_low !== null || s.time_in_range.normal_high !== null));
   const headers = [
     'Signal', 'Unit', 'n', 'Mean', 'SD', 'Min',
     ...(withPercentiles ? ['P5', 'Median', 'P95'] : []),
@@ -15,7 +16,7 @@ export function summaryTable(signals: SignalSummary[]): HTMLTableElement {
     'Excluded (implausible)', 'Missing',
   ];
   const num = (text: string, name?: string) => h('td', { class: 'num', 'data-col': name }, text);
-  return dataTable(
+  return h('div', { class: 'table-scroll' }, dataTable(
     headers,
     signals.map((s) => {
       const p = s.percentiles;
@@ -31,7 +32,7 @@ export function summaryTable(signals: SignalSummary[]): HTMLTableElement {
         num(formatCount(s.out_of_range), 'excluded'), num(formatCount(s.missing), 'missing'));
     }),
     'No signals.',
-  );
+  ));
 }
 
 function rangeCells(range: TimeInRange | undefined): HTMLTableCellElement[] {
@@ -41,7 +42,7 @@ function rangeCells(range: TimeInRange | undefined): HTMLTableCellElement[] {
   }
   const total = range.below_s + range.in_s + range.above_s;
   const share = (seconds: number, name: string) =>
-    h('td', { class: 'num', 'data-col': name, title: `${formatHoursMinutes(seconds)} (h:mm) of ${formatHoursMinutes(total)} timed` },
+    h('td', { class: 'num nowrap', 'data-col': name, title: `${formatHoursMinutes(seconds)} (h:mm) of ${formatHoursMinutes(total)} timed` },
       `${formatPercent(seconds, total)} · ${formatHoursMinutes(seconds)}`);
   return [
     h('td', { 'data-col': 'normal' }, normalRange(range.normal_low, range.normal_high)),
