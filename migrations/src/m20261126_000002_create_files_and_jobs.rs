@@ -15,7 +15,13 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Files::Table)
-                    .col(ColumnDef::new(Files::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(
+                        ColumnDef::new(Files::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Files::OwnerId).big_integer().not_null())
                     .col(ColumnDef::new(Files::PatientRef).string_len(64).not_null())
                     .col(ColumnDef::new(Files::FileName).string_len(255).not_null())
@@ -43,7 +49,13 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Jobs::Table)
-                    .col(ColumnDef::new(Jobs::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(
+                        ColumnDef::new(Jobs::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Jobs::FileId).big_integer().not_null())
                     .col(ColumnDef::new(Jobs::OwnerId).big_integer().not_null())
                     .col(ColumnDef::new(Jobs::Algorithm).string_len(64).not_null())
@@ -70,12 +82,21 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Tasks::Table)
                     // Random, opaque: this id travels to volunteers and must reveal nothing.
-                    .col(ColumnDef::new(Tasks::Id).string_len(32).not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Tasks::Id)
+                            .string_len(32)
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(Tasks::JobId).big_integer().not_null())
                     .col(ColumnDef::new(Tasks::Seq).integer().not_null())
                     .col(ColumnDef::new(Tasks::Status).string_len(16).not_null())
                     .col(long_binary(manager, Tasks::Payload).not_null())
-                    .col(ColumnDef::new(Tasks::PayloadSha256).string_len(64).not_null())
+                    .col(
+                        ColumnDef::new(Tasks::PayloadSha256)
+                            .string_len(64)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Tasks::Lease).big_integer().not_null())
                     .col(ColumnDef::new(Tasks::LeaseWorker).string_len(64).null())
                     .col(ColumnDef::new(Tasks::LeaseExpiresAtMs).big_integer().null())
@@ -106,9 +127,18 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Results::Table)
-                    .col(ColumnDef::new(Results::JobId).big_integer().not_null().primary_key())
+                    .col(
+                        ColumnDef::new(Results::JobId)
+                            .big_integer()
+                            .not_null()
+                            .primary_key(),
+                    )
                     .col(long_text(manager, Results::Analysis).not_null())
-                    .col(ColumnDef::new(Results::CreatedAtMs).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(Results::CreatedAtMs)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .from(Results::Table, Results::JobId)
@@ -127,7 +157,9 @@ impl MigrationTrait for Migration {
             Jobs::Table.into_iden(),
             Files::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }

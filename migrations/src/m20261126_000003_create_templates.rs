@@ -18,7 +18,11 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(Templates::Id).string_len(64).not_null())
                     .col(ColumnDef::new(Templates::Version).integer().not_null())
                     .col(long_text(manager, Templates::Body).not_null())
-                    .col(ColumnDef::new(Templates::CreatedAtMs).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(Templates::CreatedAtMs)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Templates::CreatedBy).big_integer().null())
                     .primary_key(Index::create().col(Templates::Id).col(Templates::Version))
                     .to_owned(),
@@ -27,7 +31,9 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.drop_table(Table::drop().table(Templates::Table).to_owned()).await
+        manager
+            .drop_table(Table::drop().table(Templates::Table).to_owned())
+            .await
     }
 }
 

@@ -16,7 +16,12 @@ impl MigrationTrait for Migration {
             .alter_table(
                 Table::alter()
                     .table(Jobs::Table)
-                    .add_column(ColumnDef::new(Jobs::Priority).string_len(16).not_null().default("normal"))
+                    .add_column(
+                        ColumnDef::new(Jobs::Priority)
+                            .string_len(16)
+                            .not_null()
+                            .default("normal"),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -24,7 +29,12 @@ impl MigrationTrait for Migration {
             .alter_table(
                 Table::alter()
                     .table(Tasks::Table)
-                    .add_column(ColumnDef::new(Tasks::ReplicasNeeded).integer().not_null().default(0))
+                    .add_column(
+                        ColumnDef::new(Tasks::ReplicasNeeded)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -32,13 +42,35 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(TaskResults::Table)
-                    .col(ColumnDef::new(TaskResults::Id).big_integer().not_null().auto_increment().primary_key())
-                    .col(ColumnDef::new(TaskResults::TaskId).string_len(32).not_null())
+                    .col(
+                        ColumnDef::new(TaskResults::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(TaskResults::TaskId)
+                            .string_len(32)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(TaskResults::Lease).big_integer().not_null())
-                    .col(ColumnDef::new(TaskResults::WorkerKey).string_len(64).not_null())
-                    .col(ColumnDef::new(TaskResults::ResultSha256).string_len(64).not_null())
+                    .col(
+                        ColumnDef::new(TaskResults::WorkerKey)
+                            .string_len(64)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(TaskResults::ResultSha256)
+                            .string_len(64)
+                            .not_null(),
+                    )
                     .col(long_binary(manager, TaskResults::Result).not_null())
-                    .col(ColumnDef::new(TaskResults::ReceivedAtMs).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(TaskResults::ReceivedAtMs)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .foreign_key(
                         ForeignKey::create()
                             .from(TaskResults::Table, TaskResults::TaskId)
@@ -50,19 +82,51 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create().name("idx_task_results_task").table(TaskResults::Table).col(TaskResults::TaskId).to_owned(),
+                Index::create()
+                    .name("idx_task_results_task")
+                    .table(TaskResults::Table)
+                    .col(TaskResults::TaskId)
+                    .to_owned(),
             )
             .await?;
         manager
             .create_table(
                 Table::create()
                     .table(WorkerRecords::Table)
-                    .col(ColumnDef::new(WorkerRecords::WorkerKey).string_len(64).not_null().primary_key())
-                    .col(ColumnDef::new(WorkerRecords::Agreed).big_integer().not_null().default(0))
-                    .col(ColumnDef::new(WorkerRecords::Disagreed).big_integer().not_null().default(0))
-                    .col(ColumnDef::new(WorkerRecords::Banned).boolean().not_null().default(false))
-                    .col(ColumnDef::new(WorkerRecords::FirstSeenAtMs).big_integer().not_null())
-                    .col(ColumnDef::new(WorkerRecords::LastSeenAtMs).big_integer().not_null())
+                    .col(
+                        ColumnDef::new(WorkerRecords::WorkerKey)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(WorkerRecords::Agreed)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
+                        ColumnDef::new(WorkerRecords::Disagreed)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
+                        ColumnDef::new(WorkerRecords::Banned)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .col(
+                        ColumnDef::new(WorkerRecords::FirstSeenAtMs)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(WorkerRecords::LastSeenAtMs)
+                            .big_integer()
+                            .not_null(),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -70,7 +134,13 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(JobEvents::Table)
-                    .col(ColumnDef::new(JobEvents::Id).big_integer().not_null().auto_increment().primary_key())
+                    .col(
+                        ColumnDef::new(JobEvents::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
                     .col(ColumnDef::new(JobEvents::JobId).big_integer().not_null())
                     .col(ColumnDef::new(JobEvents::TaskId).string_len(32).null())
                     .col(ColumnDef::new(JobEvents::Worker).string_len(64).null())
@@ -81,16 +151,42 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("idx_job_events_job").table(JobEvents::Table).col(JobEvents::JobId).to_owned())
+            .create_index(
+                Index::create()
+                    .name("idx_job_events_job")
+                    .table(JobEvents::Table)
+                    .col(JobEvents::JobId)
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [JobEvents::Table.into_iden(), WorkerRecords::Table.into_iden(), TaskResults::Table.into_iden()] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+        for table in [
+            JobEvents::Table.into_iden(),
+            WorkerRecords::Table.into_iden(),
+            TaskResults::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
-        manager.alter_table(Table::alter().table(Tasks::Table).drop_column(Tasks::ReplicasNeeded).to_owned()).await?;
-        manager.alter_table(Table::alter().table(Jobs::Table).drop_column(Jobs::Priority).to_owned()).await
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tasks::Table)
+                    .drop_column(Tasks::ReplicasNeeded)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Jobs::Table)
+                    .drop_column(Jobs::Priority)
+                    .to_owned(),
+            )
+            .await
     }
 }
 

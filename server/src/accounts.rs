@@ -2,11 +2,13 @@
 //! are hashed with argon2id; a session is a random token in an HttpOnly cookie whose SHA-256 is
 //! what the database keeps.
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use rand::RngCore;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
 use serde::{Deserialize, Serialize};
 use vitalgrid_worker::protocol::sha256_hex;
 
@@ -48,7 +50,12 @@ pub struct Account {
 
 impl Account {
     fn from_model(model: user::Model) -> Option<Self> {
-        Some(Self { id: model.id, email: model.email, role: Role::parse(&model.role)?, created_at: model.created_at_ms })
+        Some(Self {
+            id: model.id,
+            email: model.email,
+            role: Role::parse(&model.role)?,
+            created_at: model.created_at_ms,
+        })
     }
 }
 
@@ -59,11 +66,17 @@ pub fn validate_new_account(email: &str, password: &str) -> Result<String, AppEr
     let email = email.trim().to_ascii_lowercase();
     let well_formed = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
         })
         && !email.chars().any(char::is_whitespace);
     if !well_formed {
-        return Err(AppError::invalid("invalid_email", format!("`{email}` is not an e-mail address")));
+        return Err(AppError::invalid(
+            "invalid_email",
+            format!("`{email}` is not an e-mail address"),
+        ));
     }
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(AppError::invalid(
@@ -84,8 +97,11 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 }
 
 pub fn verify_password(password: &str, stored_hash: &str) -> bool {
-    PasswordHash::new(stored_hash)
-        .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    PasswordHash::new(stored_hash).is_ok_and(|hash| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
 }
 
 /// A fresh random session token (256 bits, hex) for the cookie.
@@ -99,7 +115,9 @@ pub fn new_session_token() -> String {
 pub fn new_one_time_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::thread_rng();
-    (0..16).map(|_| ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()] as char).collect()
+    (0..16)
+        .map(|_| ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()] as char)
+        .collect()
 }
 
 pub async fn create_account(
@@ -110,8 +128,15 @@ pub async fn create_account(
     now_ms: i64,
 ) -> Result<Account, AppError> {
     let email = validate_new_account(email, password)?;
-    if user::Entity::find().filter(user::Column::Email.eq(&email)).one(db).await?.is_some() {
-        return Err(AppError::Conflict(format!("an account for {email} already exists")));
+    if user::Entity::find()
+        .filter(user::Column::Email.eq(&email))
+        .one(db)
+        .await?
+        .is_some()
+    {
+        return Err(AppError::Conflict(format!(
+            "an account for {email} already exists"
+        )));
     }
     let password = password.to_owned();
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
@@ -130,7 +155,10 @@ pub async fn create_account(
 }
 
 pub async fn list_accounts(db: &impl ConnectionTrait) -> Result<Vec<Account>, AppError> {
-    let users = user::Entity::find().order_by_asc(user::Column::Id).all(db).await?;
+    let users = user::Entity::find()
+        .order_by_asc(user::Column::Id)
+        .all(db)
+        .await?;
     Ok(users.into_iter().filter_map(Account::from_model).collect())
 }
 
@@ -148,7 +176,10 @@ pub async fn log_in(
     ttl_ms: i64,
 ) -> Result<(Account, String), AppError> {
     let email = email.trim().to_ascii_lowercase();
-    let found = user::Entity::find().filter(user::Column::Email.eq(&email)).one(db).await?;
+    let found = user::Entity::find()
+        .filter(user::Column::Email.eq(&email))
+        .one(db)
+        .await?;
     let password = password.to_owned();
     // Verify even for unknown e-mails (against a fixed hash) so timing does not reveal accounts.
     let stored = found.as_ref().map(|u| u.password_hash.clone());
@@ -182,17 +213,25 @@ pub async fn account_for_session(
     token: &str,
     now_ms: i64,
 ) -> Result<Option<Account>, AppError> {
-    let Some(found) = session::Entity::find_by_id(sha256_hex(token.as_bytes())).one(db).await? else {
+    let Some(found) = session::Entity::find_by_id(sha256_hex(token.as_bytes()))
+        .one(db)
+        .await?
+    else {
         return Ok(None);
     };
     if found.expires_at_ms <= now_ms {
         return Ok(None);
     }
-    Ok(user::Entity::find_by_id(found.user_id).one(db).await?.and_then(Account::from_model))
+    Ok(user::Entity::find_by_id(found.user_id)
+        .one(db)
+        .await?
+        .and_then(Account::from_model))
 }
 
 pub async fn log_out(db: &impl ConnectionTrait, token: &str) -> Result<(), AppError> {
-    session::Entity::delete_by_id(sha256_hex(token.as_bytes())).exec(db).await?;
+    session::Entity::delete_by_id(sha256_hex(token.as_bytes()))
+        .exec(db)
+        .await?;
     Ok(())
 }
 
@@ -214,9 +253,24 @@ mod tests {
 
     #[test]
     fn new_accounts_need_an_email_and_a_long_enough_password() {
-        assert_eq!(validate_new_account(" Ana@Example.org ", "long enough!").ok(), Some("ana@example.org".into()));
-        assert!(matches!(validate_new_account("ana", "long enough!"), Err(AppError::Invalid { code: "invalid_email", .. })));
-        assert!(matches!(validate_new_account("ana@example.org", "short"), Err(AppError::Invalid { code: "weak_password", .. })));
+        assert_eq!(
+            validate_new_account(" Ana@Example.org ", "long enough!").ok(),
+            Some("ana@example.org".into())
+        );
+        assert!(matches!(
+            validate_new_account("ana", "long enough!"),
+            Err(AppError::Invalid {
+                code: "invalid_email",
+                ..
+            })
+        ));
+        assert!(matches!(
+            validate_new_account("ana@example.org", "short"),
+            Err(AppError::Invalid {
+                code: "weak_password",
+                ..
+            })
+        ));
     }
 
     #[test]

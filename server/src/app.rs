@@ -36,15 +36,29 @@ impl Deref for AppState {
 impl AppState {
     /// Assembles the state (seeding the built-in templates on a new database) and starts the
     /// scheduler's background sweep.
-    pub async fn start(db: DatabaseConnection, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        let templates = Arc::new(TemplateStore::open(db.clone(), clock.now_ms()).await.context("loading templates")?);
+    pub async fn start(
+        db: DatabaseConnection,
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let templates = Arc::new(
+            TemplateStore::open(db.clone(), clock.now_ms())
+                .await
+                .context("loading templates")?,
+        );
         let scheduler = SenderCore::start(
             db.clone(),
             config.scheduler.clone(),
             clock.clone(),
             Arc::clone(&templates),
         );
-        Ok(Self(Arc::new(App { db, config, clock, templates, scheduler })))
+        Ok(Self(Arc::new(App {
+            db,
+            config,
+            clock,
+            templates,
+            scheduler,
+        })))
     }
 }
 
@@ -52,7 +66,10 @@ impl AppState {
 /// the schema up to date.
 pub async fn connect_database(url: &str) -> anyhow::Result<DatabaseConnection> {
     if let Some(path) = sqlite_path(url) {
-        if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(parent) = std::path::Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating the database folder {}", parent.display()))?;
         }
@@ -64,18 +81,24 @@ pub async fn connect_database(url: &str) -> anyhow::Result<DatabaseConnection> {
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
-    let db = Database::connect(options).await.with_context(|| format!("connecting to {}", redact(url)))?;
+    let db = Database::connect(options)
+        .await
+        .with_context(|| format!("connecting to {}", redact(url)))?;
     if db.get_database_backend() == DbBackend::Sqlite {
         db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;")
             .await
             .context("setting SQLite pragmas")?;
     }
-    Migrator::up(&db, None).await.context("running database migrations")?;
+    Migrator::up(&db, None)
+        .await
+        .context("running database migrations")?;
     Ok(db)
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
@@ -98,9 +121,15 @@ mod tests {
 
     #[test]
     fn sqlite_paths_are_found_and_passwords_redacted() {
-        assert_eq!(sqlite_path("sqlite://data/vg.sqlite?mode=rwc"), Some("data/vg.sqlite"));
+        assert_eq!(
+            sqlite_path("sqlite://data/vg.sqlite?mode=rwc"),
+            Some("data/vg.sqlite")
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("mysql://root@localhost/vg"), None);
-        assert_eq!(redact("mysql://root:secret@db:3306/vg"), "mysql://root:***@db:3306/vg");
+        assert_eq!(
+            redact("mysql://root:secret@db:3306/vg"),
+            "mysql://root:***@db:3306/vg"
+        );
     }
 }

@@ -20,7 +20,10 @@ pub struct AuditReport {
     pub mismatched_tasks: Vec<String>,
 }
 
-pub async fn audit_results(db: &impl ConnectionTrait, templates: &TemplateStore) -> anyhow::Result<AuditReport> {
+pub async fn audit_results(
+    db: &impl ConnectionTrait,
+    templates: &TemplateStore,
+) -> anyhow::Result<AuditReport> {
     let mut report = AuditReport::default();
     let done = task::Entity::find()
         .filter(task::Column::Status.eq(task_status::DONE))
@@ -29,23 +32,27 @@ pub async fn audit_results(db: &impl ConnectionTrait, templates: &TemplateStore)
         .all(db)
         .await?;
     for stored in done {
-        let Some(owner) = job::Entity::find_by_id(stored.job_id).one(db).await? else { continue };
+        let Some(owner) = job::Entity::find_by_id(stored.job_id).one(db).await? else {
+            continue;
+        };
         report.tasks += 1;
-        let template = templates.get(&owner.template_id, owner.template_version as u32).await?;
+        let template = templates
+            .get(&owner.template_id, owner.template_version as u32)
+            .await?;
         let rerun = template.and_then(|template| {
-                let packet = TaskPacket {
-                    task_id: stored.id.clone(),
-                    lease: stored.lease as u64,
-                    template_id: owner.template_id.clone(),
-                    template_version: owner.template_version as u32,
-                    algorithm: owner.algorithm.clone(),
-                    data: SignedPayload {
-                        payload: String::from_utf8(stored.payload.clone()).ok()?,
-                        sha256: stored.payload_sha256.clone(),
-                    },
-                };
-                run_task(&template, &packet).ok()
-            });
+            let packet = TaskPacket {
+                task_id: stored.id.clone(),
+                lease: stored.lease as u64,
+                template_id: owner.template_id.clone(),
+                template_version: owner.template_version as u32,
+                algorithm: owner.algorithm.clone(),
+                data: SignedPayload {
+                    payload: String::from_utf8(stored.payload.clone()).ok()?,
+                    sha256: stored.payload_sha256.clone(),
+                },
+            };
+            run_task(&template, &packet).ok()
+        });
         let identical = match (&rerun, &stored.result) {
             (Some(native), Some(returned)) => native.data.payload.as_bytes() == returned.as_slice(),
             _ => false,

@@ -6,7 +6,7 @@ use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 
-use crate::accounts::{account_for_session, Account, Role};
+use crate::accounts::{Account, Role, account_for_session};
 use crate::app::AppState;
 use crate::error::AppError;
 
@@ -75,12 +75,19 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
 /// `Set-Cookie` for a new session: HttpOnly (no script reads it) and SameSite=Strict (no other
 /// site's page sends it).
 pub fn session_cookie(token: &str, max_age_s: u64) -> (axum::http::HeaderName, HeaderValue) {
-    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}");
-    (SET_COOKIE, HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("")))
+    let cookie =
+        format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}");
+    (
+        SET_COOKIE,
+        HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("")),
+    )
 }
 
 pub fn expired_session_cookie() -> (axum::http::HeaderName, HeaderValue) {
-    (SET_COOKIE, HeaderValue::from_static("vg_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"))
+    (
+        SET_COOKIE,
+        HeaderValue::from_static("vg_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    )
 }
 
 #[cfg(test)]
@@ -90,7 +97,10 @@ mod tests {
     #[test]
     fn session_token_is_found_among_other_cookies() {
         let mut headers = HeaderMap::new();
-        headers.insert(COOKIE, HeaderValue::from_static("theme=dark; vg_session=abc123; x=1"));
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("theme=dark; vg_session=abc123; x=1"),
+        );
         assert_eq!(session_token(&headers), Some("abc123".to_owned()));
         assert_eq!(session_token(&HeaderMap::new()), None);
     }

@@ -6,16 +6,20 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use vitalgrid_synthetic::{generate_vitals, VitalsConfig};
+use vitalgrid_synthetic::{VitalsConfig, generate_vitals};
 
 use crate::accounts::{self, Role};
-use crate::app::{connect_database, redact, AppState};
+use crate::app::{AppState, connect_database, redact};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DatabaseArgs, ServeArgs};
 use crate::router::build_router;
 
 #[derive(Debug, Parser)]
-#[command(name = "vitalgrid", version, about = "VitalGrid: volunteer computing for clinical recordings")]
+#[command(
+    name = "vitalgrid",
+    version,
+    about = "VitalGrid: volunteer computing for clinical recordings"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -47,7 +51,12 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::GenerateVitals { hours, seed, timestamps, out } => {
+        Command::GenerateVitals {
+            hours,
+            seed,
+            timestamps,
+            out,
+        } => {
             let config = VitalsConfig {
                 seed,
                 duration_s: (hours * 3600.0).round() as u64,
@@ -55,16 +64,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..VitalsConfig::default()
             };
             let recording = generate_vitals(&config);
-            std::fs::write(&out, recording.csv).with_context(|| format!("writing {}", out.display()))?;
-            println!("wrote {} rows with {} episodes to {}", recording.rows, recording.episodes.len(), out.display());
+            std::fs::write(&out, recording.csv)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {} rows with {} episodes to {}",
+                recording.rows,
+                recording.episodes.len(),
+                out.display()
+            );
             Ok(())
         }
         Command::AuditResults { database } => {
             let db = connect_database(&database.database_url).await?;
-            let templates = crate::templates::TemplateStore::open(db.clone(), SystemClock.now_ms()).await?;
+            let templates =
+                crate::templates::TemplateStore::open(db.clone(), SystemClock.now_ms()).await?;
             let report = crate::audit::audit_results(&db, &templates).await?;
             println!("{}", serde_json::to_string(&report)?);
-            anyhow::ensure!(report.different == 0, "{} stored results differ from a native re-run", report.different);
+            anyhow::ensure!(
+                report.different == 0,
+                "{} stored results differ from a native re-run",
+                report.different
+            );
             Ok(())
         }
     }
@@ -99,7 +119,8 @@ async fn ensure_first_admin(db: &sea_orm::DatabaseConnection, now_ms: i64) -> an
     if accounts::count_accounts(db).await? > 0 {
         return Ok(());
     }
-    let email = std::env::var("VITALGRID_ADMIN_EMAIL").unwrap_or_else(|_| "admin@vitalgrid.local".to_owned());
+    let email = std::env::var("VITALGRID_ADMIN_EMAIL")
+        .unwrap_or_else(|_| "admin@vitalgrid.local".to_owned());
     let (password, generated) = match std::env::var("VITALGRID_ADMIN_PASSWORD") {
         Ok(password) => (password, false),
         Err(_) => (accounts::new_one_time_password(), true),

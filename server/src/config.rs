@@ -44,7 +44,11 @@ pub struct SchedulerArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DatabaseArgs {
     /// `sqlite://PATH?mode=rwc` or `mysql://USER:PASSWORD@HOST:PORT/DATABASE`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/vitalgrid.sqlite?mode=rwc")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/vitalgrid.sqlite?mode=rwc"
+    )]
     pub database_url: String,
 }
 

@@ -2,8 +2,8 @@
 //! `{"error": {"code": "...", "message": "..."}}`. Client mistakes get 4xx with a message that
 //! says what is wrong; server faults get 500 with details in the log only.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::multipart::MultipartError;
+use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use sea_orm::{DbErr, SqlErr};
@@ -35,7 +35,10 @@ pub enum AppError {
 
 impl AppError {
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Invalid { code, message: message.into() }
+        Self::Invalid {
+            code,
+            message: message.into(),
+        }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {

@@ -1,7 +1,10 @@
 //! The history of every job: each state change of a job or task is a row (who, what, when), so the
 //! admin pages can show it, also after a restart.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
+};
 use serde::Serialize;
 
 use crate::db::entities::job_event;
@@ -47,6 +50,12 @@ pub async fn for_job(db: &impl ConnectionTrait, job_id: i64) -> Result<Vec<Event
         .await?;
     Ok(events
         .into_iter()
-        .map(|e| EventView { at: e.at_ms, kind: e.kind, task_id: e.task_id, worker: e.worker, detail: e.detail })
+        .map(|e| EventView {
+            at: e.at_ms,
+            kind: e.kind,
+            task_id: e.task_id,
+            worker: e.worker,
+            detail: e.detail,
+        })
         .collect())
 }

@@ -2,15 +2,15 @@
 //! in the database (so every server process sharing it sees them), visible only to their owner.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DerivePartialModel, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DerivePartialModel, EntityTrait,
+    FromQueryResult, QueryFilter, QueryOrder, Set,
 };
 use serde::Serialize;
 use vitalgrid_worker::template::{RecordingKind, Template};
 
 use crate::db::entities::{file, job};
 use crate::error::AppError;
-use crate::extract::{extract, Recording};
+use crate::extract::{Recording, extract};
 use crate::jobs::JobView;
 
 /// A file as the API shows it; the content itself never leaves the server.
@@ -56,7 +56,11 @@ impl FileSummary {
             id: self.id,
             patient_ref: self.patient_ref,
             file_name: self.file_name,
-            kind: if self.kind == "ecg" { RecordingKind::Ecg } else { RecordingKind::Vitals },
+            kind: if self.kind == "ecg" {
+                RecordingKind::Ecg
+            } else {
+                RecordingKind::Vitals
+            },
             size_bytes: self.size_bytes,
             rows: self.rows,
             signals: serde_json::from_str(&self.signals).unwrap_or_default(),
@@ -80,7 +84,10 @@ pub fn kind_name(kind: RecordingKind) -> &'static str {
 pub fn validate_patient_ref(raw: &str) -> Result<String, AppError> {
     let patient_ref = raw.trim();
     if patient_ref.is_empty() {
-        return Err(AppError::invalid("invalid_patient_ref", "a patient reference is required"));
+        return Err(AppError::invalid(
+            "invalid_patient_ref",
+            "a patient reference is required",
+        ));
     }
     if patient_ref.chars().count() > 64 || patient_ref.chars().any(char::is_control) {
         return Err(AppError::invalid(
@@ -95,11 +102,18 @@ pub fn validate_patient_ref(raw: &str) -> Result<String, AppError> {
 pub fn clean_file_name(raw: &str) -> String {
     let name = raw.rsplit(['/', '\\']).next().unwrap_or(raw).trim();
     let name: String = name.chars().filter(|c| !c.is_control()).take(255).collect();
-    if name.is_empty() { "upload.csv".to_owned() } else { name }
+    if name.is_empty() {
+        "upload.csv".to_owned()
+    } else {
+        name
+    }
 }
 
 /// Parses the upload (off the async threads: a big file takes a moment) and returns the recording.
-pub async fn check_upload(content: Vec<u8>, templates: Vec<Template>) -> Result<(Vec<u8>, Recording), AppError> {
+pub async fn check_upload(
+    content: Vec<u8>,
+    templates: Vec<Template>,
+) -> Result<(Vec<u8>, Recording), AppError> {
     tokio::task::spawn_blocking(move || {
         let recording = extract(&content, &templates)?;
         Ok((content, recording))
@@ -117,7 +131,11 @@ pub struct NewFile {
     pub kind: RecordingKind,
 }
 
-pub async fn store_file(db: &impl ConnectionTrait, new: NewFile, now_ms: i64) -> Result<FileView, AppError> {
+pub async fn store_file(
+    db: &impl ConnectionTrait,
+    new: NewFile,
+    now_ms: i64,
+) -> Result<FileView, AppError> {
     let recording = &new.recording;
     let json = |list: &[String]| serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned());
     let model = file::ActiveModel {
@@ -158,7 +176,10 @@ pub async fn store_file(db: &impl ConnectionTrait, new: NewFile, now_ms: i64) ->
     Ok(summary.view(None))
 }
 
-pub async fn list_files(db: &impl ConnectionTrait, owner_id: i64) -> Result<Vec<FileView>, AppError> {
+pub async fn list_files(
+    db: &impl ConnectionTrait,
+    owner_id: i64,
+) -> Result<Vec<FileView>, AppError> {
     let files = file::Entity::find()
         .filter(file::Column::OwnerId.eq(owner_id))
         .order_by_desc(file::Column::Id)
@@ -176,8 +197,7 @@ pub async fn list_files(db: &impl ConnectionTrait, owner_id: i64) -> Result<Vec<
         .map(|summary| {
             let latest = jobs
                 .iter()
-                .filter(|j| j.file_id == summary.id)
-                .next_back()
+                .rfind(|j| j.file_id == summary.id)
                 .map(|j| JobView::new(j.clone(), has_result.contains(&j.id)));
             summary.view(latest)
         })
@@ -185,7 +205,11 @@ pub async fn list_files(db: &impl ConnectionTrait, owner_id: i64) -> Result<Vec<
 }
 
 /// The file if it exists and belongs to `owner_id`; otherwise 404, whoever owns it.
-pub async fn find_owned(db: &impl ConnectionTrait, owner_id: i64, file_id: i64) -> Result<file::Model, AppError> {
+pub async fn find_owned(
+    db: &impl ConnectionTrait,
+    owner_id: i64,
+    file_id: i64,
+) -> Result<file::Model, AppError> {
     file::Entity::find_by_id(file_id)
         .filter(file::Column::OwnerId.eq(owner_id))
         .one(db)
@@ -194,7 +218,11 @@ pub async fn find_owned(db: &impl ConnectionTrait, owner_id: i64, file_id: i64) 
 }
 
 /// Deletes a file with its jobs, tasks and results (the schema cascades).
-pub async fn delete_file(db: &impl ConnectionTrait, owner_id: i64, file_id: i64) -> Result<(), AppError> {
+pub async fn delete_file(
+    db: &impl ConnectionTrait,
+    owner_id: i64,
+    file_id: i64,
+) -> Result<(), AppError> {
     let deleted = file::Entity::delete_many()
         .filter(file::Column::Id.eq(file_id))
         .filter(file::Column::OwnerId.eq(owner_id))
@@ -212,7 +240,10 @@ mod tests {
 
     #[test]
     fn patient_refs_are_trimmed_and_bounded() {
-        assert_eq!(validate_patient_ref("  PT-001 ").ok(), Some("PT-001".to_owned()));
+        assert_eq!(
+            validate_patient_ref("  PT-001 ").ok(),
+            Some("PT-001".to_owned())
+        );
         assert!(validate_patient_ref("   ").is_err());
         assert!(validate_patient_ref(&"x".repeat(65)).is_err());
         assert!(validate_patient_ref("a\nb").is_err());

@@ -15,9 +15,9 @@ use crate::app::AppState;
 use crate::db::entities::{file, job, result, task};
 use crate::db::{job_status, task_status};
 use crate::error::AppError;
-use crate::extract::{split_into_tasks, trend_bucket_for, SegmentPlan};
-use crate::files::{check_upload, find_owned};
 use crate::events;
+use crate::extract::{SegmentPlan, split_into_tasks, trend_bucket_for};
+use crate::files::{check_upload, find_owned};
 use crate::scheduler::priority::Priority;
 use crate::scheduler::random_id;
 
@@ -31,9 +31,8 @@ const MIN_TASK_ROWS: usize = 500;
 /// configured size (which bounds packet size and memory in a browser tab).
 pub fn task_rows(configured_max: usize, typical_rows_per_s: Option<f64>) -> usize {
     match typical_rows_per_s {
-        Some(speed) if speed.is_finite() && speed > 0.0 => {
-            ((speed * TARGET_TASK_S) as usize).clamp(MIN_TASK_ROWS.min(configured_max), configured_max)
-        }
+        Some(speed) if speed.is_finite() && speed > 0.0 => ((speed * TARGET_TASK_S) as usize)
+            .clamp(MIN_TASK_ROWS.min(configured_max), configured_max),
         _ => configured_max,
     }
 }
@@ -132,7 +131,10 @@ pub async fn submit_job(
     let scheduler = &state.config.scheduler;
     let plan = match template.kind {
         RecordingKind::Vitals => SegmentPlan {
-            max_rows: task_rows(scheduler.vitals_rows_per_task, state.scheduler.typical_speed()),
+            max_rows: task_rows(
+                scheduler.vitals_rows_per_task,
+                state.scheduler.typical_speed(),
+            ),
             overlap_rows: 0,
         },
         // Beat detection needs context on both sides of a cut: filters settle and adaptive
@@ -173,8 +175,22 @@ pub async fn submit_job(
     }
     .insert(&transaction)
     .await?;
-    let detail = format!("{} parts, {}, {} priority", payloads.len(), created.algorithm, priority.as_str());
-    events::record(&transaction, created.id, None, None, "submitted", detail, now).await?;
+    let detail = format!(
+        "{} parts, {}, {} priority",
+        payloads.len(),
+        created.algorithm,
+        priority.as_str()
+    );
+    events::record(
+        &transaction,
+        created.id,
+        None,
+        None,
+        "submitted",
+        detail,
+        now,
+    )
+    .await?;
     let tasks: Vec<task::ActiveModel> = payloads
         .into_iter()
         .enumerate()
@@ -196,10 +212,16 @@ pub async fn submit_job(
         .collect();
     // Batches keep each INSERT well under MySQL's packet limit.
     for batch in tasks.chunks(8) {
-        task::Entity::insert_many(batch.to_vec()).exec(&transaction).await?;
+        task::Entity::insert_many(batch.to_vec())
+            .exec(&transaction)
+            .await?;
     }
     transaction.commit().await?;
-    tracing::info!(job.id = created.id, tasks = created.tasks_total, "job submitted");
+    tracing::info!(
+        job.id = created.id,
+        tasks = created.tasks_total,
+        "job submitted"
+    );
     state.scheduler.notify();
     Ok(JobView::new(created, false))
 }
@@ -213,12 +235,19 @@ fn choose_algorithm(template: &Template, requested: Option<String>) -> Result<St
         Some(name) if template.algorithms.contains(&name) => Ok(name),
         Some(name) => Err(AppError::invalid(
             "unknown_algorithm",
-            format!("`{name}` is not available for this file; choose one of {}", template.algorithms.join(", ")),
+            format!(
+                "`{name}` is not available for this file; choose one of {}",
+                template.algorithms.join(", ")
+            ),
         )),
     }
 }
 
-async fn find_owned_job(db: &impl ConnectionTrait, owner_id: i64, job_id: i64) -> Result<job::Model, AppError> {
+async fn find_owned_job(
+    db: &impl ConnectionTrait,
+    owner_id: i64,
+    job_id: i64,
+) -> Result<job::Model, AppError> {
     job::Entity::find_by_id(job_id)
         .filter(job::Column::OwnerId.eq(owner_id))
         .one(db)
@@ -226,22 +255,34 @@ async fn find_owned_job(db: &impl ConnectionTrait, owner_id: i64, job_id: i64) -
         .ok_or(AppError::NotFound("job"))
 }
 
-pub async fn get_job(db: &impl ConnectionTrait, owner_id: i64, job_id: i64) -> Result<JobView, AppError> {
+pub async fn get_job(
+    db: &impl ConnectionTrait,
+    owner_id: i64,
+    job_id: i64,
+) -> Result<JobView, AppError> {
     let found = find_owned_job(db, owner_id, job_id).await?;
     let has_result = result::Entity::find_by_id(job_id).one(db).await?.is_some();
     Ok(JobView::new(found, has_result))
 }
 
-pub async fn get_result(db: &impl ConnectionTrait, owner_id: i64, job_id: i64) -> Result<ResultView, AppError> {
+pub async fn get_result(
+    db: &impl ConnectionTrait,
+    owner_id: i64,
+    job_id: i64,
+) -> Result<ResultView, AppError> {
     let found = find_owned_job(db, owner_id, job_id).await?;
-    let stored = result::Entity::find_by_id(job_id).one(db).await?.ok_or(AppError::NotFound("result"))?;
+    let stored = result::Entity::find_by_id(job_id)
+        .one(db)
+        .await?
+        .ok_or(AppError::NotFound("result"))?;
     let source = file::Entity::find_by_id(found.file_id)
         .into_partial_model::<crate::files::FileSummary>()
         .one(db)
         .await?
         .ok_or(AppError::NotFound("file"))?;
-    let analysis = serde_json::from_str(&stored.analysis)
-        .map_err(|error| anyhow::anyhow!("stored analysis of job {job_id} is unreadable: {error}"))?;
+    let analysis = serde_json::from_str(&stored.analysis).map_err(|error| {
+        anyhow::anyhow!("stored analysis of job {job_id} is unreadable: {error}")
+    })?;
     Ok(ResultView {
         job_id,
         file_id: found.file_id,
@@ -253,14 +294,23 @@ pub async fn get_result(db: &impl ConnectionTrait, owner_id: i64, job_id: i64) -
 }
 
 /// Deletes a job's result together with the task copies of the patient's data it was made from.
-pub async fn delete_result(db: &impl TransactionTrait, owner_id: i64, job_id: i64) -> Result<(), AppError> {
+pub async fn delete_result(
+    db: &impl TransactionTrait,
+    owner_id: i64,
+    job_id: i64,
+) -> Result<(), AppError> {
     let transaction = db.begin().await?;
     find_owned_job(&transaction, owner_id, job_id).await?;
-    let deleted = result::Entity::delete_by_id(job_id).exec(&transaction).await?;
+    let deleted = result::Entity::delete_by_id(job_id)
+        .exec(&transaction)
+        .await?;
     if deleted.rows_affected == 0 {
         return Err(AppError::NotFound("result"));
     }
-    task::Entity::delete_many().filter(task::Column::JobId.eq(job_id)).exec(&transaction).await?;
+    task::Entity::delete_many()
+        .filter(task::Column::JobId.eq(job_id))
+        .exec(&transaction)
+        .await?;
     transaction.commit().await?;
     Ok(())
 }
@@ -272,16 +322,35 @@ mod tests {
 
     #[test]
     fn tasks_shrink_for_slow_workers_within_bounds() {
-        assert_eq!(task_rows(3_600, None), 3_600, "no measurement yet: the configured size");
-        assert_eq!(task_rows(3_600, Some(1_000_000.0)), 3_600, "fast workers: capped");
-        assert_eq!(task_rows(60_000, Some(2_000.0)), 10_000, "five seconds of a slow worker");
-        assert_eq!(task_rows(60_000, Some(1.0)), 500, "never below the overhead floor");
+        assert_eq!(
+            task_rows(3_600, None),
+            3_600,
+            "no measurement yet: the configured size"
+        );
+        assert_eq!(
+            task_rows(3_600, Some(1_000_000.0)),
+            3_600,
+            "fast workers: capped"
+        );
+        assert_eq!(
+            task_rows(60_000, Some(2_000.0)),
+            10_000,
+            "five seconds of a slow worker"
+        );
+        assert_eq!(
+            task_rows(60_000, Some(1.0)),
+            500,
+            "never below the overhead floor"
+        );
     }
 
     #[test]
     fn default_algorithm_is_the_templates_first_and_others_are_refused() {
         let template = &builtin_templates()[0];
-        assert_eq!(choose_algorithm(template, None).ok().as_deref(), template.default_algorithm());
+        assert_eq!(
+            choose_algorithm(template, None).ok().as_deref(),
+            template.default_algorithm()
+        );
         let error = choose_algorithm(template, Some("astrology".into())).expect_err("refused");
         assert!(error.to_string().contains("astrology"));
     }

@@ -1,8 +1,8 @@
 //! `build_router`: every route of the server, used by `main` and by every test.
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
-use axum::Router;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 
@@ -20,12 +20,17 @@ pub fn build_router(state: AppState) -> Router {
         .route("/users", get(users::list).post(users::create))
         .route(
             "/files",
-            get(files::list).post(files::upload).layer(DefaultBodyLimit::max(upload_limit)),
+            get(files::list)
+                .post(files::upload)
+                .layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route("/files/{id}", delete(files::delete))
         .route("/files/{id}/jobs", post(files::submit_job))
         .route("/jobs/{id}", get(jobs::get))
-        .route("/jobs/{id}/result", get(jobs::result).delete(jobs::delete_result))
+        .route(
+            "/jobs/{id}/result",
+            get(jobs::result).delete(jobs::delete_result),
+        )
         .route("/templates", get(templates::list))
         .route("/templates/{id}/versions", post(templates::add_version))
         .route("/admin/workers", get(admin::workers))

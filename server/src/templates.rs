@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::sync::{PoisonError, RwLock};
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, Set,
 };
 use vitalgrid_worker::algorithm::is_implemented;
-use vitalgrid_worker::template::{builtin_templates, Template};
+use vitalgrid_worker::template::{Template, builtin_templates};
 
 use crate::db::entities::template;
 use crate::error::AppError;
@@ -25,18 +25,29 @@ impl TemplateStore {
     /// Opens the store, adding each built-in template whose id the database does not have yet.
     pub async fn open(db: DatabaseConnection, now_ms: i64) -> Result<Self, DbErr> {
         for builtin in builtin_templates() {
-            let known = template::Entity::find().filter(template::Column::Id.eq(&builtin.id)).one(&db).await?;
+            let known = template::Entity::find()
+                .filter(template::Column::Id.eq(&builtin.id))
+                .one(&db)
+                .await?;
             if known.is_none() {
                 let inserted = insert(&db, &builtin, now_ms, None).await;
                 // Another server process may have seeded it a moment ago.
                 if let Err(error) = inserted {
-                    if template::Entity::find().filter(template::Column::Id.eq(&builtin.id)).one(&db).await?.is_none() {
+                    if template::Entity::find()
+                        .filter(template::Column::Id.eq(&builtin.id))
+                        .one(&db)
+                        .await?
+                        .is_none()
+                    {
                         return Err(error);
                     }
                 }
             }
         }
-        Ok(Self { db, cache: RwLock::new(BTreeMap::new()) })
+        Ok(Self {
+            db,
+            cache: RwLock::new(BTreeMap::new()),
+        })
     }
 
     fn remember(&self, template: &Template) {
@@ -48,14 +59,21 @@ impl TemplateStore {
 
     /// A version already read by this process, without touching the database.
     pub fn cached(&self, id: &str, version: u32) -> Option<Template> {
-        self.cache.read().unwrap_or_else(PoisonError::into_inner).get(&(id.to_owned(), version)).cloned()
+        self.cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(id.to_owned(), version))
+            .cloned()
     }
 
     pub async fn get(&self, id: &str, version: u32) -> Result<Option<Template>, DbErr> {
         if let Some(found) = self.cached(id, version) {
             return Ok(Some(found));
         }
-        let Some(row) = template::Entity::find_by_id((id.to_owned(), version as i32)).one(&self.db).await? else {
+        let Some(row) = template::Entity::find_by_id((id.to_owned(), version as i32))
+            .one(&self.db)
+            .await?
+        else {
             return Ok(None);
         };
         let parsed = parse(&row)?;
@@ -84,7 +102,12 @@ impl TemplateStore {
         // Built-ins first, in their usual order, so ties in column matching resolve as before.
         let order: Vec<String> = builtin_templates().into_iter().map(|t| t.id).collect();
         let mut list: Vec<Template> = latest.into_values().collect();
-        list.sort_by_key(|t| order.iter().position(|id| *id == t.id).unwrap_or(usize::MAX));
+        list.sort_by_key(|t| {
+            order
+                .iter()
+                .position(|id| *id == t.id)
+                .unwrap_or(usize::MAX)
+        });
         Ok(list)
     }
 
@@ -106,10 +129,14 @@ impl TemplateStore {
         proposed.id = id.to_owned();
         proposed.version = current.version + 1;
         validate(&proposed, &current)?;
-        insert(&self.db, &proposed, now_ms, Some(admin_id)).await.map_err(|error| match AppError::from(error) {
-            AppError::Conflict(_) => AppError::Conflict("another version was added at the same moment; try again".into()),
-            other => other,
-        })?;
+        insert(&self.db, &proposed, now_ms, Some(admin_id))
+            .await
+            .map_err(|error| match AppError::from(error) {
+                AppError::Conflict(_) => AppError::Conflict(
+                    "another version was added at the same moment; try again".into(),
+                ),
+                other => other,
+            })?;
         self.remember(&proposed);
         Ok(proposed)
     }
@@ -129,24 +156,40 @@ pub fn validate(proposed: &Template, current: &Template) -> Result<(), AppError>
             return invalid("every signal needs a name".into());
         }
         if !(rule.min.is_finite() && rule.max.is_finite() && rule.min < rule.max) {
-            return invalid(format!("signal {}: the plausible range needs min < max", rule.name));
+            return invalid(format!(
+                "signal {}: the plausible range needs min < max",
+                rule.name
+            ));
         }
     }
     if proposed.algorithms.is_empty() {
         return invalid("a template needs at least one algorithm".into());
     }
-    if let Some(unknown) = proposed.algorithms.iter().find(|name| !is_implemented(name)) {
+    if let Some(unknown) = proposed
+        .algorithms
+        .iter()
+        .find(|name| !is_implemented(name))
+    {
         return invalid(format!("algorithm `{unknown}` does not exist"));
     }
     Ok(())
 }
 
 fn parse(row: &template::Model) -> Result<Template, DbErr> {
-    serde_json::from_str(&row.body)
-        .map_err(|error| DbErr::Custom(format!("template {} v{} is unreadable: {error}", row.id, row.version)))
+    serde_json::from_str(&row.body).map_err(|error| {
+        DbErr::Custom(format!(
+            "template {} v{} is unreadable: {error}",
+            row.id, row.version
+        ))
+    })
 }
 
-async fn insert(db: &impl ConnectionTrait, template: &Template, now_ms: i64, admin_id: Option<i64>) -> Result<(), DbErr> {
+async fn insert(
+    db: &impl ConnectionTrait,
+    template: &Template,
+    now_ms: i64,
+    admin_id: Option<i64>,
+) -> Result<(), DbErr> {
     let body = serde_json::to_string(template).map_err(|error| DbErr::Custom(error.to_string()))?;
     template::ActiveModel {
         id: Set(template.id.clone()),

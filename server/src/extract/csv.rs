@@ -55,7 +55,10 @@ mod tests {
     #[test]
     fn quoted_fields_with_commas_and_quotes_are_read() {
         let parsed: Vec<_> = records("a,\"b,c\",\"d\"\"e\"\n1,2,3").collect();
-        assert_eq!(parsed[0], (1, Ok(vec!["a".into(), "b,c".into(), "d\"e".into()])));
+        assert_eq!(
+            parsed[0],
+            (1, Ok(vec!["a".into(), "b,c".into(), "d\"e".into()]))
+        );
         assert_eq!(parsed[1], (2, Ok(vec!["1".into(), "2".into(), "3".into()])));
     }
 

@@ -8,7 +8,7 @@
 mod csv;
 mod segment;
 
-pub use segment::{split_into_tasks, trend_bucket_for, SegmentPlan};
+pub use segment::{SegmentPlan, split_into_tasks, trend_bucket_for};
 
 use chrono::{DateTime, NaiveDateTime};
 use vitalgrid_worker::protocol::SignalColumn;
@@ -68,11 +68,18 @@ impl Recording {
     /// Mean sampling rate from the time column (rows per second).
     pub fn sample_rate_hz(&self) -> f64 {
         let duration = self.duration_s();
-        if duration > 0.0 { (self.rows() - 1) as f64 / duration } else { 0.0 }
+        if duration > 0.0 {
+            (self.rows() - 1) as f64 / duration
+        } else {
+            0.0
+        }
     }
 
     pub fn signal_names(&self) -> Vec<String> {
-        self.signals.iter().map(|signal| signal.name.clone()).collect()
+        self.signals
+            .iter()
+            .map(|signal| signal.name.clone())
+            .collect()
     }
 }
 
@@ -96,12 +103,16 @@ pub fn extract(bytes: &[u8], templates: &[Template]) -> Result<Recording, Extrac
     let (time_index, time_format) = header
         .iter()
         .enumerate()
-        .find_map(|(index, name)| match name.trim().to_ascii_lowercase().as_str() {
-            "timestamp" => Some((index, TimeFormat::Iso8601)),
-            "time_s" => Some((index, TimeFormat::Seconds)),
-            _ => None,
-        })
-        .ok_or_else(|| ExtractError::NoTimeColumn { found: found.clone() })?;
+        .find_map(
+            |(index, name)| match name.trim().to_ascii_lowercase().as_str() {
+                "timestamp" => Some((index, TimeFormat::Iso8601)),
+                "time_s" => Some((index, TimeFormat::Seconds)),
+                _ => None,
+            },
+        )
+        .ok_or_else(|| ExtractError::NoTimeColumn {
+            found: found.clone(),
+        })?;
 
     let (template, columns) = best_template(&header, time_index, templates).ok_or_else(|| {
         ExtractError::NoSignalColumn {
@@ -127,14 +138,20 @@ pub fn extract(bytes: &[u8], templates: &[Template]) -> Result<Recording, Extrac
         if record.len() != header.len() {
             return Err(ExtractError::BadRow {
                 line,
-                message: format!("{} fields, but the header has {}", record.len(), header.len()),
+                message: format!(
+                    "{} fields, but the header has {}",
+                    record.len(),
+                    header.len()
+                ),
             });
         }
         let raw_time = record[time_index].trim();
         let absolute = parse_time(raw_time, time_format).ok_or_else(|| ExtractError::BadRow {
             line,
             message: match time_format {
-                TimeFormat::Iso8601 => format!("timestamp `{raw_time}` is not an ISO 8601 date-time"),
+                TimeFormat::Iso8601 => {
+                    format!("timestamp `{raw_time}` is not an ISO 8601 date-time")
+                }
                 TimeFormat::Seconds => format!("time_s `{raw_time}` is not a number of seconds"),
             },
         })?;
@@ -182,7 +199,11 @@ fn best_template<'t>(
                     .iter()
                     .enumerate()
                     .filter(|(index, _)| *index != time_index)
-                    .find(|(_, name)| template.match_column(name).is_some_and(|r| r.name == rule.name))
+                    .find(|(_, name)| {
+                        template
+                            .match_column(name)
+                            .is_some_and(|r| r.name == rule.name)
+                    })
                     .map(|(index, _)| (index, rule.name.clone()))
             })
             .collect();
@@ -214,19 +235,28 @@ fn parse_time(raw: &str, format: TimeFormat) -> Option<f64> {
 
 /// Empty cells and the usual monitor placeholders are missing values, not errors.
 fn parse_value(cell: &str) -> Result<Option<f64>, ()> {
-    if cell.is_empty() || ["na", "nan", "--", "null"].contains(&cell.to_ascii_lowercase().as_str()) {
+    if cell.is_empty() || ["na", "nan", "--", "null"].contains(&cell.to_ascii_lowercase().as_str())
+    {
         return Ok(None);
     }
-    cell.parse::<f64>().map(|v| Some(v).filter(|v| v.is_finite())).map_err(|_| ())
+    cell.parse::<f64>()
+        .map(|v| Some(v).filter(|v| v.is_finite()))
+        .map_err(|_| ())
 }
 
 fn quoted_list(names: &[String]) -> String {
-    names.iter().map(|name| format!("`{}`", name.trim())).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|name| format!("`{}`", name.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn expected_columns(templates: &[Template]) -> String {
-    let names: Vec<String> =
-        templates.iter().flat_map(|t| t.signals.iter().map(|s| s.name.clone())).collect();
+    let names: Vec<String> = templates
+        .iter()
+        .flat_map(|t| t.signals.iter().map(|s| s.name.clone()))
+        .collect();
     quoted_list(&names)
 }
 
@@ -248,7 +278,10 @@ mod tests {
         assert_eq!(recording.template_id, "bedside-vitals");
         assert_eq!(recording.time_s, vec![0.0, 1.0, 2.5]);
         assert_eq!(recording.signal_names(), vec!["hr", "spo2"]);
-        assert_eq!(recording.signals[1].values, vec![Some(98.0), None, Some(97.0)]);
+        assert_eq!(
+            recording.signals[1].values,
+            vec![Some(98.0), None, Some(97.0)]
+        );
     }
 
     #[test]
@@ -265,14 +298,22 @@ mod tests {
     #[test]
     fn file_without_time_column_is_refused_naming_the_columns_found() {
         let error = extract_str("when,hr\n1,70\n").expect_err("must be refused");
-        assert_eq!(error, ExtractError::NoTimeColumn { found: "`when`, `hr`".to_owned() });
+        assert_eq!(
+            error,
+            ExtractError::NoTimeColumn {
+                found: "`when`, `hr`".to_owned()
+            }
+        );
         assert!(error.to_string().contains("`timestamp`"));
     }
 
     #[test]
     fn file_without_known_signal_is_refused() {
         let error = extract_str("time_s,foo,bar\n0,1,2\n").expect_err("must be refused");
-        assert!(matches!(error, ExtractError::NoSignalColumn { .. }), "{error}");
+        assert!(
+            matches!(error, ExtractError::NoSignalColumn { .. }),
+            "{error}"
+        );
         assert!(error.to_string().contains("`hr`"));
     }
 
@@ -288,16 +329,25 @@ mod tests {
         let error = extract_str("time_s,hr\n0,70\n1,seventy\n").expect_err("must be refused");
         assert_eq!(
             error,
-            ExtractError::BadRow { line: 3, message: "hr value `seventy` is not a number".to_owned() }
+            ExtractError::BadRow {
+                line: 3,
+                message: "hr value `seventy` is not a number".to_owned()
+            }
         );
     }
 
     #[test]
     fn bad_timestamp_and_ragged_row_are_refused_with_their_lines() {
         let error = extract_str("timestamp,hr\nyesterday,70\n").expect_err("refused");
-        assert!(matches!(error, ExtractError::BadRow { line: 2, .. }), "{error}");
+        assert!(
+            matches!(error, ExtractError::BadRow { line: 2, .. }),
+            "{error}"
+        );
         let error = extract_str("time_s,hr\n0,70\n1,71,5\n").expect_err("refused");
-        assert!(matches!(error, ExtractError::BadRow { line: 3, .. }), "{error}");
+        assert!(
+            matches!(error, ExtractError::BadRow { line: 3, .. }),
+            "{error}"
+        );
     }
 
     #[test]

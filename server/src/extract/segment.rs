@@ -22,12 +22,19 @@ pub fn trend_bucket_for(duration_s: f64, max_points: usize) -> f64 {
         60.0, 120.0, 300.0, 600.0, 900.0,
     ];
     let wanted = duration_s / max_points.max(1) as f64;
-    NICE.iter().copied().find(|nice| *nice >= wanted).unwrap_or_else(|| (wanted / 3600.0).ceil() * 3600.0)
+    NICE.iter()
+        .copied()
+        .find(|nice| *nice >= wanted)
+        .unwrap_or_else(|| (wanted / 3600.0).ceil() * 3600.0)
 }
 
 /// Cuts `recording` into task payloads. Cut points never separate rows with the same timestamp, so
 /// duplicate removal inside a segment sees every duplicate.
-pub fn split_into_tasks(recording: &Recording, plan: SegmentPlan, trend_bucket_s: f64) -> Vec<TaskData> {
+pub fn split_into_tasks(
+    recording: &Recording,
+    plan: SegmentPlan,
+    trend_bucket_s: f64,
+) -> Vec<TaskData> {
     let rows = recording.rows();
     let max_rows = plan.max_rows.max(1);
     let mut cuts = vec![0usize];
@@ -83,14 +90,25 @@ mod tests {
     #[test]
     fn segments_cover_every_row_once_in_their_cores() {
         let times: Vec<f64> = (0..10).map(f64::from).collect();
-        let tasks = split_into_tasks(&recording(&times), SegmentPlan { max_rows: 4, overlap_rows: 2 }, 1.0);
+        let tasks = split_into_tasks(
+            &recording(&times),
+            SegmentPlan {
+                max_rows: 4,
+                overlap_rows: 2,
+            },
+            1.0,
+        );
         assert_eq!(tasks.len(), 3);
         let cores: Vec<f64> = tasks
             .iter()
             .flat_map(|task| task.time_s[task.core_start..task.core_end].to_vec())
             .collect();
         assert_eq!(cores, times);
-        assert_eq!(tasks[1].time_s.first(), Some(&2.0), "overlap before the core");
+        assert_eq!(
+            tasks[1].time_s.first(),
+            Some(&2.0),
+            "overlap before the core"
+        );
         assert_eq!(tasks[1].time_s.last(), Some(&9.0), "overlap after the core");
     }
 
@@ -98,7 +116,10 @@ mod tests {
     fn cut_points_keep_duplicate_timestamps_together() {
         let tasks = split_into_tasks(
             &recording(&[0.0, 1.0, 2.0, 2.0, 2.0, 3.0]),
-            SegmentPlan { max_rows: 3, overlap_rows: 0 },
+            SegmentPlan {
+                max_rows: 3,
+                overlap_rows: 0,
+            },
             1.0,
         );
         assert_eq!(tasks[0].time_s, vec![0.0, 1.0, 2.0, 2.0, 2.0]);

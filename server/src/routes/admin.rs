@@ -5,19 +5,20 @@ use std::collections::HashMap;
 use axum::extract::{Path, State};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use serde::Serialize;
 
 use crate::app::AppState;
 use crate::auth::Admin;
 use crate::db::entities::{file, job, task, user, worker_record};
-use crate::events::{self, EventView};
-use crate::scheduler::replication::credibility;
 use crate::db::task_status;
 use crate::error::{ApiJson, AppError};
-use crate::jobs::{jobs_with_results, JobView};
+use crate::events::{self, EventView};
+use crate::jobs::{JobView, jobs_with_results};
 use crate::scheduler::WorkerInfo;
+use crate::scheduler::replication::credibility;
 
 /// Most recent jobs shown on the dashboard.
 const JOBS_SHOWN: u64 = 200;
@@ -33,10 +34,15 @@ pub struct AdminWorkerView {
     pub credibility: f64,
 }
 
-pub async fn workers(State(state): State<AppState>, _: Admin) -> Result<ApiJson<Vec<AdminWorkerView>>, AppError> {
+pub async fn workers(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<ApiJson<Vec<AdminWorkerView>>, AppError> {
     let connected = state.scheduler.workers_snapshot();
     let records: HashMap<String, worker_record::Model> = worker_record::Entity::find()
-        .filter(worker_record::Column::WorkerKey.is_in(connected.iter().map(|w| w.worker_key.clone())))
+        .filter(
+            worker_record::Column::WorkerKey.is_in(connected.iter().map(|w| w.worker_key.clone())),
+        )
         .all(&state.db)
         .await?
         .into_iter()
@@ -46,17 +52,31 @@ pub async fn workers(State(state): State<AppState>, _: Admin) -> Result<ApiJson<
         connected
             .into_iter()
             .map(|worker| {
-                let (agreed, disagreed, banned) =
-                    records.get(&worker.worker_key).map_or((0, 0, false), |r| (r.agreed, r.disagreed, r.banned));
-                AdminWorkerView { credibility: credibility(agreed, disagreed, banned), agreed, disagreed, banned, worker }
+                let (agreed, disagreed, banned) = records
+                    .get(&worker.worker_key)
+                    .map_or((0, 0, false), |r| (r.agreed, r.disagreed, r.banned));
+                AdminWorkerView {
+                    credibility: credibility(agreed, disagreed, banned),
+                    agreed,
+                    disagreed,
+                    banned,
+                    worker,
+                }
             })
             .collect(),
     ))
 }
 
 /// Every worker ever seen, with its record: the forgers caught stay visible after they leave.
-pub async fn worker_records(State(state): State<AppState>, _: Admin) -> Result<ApiJson<Vec<AdminRecordView>>, AppError> {
-    let records = worker_record::Entity::find().order_by_desc(worker_record::Column::LastSeenAtMs).limit(500).all(&state.db).await?;
+pub async fn worker_records(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<ApiJson<Vec<AdminRecordView>>, AppError> {
+    let records = worker_record::Entity::find()
+        .order_by_desc(worker_record::Column::LastSeenAtMs)
+        .limit(500)
+        .all(&state.db)
+        .await?;
     Ok(ApiJson(
         records
             .into_iter()
@@ -88,12 +108,18 @@ pub async fn job_events(
     _: Admin,
     Path(job_id): Path<i64>,
 ) -> Result<ApiJson<Vec<EventView>>, AppError> {
-    job::Entity::find_by_id(job_id).one(&state.db).await?.ok_or(AppError::NotFound("job"))?;
+    job::Entity::find_by_id(job_id)
+        .one(&state.db)
+        .await?
+        .ok_or(AppError::NotFound("job"))?;
     Ok(ApiJson(events::for_job(&state.db, job_id).await?))
 }
 
 /// Tasks by job priority and state: the queues at a glance.
-pub async fn queues(State(state): State<AppState>, _: Admin) -> Result<ApiJson<Vec<QueueCount>>, AppError> {
+pub async fn queues(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<ApiJson<Vec<QueueCount>>, AppError> {
     let rows: Vec<(String, String, i64)> = task::Entity::find()
         .select_only()
         .column(job::Column::Priority)
@@ -105,11 +131,22 @@ pub async fn queues(State(state): State<AppState>, _: Admin) -> Result<ApiJson<V
         .into_tuple()
         .all(&state.db)
         .await?;
-    Ok(ApiJson(rows.into_iter().map(|(priority, status, tasks)| QueueCount { priority, status, tasks }).collect()))
+    Ok(ApiJson(
+        rows.into_iter()
+            .map(|(priority, status, tasks)| QueueCount {
+                priority,
+                status,
+                tasks,
+            })
+            .collect(),
+    ))
 }
 
 fn job_relation() -> sea_orm::RelationDef {
-    job::Entity::belongs_to(task::Entity).from(job::Column::Id).to(task::Column::JobId).into()
+    job::Entity::belongs_to(task::Entity)
+        .from(job::Column::Id)
+        .to(task::Column::JobId)
+        .into()
 }
 
 #[derive(Debug, Serialize)]
@@ -127,8 +164,15 @@ pub struct AdminJobView {
     pub file_name: String,
 }
 
-pub async fn jobs(State(state): State<AppState>, _: Admin) -> Result<ApiJson<Vec<AdminJobView>>, AppError> {
-    let recent = job::Entity::find().order_by_desc(job::Column::Id).limit(JOBS_SHOWN).all(&state.db).await?;
+pub async fn jobs(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<ApiJson<Vec<AdminJobView>>, AppError> {
+    let recent = job::Entity::find()
+        .order_by_desc(job::Column::Id)
+        .limit(JOBS_SHOWN)
+        .all(&state.db)
+        .await?;
     let emails: HashMap<i64, String> = user::Entity::find()
         .select_only()
         .column(user::Column::Id)
@@ -174,7 +218,9 @@ pub struct Health {
 /// Public: a load balancer's health check. Reveals counts only.
 pub async fn health(State(state): State<AppState>) -> Result<ApiJson<Health>, AppError> {
     let count = |status: &'static str| {
-        task::Entity::find().filter(task::Column::Status.eq(status)).count(&state.db)
+        task::Entity::find()
+            .filter(task::Column::Status.eq(status))
+            .count(&state.db)
     };
     Ok(ApiJson(Health {
         status: "ok",

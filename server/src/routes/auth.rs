@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::accounts::{self, Account};
 use crate::app::AppState;
-use crate::auth::{expired_session_cookie, session_cookie, session_token, AuthUser};
+use crate::auth::{AuthUser, expired_session_cookie, session_cookie, session_token};
 use crate::error::{ApiJson, AppError};
 
 #[derive(Debug, Deserialize)]
@@ -21,14 +21,22 @@ pub async fn login(
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<impl IntoResponse, AppError> {
     let ttl = state.config.session_ttl;
-    let (account, token) =
-        accounts::log_in(&state.db, &request.email, &request.password, state.clock.now_ms(), ttl.as_millis() as i64)
-            .await?;
+    let (account, token) = accounts::log_in(
+        &state.db,
+        &request.email,
+        &request.password,
+        state.clock.now_ms(),
+        ttl.as_millis() as i64,
+    )
+    .await?;
     tracing::info!(user.id = account.id, "logged in");
     Ok(([session_cookie(&token, ttl.as_secs())], ApiJson(account)))
 }
 
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, AppError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, AppError> {
     if let Some(token) = session_token(&headers) {
         accounts::log_out(&state.db, &token).await?;
     }

@@ -2,7 +2,7 @@
 //! the router; a test checks that every API route of the router is described here.
 
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub async fn document() -> Json<Value> {
     Json(openapi())

@@ -8,7 +8,10 @@ use crate::app::AppState;
 use crate::auth::Admin;
 use crate::error::{ApiJson, AppError};
 
-pub async fn list(State(state): State<AppState>, _: Admin) -> Result<ApiJson<Vec<Template>>, AppError> {
+pub async fn list(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<ApiJson<Vec<Template>>, AppError> {
     Ok(ApiJson(state.templates.all_versions().await?))
 }
 
@@ -19,7 +22,10 @@ pub async fn add_version(
     Path(template_id): Path<String>,
     ApiJson(proposed): ApiJson<Template>,
 ) -> Result<(StatusCode, ApiJson<Template>), AppError> {
-    let stored = state.templates.add_version(&template_id, proposed, admin.id, state.clock.now_ms()).await?;
+    let stored = state
+        .templates
+        .add_version(&template_id, proposed, admin.id, state.clock.now_ms())
+        .await?;
     tracing::info!(admin.id = admin.id, template.id = %stored.id, template.version = stored.version, "template version added");
     Ok((StatusCode::CREATED, ApiJson(stored)))
 }

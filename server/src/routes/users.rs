@@ -16,7 +16,10 @@ pub struct NewUserRequest {
     pub role: Role,
 }
 
-pub async fn list(State(state): State<AppState>, _: Admin) -> Result<ApiJson<Vec<Account>>, AppError> {
+pub async fn list(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<ApiJson<Vec<Account>>, AppError> {
     Ok(ApiJson(accounts::list_accounts(&state.db).await?))
 }
 
@@ -25,9 +28,19 @@ pub async fn create(
     Admin(admin): Admin,
     ApiJson(request): ApiJson<NewUserRequest>,
 ) -> Result<(StatusCode, ApiJson<Account>), AppError> {
-    let account =
-        accounts::create_account(&state.db, &request.email, &request.password, request.role, state.clock.now_ms())
-            .await?;
-    tracing::info!(admin.id = admin.id, user.id = account.id, role = account.role.as_str(), "account created");
+    let account = accounts::create_account(
+        &state.db,
+        &request.email,
+        &request.password,
+        request.role,
+        state.clock.now_ms(),
+    )
+    .await?;
+    tracing::info!(
+        admin.id = admin.id,
+        user.id = account.id,
+        role = account.role.as_str(),
+        "account created"
+    );
     Ok((StatusCode::CREATED, ApiJson(account)))
 }

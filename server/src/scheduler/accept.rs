@@ -6,15 +6,15 @@
 use rand::Rng;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set, TransactionTrait,
 };
 use vitalgrid_worker::algorithm::merge;
 use vitalgrid_worker::analysis::SegmentResult;
 use vitalgrid_worker::protocol::{ErrorCode, ResultPacket, ServerMessage};
 
-use super::replication::{decide, replicas_needed, Verdict};
 use super::SenderCore;
+use super::replication::{Verdict, decide, replicas_needed};
 use crate::db::entities::{job, result, task, task_result, worker_record};
 use crate::db::{job_status, task_status};
 use crate::events;
@@ -37,16 +37,23 @@ enum Outcome {
 }
 
 impl SenderCore {
-    pub(super) async fn accept_result(&self, worker_id: &str, packet: ResultPacket) -> Result<(), DbErr> {
+    pub(super) async fn accept_result(
+        &self,
+        worker_id: &str,
+        packet: ResultPacket,
+    ) -> Result<(), DbErr> {
         let task_id = packet.task_id.clone();
         let Some(in_flight) = self.take_in_flight(worker_id, &task_id, packet.lease) else {
             // Late (after reassignment) or duplicate: never applied.
             tracing::info!(worker.id = %worker_id, task.id = %task_id, lease = packet.lease, "stale result ignored");
-            self.send_to(worker_id, ServerMessage::Error {
-                task_id: Some(task_id),
-                code: ErrorCode::StaleLease,
-                message: "this task is no longer leased to you".to_owned(),
-            });
+            self.send_to(
+                worker_id,
+                ServerMessage::Error {
+                    task_id: Some(task_id),
+                    code: ErrorCode::StaleLease,
+                    message: "this task is no longer leased to you".to_owned(),
+                },
+            );
             return Ok(());
         };
         if let Some(expected) = &in_flight.known_answer {
@@ -54,22 +61,40 @@ impl SenderCore {
         }
         let checked = if packet.data.is_intact() {
             serde_json::from_str::<SegmentResult>(&packet.data.payload)
-                .map_err(|error| (ErrorCode::Malformed, format!("result does not parse: {error}")))
+                .map_err(|error| {
+                    (
+                        ErrorCode::Malformed,
+                        format!("result does not parse: {error}"),
+                    )
+                })
                 .and_then(|segment| {
                     if segment.algorithm == in_flight.packet.algorithm {
                         Ok(segment)
                     } else {
-                        Err((ErrorCode::Malformed, format!("result is for algorithm {}", segment.algorithm)))
+                        Err((
+                            ErrorCode::Malformed,
+                            format!("result is for algorithm {}", segment.algorithm),
+                        ))
                     }
                 })
         } else {
-            Err((ErrorCode::Integrity, "result payload does not match its SHA-256".to_owned()))
+            Err((
+                ErrorCode::Integrity,
+                "result payload does not match its SHA-256".to_owned(),
+            ))
         };
         let segment = match checked {
             Ok(segment) => segment,
             Err((code, message)) => {
                 tracing::warn!(worker.id = %worker_id, task.id = %task_id, %message, "result refused");
-                self.send_to(worker_id, ServerMessage::Error { task_id: Some(task_id.clone()), code, message: message.clone() });
+                self.send_to(
+                    worker_id,
+                    ServerMessage::Error {
+                        task_id: Some(task_id.clone()),
+                        code,
+                        message: message.clone(),
+                    },
+                );
                 self.release(&task_id, packet.lease, true, &message).await?;
                 self.notify();
                 return Ok(());
@@ -77,10 +102,23 @@ impl SenderCore {
         };
 
         let now = self.clock.now_ms();
-        let key = self.workers().get(worker_id).map(|w| w.key.clone()).unwrap_or_else(|| worker_id.to_owned());
+        let key = self
+            .workers()
+            .get(worker_id)
+            .map(|w| w.key.clone())
+            .unwrap_or_else(|| worker_id.to_owned());
         let spot_check_draw: f64 = rand::thread_rng().r#gen();
         let transaction = self.db.begin().await?;
-        let outcome = record_answer(&transaction, &packet, &key, now, self.config.replicas, spot_check_draw, &self.templates).await?;
+        let outcome = record_answer(
+            &transaction,
+            &packet,
+            &key,
+            now,
+            self.config.replicas,
+            spot_check_draw,
+            &self.templates,
+        )
+        .await?;
         transaction.commit().await?;
 
         if let Some(worker) = self.workers().get_mut(worker_id) {
@@ -102,14 +140,27 @@ impl SenderCore {
     }
 
     /// A probe's answer: matching the validated hash earns credit, anything else is a wrong result.
-    async fn check_known_answer(&self, worker_id: &str, packet: &ResultPacket, expected: &str) -> Result<(), DbErr> {
-        let key = self.workers().get(worker_id).map(|w| w.key.clone()).unwrap_or_else(|| worker_id.to_owned());
+    async fn check_known_answer(
+        &self,
+        worker_id: &str,
+        packet: &ResultPacket,
+        expected: &str,
+    ) -> Result<(), DbErr> {
+        let key = self
+            .workers()
+            .get(worker_id)
+            .map(|w| w.key.clone())
+            .unwrap_or_else(|| worker_id.to_owned());
         if !packet.data.is_intact() {
             // Damage in transit is not a lie; the probe is simply dropped.
             return Ok(());
         }
         let honest = packet.data.sha256 == expected;
-        let column = if honest { worker_record::Column::Agreed } else { worker_record::Column::Disagreed };
+        let column = if honest {
+            worker_record::Column::Agreed
+        } else {
+            worker_record::Column::Disagreed
+        };
         worker_record::Entity::update_many()
             .col_expr(column, Expr::col(column).add(1))
             .filter(worker_record::Column::WorkerKey.eq(&key))
@@ -134,10 +185,20 @@ impl SenderCore {
             .filter(worker_record::Column::WorkerKey.eq(key))
             .exec(&transaction)
             .await?;
-        let answers = task_result::Entity::find().filter(task_result::Column::WorkerKey.eq(key)).all(&transaction).await?;
+        let answers = task_result::Entity::find()
+            .filter(task_result::Column::WorkerKey.eq(key))
+            .all(&transaction)
+            .await?;
         for answer in answers {
-            let Some(owner_task) = task::Entity::find_by_id(&answer.task_id).one(&transaction).await? else { continue };
-            task_result::Entity::delete_by_id(answer.id).exec(&transaction).await?;
+            let Some(owner_task) = task::Entity::find_by_id(&answer.task_id)
+                .one(&transaction)
+                .await?
+            else {
+                continue;
+            };
+            task_result::Entity::delete_by_id(answer.id)
+                .exec(&transaction)
+                .await?;
             let stood_alone = owner_task.status == task_status::DONE
                 && owner_task.replicas_needed <= 1
                 && owner_task.result_sha256.as_deref() == Some(answer.result_sha256.as_str());
@@ -150,22 +211,35 @@ impl SenderCore {
         // Its connections lose their tasks and are closed (dropping the outbox ends the session).
         let banned: Vec<(String, Vec<(String, u64)>)> = {
             let mut workers = self.workers();
-            let ids: Vec<String> = workers.iter().filter(|(_, w)| w.key == key).map(|(id, _)| id.clone()).collect();
+            let ids: Vec<String> = workers
+                .iter()
+                .filter(|(_, w)| w.key == key)
+                .map(|(id, _)| id.clone())
+                .collect();
             ids.into_iter()
                 .filter_map(|id| {
                     let worker = workers.remove(&id)?;
                     let _ = worker.outbox.send(ServerMessage::Error {
                         task_id: None,
                         code: ErrorCode::Protocol,
-                        message: "this worker returned a wrong result and may not take more work".to_owned(),
+                        message: "this worker returned a wrong result and may not take more work"
+                            .to_owned(),
                     });
-                    Some((id, worker.in_flight.into_iter().map(|(t, f)| (t, f.packet.lease)).collect()))
+                    Some((
+                        id,
+                        worker
+                            .in_flight
+                            .into_iter()
+                            .map(|(t, f)| (t, f.packet.lease))
+                            .collect(),
+                    ))
                 })
                 .collect()
         };
         for (_, held) in banned {
             for (task_id, lease) in held {
-                self.release(&task_id, lease, false, "its worker was banned").await?;
+                self.release(&task_id, lease, false, "its worker was banned")
+                    .await?;
             }
         }
         Ok(())
@@ -186,8 +260,14 @@ async fn record_answer(
     // The fence: only the current lease's answer counts, and only once.
     let fenced = task::Entity::update_many()
         .col_expr(task::Column::Status, Expr::value(task_status::QUEUED))
-        .col_expr(task::Column::LeaseWorker, Expr::value(Option::<String>::None))
-        .col_expr(task::Column::LeaseExpiresAtMs, Expr::value(Option::<i64>::None))
+        .col_expr(
+            task::Column::LeaseWorker,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            task::Column::LeaseExpiresAtMs,
+            Expr::value(Option::<i64>::None),
+        )
         .filter(task::Column::Id.eq(&packet.task_id))
         .filter(task::Column::Lease.eq(packet.lease as i64))
         .filter(task::Column::Status.eq(task_status::LEASED))
@@ -214,10 +294,20 @@ async fn record_answer(
     };
     if current.replicas_needed == 0 {
         let record = worker_record::Entity::find_by_id(key).one(db).await?;
-        let (agreed, disagreed, banned) = record.map_or((0, 0, false), |r| (r.agreed, r.disagreed, r.banned));
-        current.replicas_needed = replicas_needed(configured_replicas, agreed, disagreed, banned, spot_check_draw) as i32;
+        let (agreed, disagreed, banned) =
+            record.map_or((0, 0, false), |r| (r.agreed, r.disagreed, r.banned));
+        current.replicas_needed = replicas_needed(
+            configured_replicas,
+            agreed,
+            disagreed,
+            banned,
+            spot_check_draw,
+        ) as i32;
         task::Entity::update_many()
-            .col_expr(task::Column::ReplicasNeeded, Expr::value(current.replicas_needed))
+            .col_expr(
+                task::Column::ReplicasNeeded,
+                Expr::value(current.replicas_needed),
+            )
             .filter(task::Column::Id.eq(&current.id))
             .exec(db)
             .await?;
@@ -233,8 +323,20 @@ async fn record_answer(
     let needed = current.replicas_needed.max(1) as usize;
     match decide(&answers, needed, needed + EXTRA_REPLICAS_ON_MISMATCH) {
         Verdict::NeedMore => {
-            let detail = format!("{} of {needed} agreeing answers", answers.len().min(needed - 1).max(1));
-            events::record(db, current.job_id, Some(&current.id), Some(key), "awaiting_replica", detail, now_ms).await?;
+            let detail = format!(
+                "{} of {needed} agreeing answers",
+                answers.len().min(needed - 1).max(1)
+            );
+            events::record(
+                db,
+                current.job_id,
+                Some(&current.id),
+                Some(key),
+                "awaiting_replica",
+                detail,
+                now_ms,
+            )
+            .await?;
             Ok(Outcome::AwaitingReplica)
         }
         Verdict::Undecidable => {
@@ -243,12 +345,29 @@ async fn record_answer(
                 .filter(task::Column::Id.eq(&current.id))
                 .exec(db)
                 .await?;
-            let message = format!("part {} of the analysis got {} different answers from volunteers", current.seq + 1, answers.len());
+            let message = format!(
+                "part {} of the analysis got {} different answers from volunteers",
+                current.seq + 1,
+                answers.len()
+            );
             fail_job(db, current.job_id, &message, now_ms).await?;
-            events::record(db, current.job_id, Some(&current.id), None, "failed", message, now_ms).await?;
+            events::record(
+                db,
+                current.job_id,
+                Some(&current.id),
+                None,
+                "failed",
+                message,
+                now_ms,
+            )
+            .await?;
             Ok(Outcome::Undecidable)
         }
-        Verdict::Agreed { sha256, agreeing, dissenting } => {
+        Verdict::Agreed {
+            sha256,
+            agreeing,
+            dissenting,
+        } => {
             let winning = task_result::Entity::find()
                 .filter(task_result::Column::TaskId.eq(&current.id))
                 .filter(task_result::Column::ResultSha256.eq(&sha256))
@@ -262,7 +381,10 @@ async fn record_answer(
                 .filter(task::Column::Id.eq(&current.id))
                 .exec(db)
                 .await?;
-            for (keys, column) in [(&agreeing, worker_record::Column::Agreed), (&dissenting, worker_record::Column::Disagreed)] {
+            for (keys, column) in [
+                (&agreeing, worker_record::Column::Agreed),
+                (&dissenting, worker_record::Column::Disagreed),
+            ] {
                 if !keys.is_empty() {
                     worker_record::Entity::update_many()
                         .col_expr(column, Expr::col(column).add(1))
@@ -271,10 +393,26 @@ async fn record_answer(
                         .await?;
                 }
             }
-            let detail = format!("agreed by {} worker(s); {} disagreed", agreeing.len(), dissenting.len());
-            events::record(db, current.job_id, Some(&current.id), Some(key), "result_accepted", detail, now_ms).await?;
+            let detail = format!(
+                "agreed by {} worker(s); {} disagreed",
+                agreeing.len(),
+                dissenting.len()
+            );
+            events::record(
+                db,
+                current.job_id,
+                Some(&current.id),
+                Some(key),
+                "result_accepted",
+                detail,
+                now_ms,
+            )
+            .await?;
             job::Entity::update_many()
-                .col_expr(job::Column::TasksDone, Expr::col(job::Column::TasksDone).add(1))
+                .col_expr(
+                    job::Column::TasksDone,
+                    Expr::col(job::Column::TasksDone).add(1),
+                )
                 .filter(job::Column::Id.eq(current.job_id))
                 .exec(db)
                 .await?;
@@ -290,17 +428,32 @@ async fn record_answer(
 
 /// Puts a task whose accepted result is no longer trusted back in the queue, with full replication,
 /// reopening its job if it had finished.
-async fn redo_task(db: &impl ConnectionTrait, redo: task::Model, replicas: u32, now_ms: i64, key: &str) -> Result<(), DbErr> {
+async fn redo_task(
+    db: &impl ConnectionTrait,
+    redo: task::Model,
+    replicas: u32,
+    now_ms: i64,
+    key: &str,
+) -> Result<(), DbErr> {
     task::Entity::update_many()
         .col_expr(task::Column::Status, Expr::value(task_status::QUEUED))
         .col_expr(task::Column::Result, Expr::value(Option::<Vec<u8>>::None))
-        .col_expr(task::Column::ResultSha256, Expr::value(Option::<String>::None))
-        .col_expr(task::Column::ReplicasNeeded, Expr::value(replicas.max(1) as i32))
+        .col_expr(
+            task::Column::ResultSha256,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            task::Column::ReplicasNeeded,
+            Expr::value(replicas.max(1) as i32),
+        )
         .filter(task::Column::Id.eq(&redo.id))
         .exec(db)
         .await?;
     job::Entity::update_many()
-        .col_expr(job::Column::TasksDone, Expr::col(job::Column::TasksDone).sub(1))
+        .col_expr(
+            job::Column::TasksDone,
+            Expr::col(job::Column::TasksDone).sub(1),
+        )
         .col_expr(job::Column::Status, Expr::value(job_status::RUNNING))
         .col_expr(job::Column::FinishedAtMs, Expr::value(Option::<i64>::None))
         .filter(job::Column::Id.eq(redo.job_id))
@@ -308,10 +461,24 @@ async fn redo_task(db: &impl ConnectionTrait, redo: task::Model, replicas: u32, 
         .exec(db)
         .await?;
     result::Entity::delete_by_id(redo.job_id).exec(db).await?;
-    events::record(db, redo.job_id, Some(&redo.id), Some(key), "redo", "its only result came from a banned worker", now_ms).await
+    events::record(
+        db,
+        redo.job_id,
+        Some(&redo.id),
+        Some(key),
+        "redo",
+        "its only result came from a banned worker",
+        now_ms,
+    )
+    .await
 }
 
-async fn fail_job(db: &impl ConnectionTrait, job_id: i64, message: &str, now_ms: i64) -> Result<(), DbErr> {
+async fn fail_job(
+    db: &impl ConnectionTrait,
+    job_id: i64,
+    message: &str,
+    now_ms: i64,
+) -> Result<(), DbErr> {
     job::Entity::update_many()
         .col_expr(job::Column::Status, Expr::value(job_status::FAILED))
         .col_expr(job::Column::Error, Expr::value(message.to_owned()))
@@ -324,7 +491,12 @@ async fn fail_job(db: &impl ConnectionTrait, job_id: i64, message: &str, now_ms:
 }
 
 /// Merges every segment of a finished job, in order, into its analysis.
-async fn finish_job(db: &impl ConnectionTrait, finished: job::Model, now_ms: i64, templates: &TemplateStore) -> Result<(), DbErr> {
+async fn finish_job(
+    db: &impl ConnectionTrait,
+    finished: job::Model,
+    now_ms: i64,
+    templates: &TemplateStore,
+) -> Result<(), DbErr> {
     let tasks = task::Entity::find()
         .filter(task::Column::JobId.eq(finished.id))
         .order_by_asc(task::Column::Seq)
@@ -333,33 +505,61 @@ async fn finish_job(db: &impl ConnectionTrait, finished: job::Model, now_ms: i64
     let segments: Result<Vec<SegmentResult>, String> = tasks
         .iter()
         .map(|t| {
-            let bytes = t.result.as_deref().ok_or_else(|| format!("part {} has no result", t.seq + 1))?;
-            serde_json::from_slice(bytes).map_err(|e| format!("part {} result unreadable: {e}", t.seq + 1))
+            let bytes = t
+                .result
+                .as_deref()
+                .ok_or_else(|| format!("part {} has no result", t.seq + 1))?;
+            serde_json::from_slice(bytes)
+                .map_err(|e| format!("part {} result unreadable: {e}", t.seq + 1))
         })
         .collect();
-    let template = templates.get(&finished.template_id, finished.template_version as u32).await?;
+    let template = templates
+        .get(&finished.template_id, finished.template_version as u32)
+        .await?;
     let analysis = match (segments, template) {
         (Ok(segments), Some(template)) => merge(&template, &segments, finished.trend_bucket_s)
             .map_err(|error| error.to_string())
             .and_then(|analysis| serde_json::to_string(&analysis).map_err(|e| e.to_string())),
         (Err(error), _) => Err(error),
-        (_, None) => Err(format!("template {} v{} is unknown", finished.template_id, finished.template_version)),
+        (_, None) => Err(format!(
+            "template {} v{} is unknown",
+            finished.template_id, finished.template_version
+        )),
     };
     let mut update: job::ActiveModel = finished.clone().into();
     update.finished_at_ms = Set(Some(now_ms));
     match analysis {
         Ok(json) => {
-            result::ActiveModel { job_id: Set(finished.id), analysis: Set(json), created_at_ms: Set(now_ms) }
-                .insert(db)
-                .await?;
+            result::ActiveModel {
+                job_id: Set(finished.id),
+                analysis: Set(json),
+                created_at_ms: Set(now_ms),
+            }
+            .insert(db)
+            .await?;
             update.status = Set(job_status::DONE.to_owned());
-            events::record(db, finished.id, None, None, "done", format!("{} parts merged", finished.tasks_total), now_ms).await?;
-            tracing::info!(job.id = finished.id, tasks = finished.tasks_total, "job done");
+            events::record(
+                db,
+                finished.id,
+                None,
+                None,
+                "done",
+                format!("{} parts merged", finished.tasks_total),
+                now_ms,
+            )
+            .await?;
+            tracing::info!(
+                job.id = finished.id,
+                tasks = finished.tasks_total,
+                "job done"
+            );
         }
         Err(message) => {
             tracing::error!(job.id = finished.id, %message, "merging the job's results failed");
             update.status = Set(job_status::FAILED.to_owned());
-            update.error = Set(Some(format!("the results could not be combined: {message}")));
+            update.error = Set(Some(format!(
+                "the results could not be combined: {message}"
+            )));
             events::record(db, finished.id, None, None, "failed", message, now_ms).await?;
         }
     }

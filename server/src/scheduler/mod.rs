@@ -21,11 +21,11 @@ use rand::{Rng, RngCore};
 use sea_orm::sea_query::Expr;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use serde::Serialize;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{Notify, mpsc};
 use vitalgrid_worker::protocol::{
     ErrorCode, ServerMessage, SignedPayload, TaskPacket, WorkerMessage,
 };
@@ -158,13 +158,18 @@ impl SenderCore {
         worker_key: Option<String>,
     ) -> Result<Option<(String, mpsc::UnboundedReceiver<ServerMessage>)>, DbErr> {
         let worker_id = random_id();
-        let key = worker_key.filter(|k| is_acceptable_key(k)).unwrap_or_else(|| worker_id.clone());
+        let key = worker_key
+            .filter(|k| is_acceptable_key(k))
+            .unwrap_or_else(|| worker_id.clone());
         if self.touch_record(&key).await? {
             tracing::info!(worker.key = %key, "banned worker refused");
             return Ok(None);
         }
         let (outbox, inbox) = mpsc::unbounded_channel();
-        let _ = outbox.send(ServerMessage::Welcome { worker_id: worker_id.clone(), slots });
+        let _ = outbox.send(ServerMessage::Welcome {
+            worker_id: worker_id.clone(),
+            slots,
+        });
         self.workers().insert(
             worker_id.clone(),
             ConnectedWorker {
@@ -208,17 +213,34 @@ impl SenderCore {
         match inserted {
             Ok(_) => Ok(false),
             // The same key connecting twice at once: the other insert won, which is fine.
-            Err(error) if matches!(error.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => Ok(false),
+            Err(error)
+                if matches!(
+                    error.sql_err(),
+                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+                ) =>
+            {
+                Ok(false)
+            }
             Err(error) => Err(error),
         }
     }
 
     /// Forgets a worker whose connection ended and puts every task it held back in the queue.
     pub async fn disconnect(&self, worker_id: &str) -> Result<(), DbErr> {
-        let held = self.workers().remove(worker_id).map(|w| w.in_flight).unwrap_or_default();
+        let held = self
+            .workers()
+            .remove(worker_id)
+            .map(|w| w.in_flight)
+            .unwrap_or_default();
         tracing::info!(worker.id = %worker_id, tasks_held = held.len(), "worker disconnected");
         for (task_id, in_flight) in held {
-            self.release(&task_id, in_flight.packet.lease, true, "the worker disconnected").await?;
+            self.release(
+                &task_id,
+                in_flight.packet.lease,
+                true,
+                "the worker disconnected",
+            )
+            .await?;
         }
         self.notify();
         Ok(())
@@ -233,7 +255,11 @@ impl SenderCore {
 
     /// Median measured speed (rows per second) of the connected workers that have returned results.
     pub fn typical_speed(&self) -> Option<f64> {
-        let mut speeds: Vec<f64> = self.workers().values().filter_map(|w| w.rows_per_s).collect();
+        let mut speeds: Vec<f64> = self
+            .workers()
+            .values()
+            .filter_map(|w| w.rows_per_s)
+            .collect();
         speeds.sort_by(f64::total_cmp);
         speeds.get(speeds.len() / 2).copied()
     }
@@ -280,15 +306,27 @@ impl SenderCore {
                 }
             }
             WorkerMessage::Result(result) => self.accept_result(worker_id, result).await?,
-            WorkerMessage::Error { task_id: Some(task_id), lease, code, message } => {
-                self.task_error(worker_id, &task_id, lease, code, &message).await?;
+            WorkerMessage::Error {
+                task_id: Some(task_id),
+                lease,
+                code,
+                message,
+            } => {
+                self.task_error(worker_id, &task_id, lease, code, &message)
+                    .await?;
             }
-            WorkerMessage::Error { task_id: None, code, message, .. } => {
+            WorkerMessage::Error {
+                task_id: None,
+                code,
+                message,
+                ..
+            } => {
                 tracing::warn!(worker.id = %worker_id, ?code, %message, "worker reported an error");
             }
             WorkerMessage::Release { task_id, lease } => {
                 if self.take_in_flight(worker_id, &task_id, lease).is_some() {
-                    self.release(&task_id, lease, false, "handed back by the volunteer").await?;
+                    self.release(&task_id, lease, false, "handed back by the volunteer")
+                        .await?;
                     self.notify();
                 }
             }
@@ -305,7 +343,10 @@ impl SenderCore {
 
     fn mark_acked(&self, worker_id: &str, task_id: &str, lease: u64) -> bool {
         let mut workers = self.workers();
-        match workers.get_mut(worker_id).and_then(|w| w.in_flight.get_mut(task_id)) {
+        match workers
+            .get_mut(worker_id)
+            .and_then(|w| w.in_flight.get_mut(task_id))
+        {
             Some(in_flight) if in_flight.packet.lease == lease => {
                 in_flight.acked = true;
                 true
@@ -334,15 +375,22 @@ impl SenderCore {
         tracing::info!(worker.id = %worker_id, task.id = %task_id, ?code, %message, "worker refused a task");
         let resend = {
             let mut workers = self.workers();
-            let Some(worker) = workers.get_mut(worker_id) else { return Ok(()) };
-            let Some(in_flight) = worker.in_flight.get_mut(task_id) else { return Ok(()) };
+            let Some(worker) = workers.get_mut(worker_id) else {
+                return Ok(());
+            };
+            let Some(in_flight) = worker.in_flight.get_mut(task_id) else {
+                return Ok(());
+            };
             if lease.is_some_and(|lease| lease != in_flight.packet.lease) {
                 return Ok(());
             }
             if code == ErrorCode::UnknownTemplate {
                 worker.templates_sent.clear();
             }
-            let damaged_in_transit = matches!(code, ErrorCode::Integrity | ErrorCode::Malformed | ErrorCode::UnknownTemplate);
+            let damaged_in_transit = matches!(
+                code,
+                ErrorCode::Integrity | ErrorCode::Malformed | ErrorCode::UnknownTemplate
+            );
             if damaged_in_transit && in_flight.resends < MAX_RESENDS {
                 in_flight.resends += 1;
                 in_flight.sent_at_ms = self.clock.now_ms();
@@ -360,12 +408,17 @@ impl SenderCore {
             None => {
                 let Some(in_flight) = lease
                     .and_then(|lease| self.take_in_flight(worker_id, task_id, lease))
-                    .or_else(|| self.workers().get_mut(worker_id).and_then(|w| w.in_flight.remove(task_id)))
+                    .or_else(|| {
+                        self.workers()
+                            .get_mut(worker_id)
+                            .and_then(|w| w.in_flight.remove(task_id))
+                    })
                 else {
                     return Ok(());
                 };
                 let reason = format!("a worker refused it: {message}");
-                self.release(task_id, in_flight.packet.lease, true, &reason).await?;
+                self.release(task_id, in_flight.packet.lease, true, &reason)
+                    .await?;
                 self.notify();
                 Ok(())
             }
@@ -375,14 +428,18 @@ impl SenderCore {
     /// Sends a task, preceded by its template if this worker has not had it yet.
     fn send_task(&self, worker_id: &str, packet: TaskPacket) {
         let mut workers = self.workers();
-        let Some(worker) = workers.get_mut(worker_id) else { return };
+        let Some(worker) = workers.get_mut(worker_id) else {
+            return;
+        };
         let key = (packet.template_id.clone(), packet.template_version);
         if !worker.templates_sent.contains(&key) {
             // Every claimed task's template was read into the cache in `claim`.
             if let Some(template) = self.templates.cached(&key.0, key.1) {
                 match serde_json::to_string(&template) {
                     Ok(json) => {
-                        let _ = worker.outbox.send(ServerMessage::Template(SignedPayload::seal(json)));
+                        let _ = worker
+                            .outbox
+                            .send(ServerMessage::Template(SignedPayload::seal(json)));
                         worker.templates_sent.insert(key);
                     }
                     Err(error) => tracing::error!(%error, "template does not serialise"),
@@ -400,7 +457,10 @@ impl SenderCore {
             let mut free: Vec<(String, String, f64)> = Vec::new();
             for (id, w) in self.workers().iter() {
                 let open = (w.slots as usize).saturating_sub(w.in_flight.len());
-                free.extend(std::iter::repeat_n((id.clone(), w.key.clone(), w.rows_per_s.unwrap_or(0.0)), open));
+                free.extend(std::iter::repeat_n(
+                    (id.clone(), w.key.clone(), w.rows_per_s.unwrap_or(0.0)),
+                    open,
+                ));
             }
             if free.is_empty() {
                 return Ok(());
@@ -411,7 +471,11 @@ impl SenderCore {
             if active.is_empty() {
                 return Ok(());
             }
-            let plan = self.fair_queue.lock().unwrap_or_else(PoisonError::into_inner).plan(&active, free.len());
+            let plan = self
+                .fair_queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .plan(&active, free.len());
             let mut wanted: Vec<(i64, u64)> = Vec::new();
             for job_id in &plan {
                 match wanted.iter_mut().find(|(id, _)| id == job_id) {
@@ -419,7 +483,8 @@ impl SenderCore {
                     None => wanted.push((*job_id, 1)),
                 }
             }
-            let mut candidates: HashMap<i64, std::collections::VecDeque<task::Model>> = HashMap::new();
+            let mut candidates: HashMap<i64, std::collections::VecDeque<task::Model>> =
+                HashMap::new();
             for (job_id, n) in &wanted {
                 // A few extra, in case some were already answered by the free workers.
                 let tasks = task::Entity::find()
@@ -431,7 +496,11 @@ impl SenderCore {
                     .await?;
                 candidates.insert(*job_id, tasks.into());
             }
-            let ids: Vec<String> = candidates.values().flatten().map(|t| t.id.clone()).collect();
+            let ids: Vec<String> = candidates
+                .values()
+                .flatten()
+                .map(|t| t.id.clone())
+                .collect();
             let answered: HashSet<(String, String)> = task_result::Entity::find()
                 .select_only()
                 .column(task_result::Column::TaskId)
@@ -445,20 +514,27 @@ impl SenderCore {
 
             let mut progress = false;
             for job_id in plan {
-                let Some(queue) = candidates.get_mut(&job_id) else { continue };
+                let Some(queue) = candidates.get_mut(&job_id) else {
+                    continue;
+                };
                 let Some(position) = queue.iter().position(|t| {
-                    free.iter().any(|(_, key, _)| !answered.contains(&(t.id.clone(), key.clone())))
+                    free.iter()
+                        .any(|(_, key, _)| !answered.contains(&(t.id.clone(), key.clone())))
                 }) else {
                     continue;
                 };
-                let Some(candidate) = queue.remove(position) else { continue };
-                let Some(slot) =
-                    free.iter().position(|(_, key, _)| !answered.contains(&(candidate.id.clone(), key.clone())))
-                else {
+                let Some(candidate) = queue.remove(position) else {
+                    continue;
+                };
+                let Some(slot) = free.iter().position(|(_, key, _)| {
+                    !answered.contains(&(candidate.id.clone(), key.clone()))
+                }) else {
                     continue;
                 };
                 let (worker_id, _, _) = free.remove(slot);
-                let Some(packet) = self.claim(candidate, &worker_id).await? else { continue };
+                let Some(packet) = self.claim(candidate, &worker_id).await? else {
+                    continue;
+                };
                 progress = true;
                 let in_flight = InFlight {
                     packet: packet.clone(),
@@ -477,7 +553,13 @@ impl SenderCore {
                 if still_connected {
                     self.send_task(&worker_id, packet);
                 } else {
-                    self.release(&packet.task_id, packet.lease, false, "the worker disconnected").await?;
+                    self.release(
+                        &packet.task_id,
+                        packet.lease,
+                        false,
+                        "the worker disconnected",
+                    )
+                    .await?;
                 }
             }
             if !progress {
@@ -520,7 +602,11 @@ impl SenderCore {
     }
 
     /// Leases `candidate` to `worker_id` unless another process got there first.
-    async fn claim(&self, candidate: task::Model, worker_id: &str) -> Result<Option<TaskPacket>, DbErr> {
+    async fn claim(
+        &self,
+        candidate: task::Model,
+        worker_id: &str,
+    ) -> Result<Option<TaskPacket>, DbErr> {
         let now = self.clock.now_ms();
         let transaction = self.db.begin().await?;
         if self.db.get_database_backend() == DbBackend::MySql {
@@ -544,8 +630,14 @@ impl SenderCore {
             .col_expr(task::Column::Status, Expr::value(task_status::LEASED))
             .col_expr(task::Column::Lease, Expr::col(task::Column::Lease).add(1))
             .col_expr(task::Column::LeaseWorker, Expr::value(worker_id))
-            .col_expr(task::Column::LeaseExpiresAtMs, Expr::value(now + self.lease_ttl_ms()))
-            .col_expr(task::Column::Attempts, Expr::col(task::Column::Attempts).add(1))
+            .col_expr(
+                task::Column::LeaseExpiresAtMs,
+                Expr::value(now + self.lease_ttl_ms()),
+            )
+            .col_expr(
+                task::Column::Attempts,
+                Expr::col(task::Column::Attempts).add(1),
+            )
             .filter(task::Column::Id.eq(&candidate.id))
             .filter(task::Column::Status.eq(task_status::QUEUED))
             .filter(task::Column::Lease.eq(candidate.lease))
@@ -563,32 +655,69 @@ impl SenderCore {
             .filter(job::Column::Status.eq(job_status::QUEUED))
             .exec(&self.db)
             .await?;
-        let Some(owner) = job::Entity::find_by_id(candidate.job_id).one(&self.db).await? else {
+        let Some(owner) = job::Entity::find_by_id(candidate.job_id)
+            .one(&self.db)
+            .await?
+        else {
             return Ok(None);
         };
-        self.templates.get(&owner.template_id, owner.template_version as u32).await?;
-        let detail = format!("lease {} (attempt {})", candidate.lease + 1, candidate.attempts + 1);
-        events::record(&self.db, owner.id, Some(&candidate.id), Some(worker_id), "leased", detail, now).await?;
-        let payload = String::from_utf8(candidate.payload).map_err(|e| DbErr::Custom(format!("task payload is not UTF-8: {e}")))?;
+        self.templates
+            .get(&owner.template_id, owner.template_version as u32)
+            .await?;
+        let detail = format!(
+            "lease {} (attempt {})",
+            candidate.lease + 1,
+            candidate.attempts + 1
+        );
+        events::record(
+            &self.db,
+            owner.id,
+            Some(&candidate.id),
+            Some(worker_id),
+            "leased",
+            detail,
+            now,
+        )
+        .await?;
+        let payload = String::from_utf8(candidate.payload)
+            .map_err(|e| DbErr::Custom(format!("task payload is not UTF-8: {e}")))?;
         Ok(Some(TaskPacket {
             task_id: candidate.id,
             lease: candidate.lease as u64 + 1,
             template_id: owner.template_id,
             template_version: owner.template_version as u32,
             algorithm: owner.algorithm,
-            data: SignedPayload { payload, sha256: candidate.payload_sha256 },
+            data: SignedPayload {
+                payload,
+                sha256: candidate.payload_sha256,
+            },
         }))
     }
 
     /// Puts a leased task back in the queue, or fails it (and its job) once it has used up its
     /// attempts. `lease` fences out a release that arrives after the task moved on.
-    async fn release(&self, task_id: &str, lease: u64, counts_as_attempt: bool, reason: &str) -> Result<(), DbErr> {
+    async fn release(
+        &self,
+        task_id: &str,
+        lease: u64,
+        counts_as_attempt: bool,
+        reason: &str,
+    ) -> Result<(), DbErr> {
         let mut update = task::Entity::update_many()
             .col_expr(task::Column::Status, Expr::value(task_status::QUEUED))
-            .col_expr(task::Column::LeaseWorker, Expr::value(Option::<String>::None))
-            .col_expr(task::Column::LeaseExpiresAtMs, Expr::value(Option::<i64>::None));
+            .col_expr(
+                task::Column::LeaseWorker,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                task::Column::LeaseExpiresAtMs,
+                Expr::value(Option::<i64>::None),
+            );
         if !counts_as_attempt {
-            update = update.col_expr(task::Column::Attempts, Expr::col(task::Column::Attempts).sub(1));
+            update = update.col_expr(
+                task::Column::Attempts,
+                Expr::col(task::Column::Attempts).sub(1),
+            );
         }
         let released = update
             .filter(task::Column::Id.eq(task_id))
@@ -600,7 +729,16 @@ impl SenderCore {
             == 1;
         if released {
             if let Some(found) = task::Entity::find_by_id(task_id).one(&self.db).await? {
-                events::record(&self.db, found.job_id, Some(task_id), None, "requeued", reason, self.clock.now_ms()).await?;
+                events::record(
+                    &self.db,
+                    found.job_id,
+                    Some(task_id),
+                    None,
+                    "requeued",
+                    reason,
+                    self.clock.now_ms(),
+                )
+                .await?;
             }
             if counts_as_attempt {
                 self.fail_if_exhausted(task_id, reason).await?;
@@ -610,7 +748,9 @@ impl SenderCore {
     }
 
     async fn fail_if_exhausted(&self, task_id: &str, reason: &str) -> Result<(), DbErr> {
-        let Some(found) = task::Entity::find_by_id(task_id).one(&self.db).await? else { return Ok(()) };
+        let Some(found) = task::Entity::find_by_id(task_id).one(&self.db).await? else {
+            return Ok(());
+        };
         if found.status != task_status::QUEUED || found.attempts < self.config.max_attempts {
             return Ok(());
         }
@@ -626,7 +766,16 @@ impl SenderCore {
             found.attempts
         );
         tracing::warn!(job.id = found.job_id, task.id = %task_id, %message, "job failed");
-        events::record(&self.db, found.job_id, Some(task_id), None, "failed", message.clone(), self.clock.now_ms()).await?;
+        events::record(
+            &self.db,
+            found.job_id,
+            Some(task_id),
+            None,
+            "failed",
+            message.clone(),
+            self.clock.now_ms(),
+        )
+        .await?;
         job::Entity::update_many()
             .col_expr(job::Column::Status, Expr::value(job_status::FAILED))
             .col_expr(job::Column::Error, Expr::value(message))
@@ -640,7 +789,10 @@ impl SenderCore {
 
     async fn renew_lease(&self, task_id: &str, lease: u64) -> Result<(), DbErr> {
         task::Entity::update_many()
-            .col_expr(task::Column::LeaseExpiresAtMs, Expr::value(self.clock.now_ms() + self.lease_ttl_ms()))
+            .col_expr(
+                task::Column::LeaseExpiresAtMs,
+                Expr::value(self.clock.now_ms() + self.lease_ttl_ms()),
+            )
             .filter(task::Column::Id.eq(task_id))
             .filter(task::Column::Lease.eq(lease as i64))
             .filter(task::Column::Status.eq(task_status::LEASED))
@@ -668,7 +820,9 @@ impl SenderCore {
             if rand::thread_rng().r#gen::<f64>() >= KNOWN_ANSWER_RATE {
                 continue;
             }
-            let record = worker_record::Entity::find_by_id(&key).one(&self.db).await?;
+            let record = worker_record::Entity::find_by_id(&key)
+                .one(&self.db)
+                .await?;
             let trusted = record.is_some_and(|r| {
                 replication::replicas_needed(2, r.agreed, r.disagreed, r.banned, 1.0) == 1
             });
@@ -693,16 +847,27 @@ impl SenderCore {
             else {
                 continue;
             };
-            let Some(owner) = job::Entity::find_by_id(known.job_id).one(&self.db).await? else { continue };
-            self.templates.get(&owner.template_id, owner.template_version as u32).await?;
-            let (Ok(payload), Some(expected)) = (String::from_utf8(known.payload), known.result_sha256) else { continue };
+            let Some(owner) = job::Entity::find_by_id(known.job_id).one(&self.db).await? else {
+                continue;
+            };
+            self.templates
+                .get(&owner.template_id, owner.template_version as u32)
+                .await?;
+            let (Ok(payload), Some(expected)) =
+                (String::from_utf8(known.payload), known.result_sha256)
+            else {
+                continue;
+            };
             let packet = TaskPacket {
                 task_id: random_id(),
                 lease: 1,
                 template_id: owner.template_id,
                 template_version: owner.template_version as u32,
                 algorithm: owner.algorithm,
-                data: SignedPayload { payload, sha256: known.payload_sha256 },
+                data: SignedPayload {
+                    payload,
+                    sha256: known.payload_sha256,
+                },
             };
             let probe = InFlight {
                 packet: packet.clone(),
@@ -724,7 +889,10 @@ impl SenderCore {
         let live: Vec<String> = self.workers().keys().cloned().collect();
         if !live.is_empty() {
             task::Entity::update_many()
-                .col_expr(task::Column::LeaseExpiresAtMs, Expr::value(now + self.lease_ttl_ms()))
+                .col_expr(
+                    task::Column::LeaseExpiresAtMs,
+                    Expr::value(now + self.lease_ttl_ms()),
+                )
                 .filter(task::Column::Status.eq(task_status::LEASED))
                 .filter(task::Column::LeaseWorker.is_in(live))
                 .exec(&self.db)
@@ -741,7 +909,8 @@ impl SenderCore {
             .await?;
         for (task_id, lease) in expired {
             tracing::info!(task.id = %task_id, "lease expired; task requeued");
-            self.release(&task_id, lease as u64, true, "its worker stopped answering").await?;
+            self.release(&task_id, lease as u64, true, "its worker stopped answering")
+                .await?;
         }
 
         let ack_deadline = now - self.config.ack_timeout.as_millis() as i64;
@@ -767,8 +936,14 @@ impl SenderCore {
         }
         for (worker_id, task_id, lease) in give_up {
             if self.take_in_flight(&worker_id, &task_id, lease).is_some() {
-                self.send_to(&worker_id, ServerMessage::Cancel { task_id: task_id.clone() });
-                self.release(&task_id, lease, true, "its worker never acknowledged it").await?;
+                self.send_to(
+                    &worker_id,
+                    ServerMessage::Cancel {
+                        task_id: task_id.clone(),
+                    },
+                );
+                self.release(&task_id, lease, true, "its worker never acknowledged it")
+                    .await?;
             }
         }
         self.probe_idle_workers().await?;
@@ -778,7 +953,10 @@ impl SenderCore {
 
 /// Keys are opaque to the server, but bounded and printable so they can be stored and shown.
 fn is_acceptable_key(key: &str) -> bool {
-    (8..=64).contains(&key.len()) && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    (8..=64).contains(&key.len())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// 128 random bits as hex: ids that say nothing about what they name.

@@ -67,7 +67,11 @@ impl FairQueue {
         while plan.len() < slots {
             let waiting: Vec<Priority> = Priority::ALL
                 .into_iter()
-                .filter(|p| remaining.iter().any(|j| j.priority == *p && j.queued_tasks > 0))
+                .filter(|p| {
+                    remaining
+                        .iter()
+                        .any(|j| j.priority == *p && j.queued_tasks > 0)
+                })
                 .collect();
             if waiting.is_empty() {
                 break;
@@ -77,11 +81,17 @@ impl FairQueue {
             for p in &waiting {
                 self.credit[p.index()] += p.weight();
             }
-            let Some(chosen) = waiting.iter().copied().max_by_key(|p| (self.credit[p.index()], std::cmp::Reverse(p.index()))) else {
+            let Some(chosen) = waiting
+                .iter()
+                .copied()
+                .max_by_key(|p| (self.credit[p.index()], std::cmp::Reverse(p.index())))
+            else {
                 break;
             };
             self.credit[chosen.index()] -= total;
-            let Some(job) = self.next_owner_job(&mut remaining, chosen) else { break };
+            let Some(job) = self.next_owner_job(&mut remaining, chosen) else {
+                break;
+            };
             plan.push(job);
         }
         plan
@@ -89,12 +99,19 @@ impl FairQueue {
 
     /// The oldest job of the owner after the last one served in this queue.
     fn next_owner_job(&mut self, jobs: &mut [ActiveJob], priority: Priority) -> Option<i64> {
-        let mut owners: Vec<i64> =
-            jobs.iter().filter(|j| j.priority == priority && j.queued_tasks > 0).map(|j| j.owner_id).collect();
+        let mut owners: Vec<i64> = jobs
+            .iter()
+            .filter(|j| j.priority == priority && j.queued_tasks > 0)
+            .map(|j| j.owner_id)
+            .collect();
         owners.sort_unstable();
         owners.dedup();
         let last = self.last_owner[priority.index()];
-        let owner = owners.iter().copied().find(|o| last.is_some_and(|l| *o > l)).or_else(|| owners.first().copied())?;
+        let owner = owners
+            .iter()
+            .copied()
+            .find(|o| last.is_some_and(|l| *o > l))
+            .or_else(|| owners.first().copied())?;
         self.last_owner[priority.index()] = Some(owner);
         let job = jobs
             .iter_mut()
@@ -110,12 +127,21 @@ mod tests {
     use super::*;
 
     fn job(job_id: i64, owner_id: i64, priority: Priority, queued_tasks: usize) -> ActiveJob {
-        ActiveJob { job_id, owner_id, priority, queued_tasks }
+        ActiveJob {
+            job_id,
+            owner_id,
+            priority,
+            queued_tasks,
+        }
     }
 
     #[test]
     fn urgent_goes_first_but_batch_is_not_starved() {
-        let jobs = [job(1, 1, Priority::Batch, 1_000), job(2, 2, Priority::Urgent, 1_000), job(3, 3, Priority::Normal, 1_000)];
+        let jobs = [
+            job(1, 1, Priority::Batch, 1_000),
+            job(2, 2, Priority::Urgent, 1_000),
+            job(3, 3, Priority::Normal, 1_000),
+        ];
         let plan = FairQueue::default().plan(&jobs, 100);
         let count = |id| plan.iter().filter(|j| **j == id).count();
         assert_eq!((count(2), count(3), count(1)), (60, 30, 10));
@@ -124,14 +150,24 @@ mod tests {
 
     #[test]
     fn clinicians_take_turns_within_a_queue() {
-        let jobs = [job(1, 10, Priority::Normal, 1_000), job(2, 20, Priority::Normal, 2)];
+        let jobs = [
+            job(1, 10, Priority::Normal, 1_000),
+            job(2, 20, Priority::Normal, 2),
+        ];
         let plan = FairQueue::default().plan(&jobs, 6);
-        assert_eq!(plan, vec![1, 2, 1, 2, 1, 1], "the small job finishes within its first turns");
+        assert_eq!(
+            plan,
+            vec![1, 2, 1, 2, 1, 1],
+            "the small job finishes within its first turns"
+        );
     }
 
     #[test]
     fn turns_continue_across_dispatch_rounds() {
-        let jobs = [job(1, 10, Priority::Normal, 100), job(2, 20, Priority::Normal, 100)];
+        let jobs = [
+            job(1, 10, Priority::Normal, 100),
+            job(2, 20, Priority::Normal, 100),
+        ];
         let mut queue = FairQueue::default();
         assert_eq!(queue.plan(&jobs, 1), vec![1]);
         assert_eq!(queue.plan(&jobs, 1), vec![2]);

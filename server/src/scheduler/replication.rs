@@ -6,7 +6,11 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// `needed` distinct workers agree on `sha256`; the others disagreed with them.
-    Agreed { sha256: String, agreeing: Vec<String>, dissenting: Vec<String> },
+    Agreed {
+        sha256: String,
+        agreeing: Vec<String>,
+        dissenting: Vec<String>,
+    },
     /// Not enough agreement yet: the task goes to a further worker.
     NeedMore,
     /// Too many answers without agreement; the task fails rather than loop.
@@ -30,15 +34,29 @@ pub fn decide(answers: &[(String, String)], needed: usize, max_answers: usize) -
         }
     }
     for sha in hashes {
-        let agreeing: Vec<String> =
-            first_answers.iter().filter(|(_, s)| *s == sha).map(|(w, _)| (*w).to_owned()).collect();
+        let agreeing: Vec<String> = first_answers
+            .iter()
+            .filter(|(_, s)| *s == sha)
+            .map(|(w, _)| (*w).to_owned())
+            .collect();
         if agreeing.len() >= needed.max(1) {
-            let dissenting =
-                first_answers.iter().filter(|(_, s)| *s != sha).map(|(w, _)| (*w).to_owned()).collect();
-            return Verdict::Agreed { sha256: sha.to_owned(), agreeing, dissenting };
+            let dissenting = first_answers
+                .iter()
+                .filter(|(_, s)| *s != sha)
+                .map(|(w, _)| (*w).to_owned())
+                .collect();
+            return Verdict::Agreed {
+                sha256: sha.to_owned(),
+                agreeing,
+                dissenting,
+            };
         }
     }
-    if first_answers.len() >= max_answers { Verdict::Undecidable } else { Verdict::NeedMore }
+    if first_answers.len() >= max_answers {
+        Verdict::Undecidable
+    } else {
+        Verdict::NeedMore
+    }
 }
 
 /// Agreed results a worker needs, with no disagreement, before its results may stand alone.
@@ -56,9 +74,19 @@ pub fn credibility(agreed: i64, disagreed: i64, banned: bool) -> f64 {
 
 /// How many distinct agreeing workers a task needs, decided when its first result arrives
 /// (adaptive replication: a credible worker's result stands alone unless spot-checked).
-pub fn replicas_needed(configured: u32, agreed: i64, disagreed: i64, banned: bool, spot_check_draw: f64) -> u32 {
+pub fn replicas_needed(
+    configured: u32,
+    agreed: i64,
+    disagreed: i64,
+    banned: bool,
+    spot_check_draw: f64,
+) -> u32 {
     let trusted = !banned && disagreed == 0 && agreed >= TRUSTED_AFTER_AGREEMENTS;
-    if configured <= 1 || (trusted && spot_check_draw >= SPOT_CHECK_RATE) { 1 } else { configured }
+    if configured <= 1 || (trusted && spot_check_draw >= SPOT_CHECK_RATE) {
+        1
+    } else {
+        configured
+    }
 }
 
 #[cfg(test)]
@@ -66,41 +94,74 @@ mod tests {
     use super::*;
 
     fn answers(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(w, s)| ((*w).to_owned(), (*s).to_owned())).collect()
+        list.iter()
+            .map(|(w, s)| ((*w).to_owned(), (*s).to_owned()))
+            .collect()
     }
 
     #[test]
     fn two_matching_answers_from_distinct_workers_agree() {
         let verdict = decide(&answers(&[("a", "x"), ("b", "x")]), 2, 5);
-        assert_eq!(verdict, Verdict::Agreed { sha256: "x".into(), agreeing: vec!["a".into(), "b".into()], dissenting: vec![] });
+        assert_eq!(
+            verdict,
+            Verdict::Agreed {
+                sha256: "x".into(),
+                agreeing: vec!["a".into(), "b".into()],
+                dissenting: vec![]
+            }
+        );
     }
 
     #[test]
     fn the_same_worker_twice_is_not_two_replicas() {
-        assert_eq!(decide(&answers(&[("a", "x"), ("a", "x")]), 2, 5), Verdict::NeedMore);
+        assert_eq!(
+            decide(&answers(&[("a", "x"), ("a", "x")]), 2, 5),
+            Verdict::NeedMore
+        );
     }
 
     #[test]
     fn a_mismatch_needs_a_further_replica_and_the_majority_decides() {
-        assert_eq!(decide(&answers(&[("a", "x"), ("forger", "y")]), 2, 5), Verdict::NeedMore);
+        assert_eq!(
+            decide(&answers(&[("a", "x"), ("forger", "y")]), 2, 5),
+            Verdict::NeedMore
+        );
         let verdict = decide(&answers(&[("a", "x"), ("forger", "y"), ("c", "x")]), 2, 5);
         assert_eq!(
             verdict,
-            Verdict::Agreed { sha256: "x".into(), agreeing: vec!["a".into(), "c".into()], dissenting: vec!["forger".into()] }
+            Verdict::Agreed {
+                sha256: "x".into(),
+                agreeing: vec!["a".into(), "c".into()],
+                dissenting: vec!["forger".into()]
+            }
         );
     }
 
     #[test]
     fn endless_disagreement_is_undecidable() {
-        assert_eq!(decide(&answers(&[("a", "1"), ("b", "2"), ("c", "3")]), 2, 3), Verdict::Undecidable);
+        assert_eq!(
+            decide(&answers(&[("a", "1"), ("b", "2"), ("c", "3")]), 2, 3),
+            Verdict::Undecidable
+        );
     }
 
     #[test]
     fn only_credible_workers_skip_replication_and_not_when_spot_checked() {
         assert_eq!(replicas_needed(2, 0, 0, false, 0.9), 2);
-        assert_eq!(replicas_needed(2, TRUSTED_AFTER_AGREEMENTS, 0, false, 0.9), 1);
-        assert_eq!(replicas_needed(2, TRUSTED_AFTER_AGREEMENTS, 0, false, 0.05), 2, "spot check");
-        assert_eq!(replicas_needed(2, 1_000, 1, false, 0.9), 2, "one disagreement ends the trust");
+        assert_eq!(
+            replicas_needed(2, TRUSTED_AFTER_AGREEMENTS, 0, false, 0.9),
+            1
+        );
+        assert_eq!(
+            replicas_needed(2, TRUSTED_AFTER_AGREEMENTS, 0, false, 0.05),
+            2,
+            "spot check"
+        );
+        assert_eq!(
+            replicas_needed(2, 1_000, 1, false, 0.9),
+            2,
+            "one disagreement ends the trust"
+        );
         assert_eq!(replicas_needed(1, 0, 0, false, 0.0), 1, "a trusted pool");
         assert_eq!(credibility(100, 0, true), 0.0);
         assert!(credibility(100, 0, false) > credibility(10, 0, false));

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use vitalgrid_worker::protocol::{ErrorCode, ServerMessage, WorkerMessage, PROTOCOL_VERSION};
+use vitalgrid_worker::protocol::{ErrorCode, PROTOCOL_VERSION, ServerMessage, WorkerMessage};
 
 use crate::app::AppState;
 use crate::scheduler::SenderCore;
@@ -22,7 +22,9 @@ const MAX_SLOTS: u32 = 64;
 
 pub async fn worker_socket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     let core = Arc::clone(&state.scheduler);
-    upgrade.max_message_size(MAX_FRAME_BYTES).on_upgrade(move |socket| serve_socket(core, socket))
+    upgrade
+        .max_message_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| serve_socket(core, socket))
 }
 
 async fn serve_socket(core: Arc<SenderCore>, socket: WebSocket) {
@@ -36,7 +38,8 @@ async fn serve_socket(core: Arc<SenderCore>, socket: WebSocket) {
         }
     });
     // A close frame or transport error ends the stream; pings are skipped inside the session.
-    let outgoing = sink.with(|text: String| async move { Ok::<_, axum::Error>(Message::Text(text.into())) });
+    let outgoing =
+        sink.with(|text: String| async move { Ok::<_, axum::Error>(Message::Text(text.into())) });
     serve_worker(core, Box::pin(incoming), Box::pin(outgoing)).await;
 }
 
@@ -54,11 +57,20 @@ where
         }
     };
     let (slots, agent, worker_key) = match serde_json::from_str::<WorkerMessage>(&hello) {
-        Ok(WorkerMessage::Hello { protocol, slots, agent, worker_key }) if protocol == PROTOCOL_VERSION => {
-            (slots.clamp(1, MAX_SLOTS), agent.chars().take(200).collect::<String>(), worker_key)
-        }
+        Ok(WorkerMessage::Hello {
+            protocol,
+            slots,
+            agent,
+            worker_key,
+        }) if protocol == PROTOCOL_VERSION => (
+            slots.clamp(1, MAX_SLOTS),
+            agent.chars().take(200).collect::<String>(),
+            worker_key,
+        ),
         Ok(WorkerMessage::Hello { protocol, .. }) => {
-            let message = format!("protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}");
+            let message = format!(
+                "protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}"
+            );
             let _ = send(&mut outgoing, &protocol_error(message)).await;
             return;
         }
@@ -71,7 +83,8 @@ where
     let (worker_id, mut outbox) = match core.connect(slots, agent, worker_key).await {
         Ok(Some(connected)) => connected,
         Ok(None) => {
-            let message = "this worker returned a wrong result and may not take more work".to_owned();
+            let message =
+                "this worker returned a wrong result and may not take more work".to_owned();
             let _ = send(&mut outgoing, &protocol_error(message)).await;
             return;
         }
@@ -114,10 +127,17 @@ where
 }
 
 fn protocol_error(message: String) -> ServerMessage {
-    ServerMessage::Error { task_id: None, code: ErrorCode::Protocol, message }
+    ServerMessage::Error {
+        task_id: None,
+        code: ErrorCode::Protocol,
+        message,
+    }
 }
 
-async fn send<O: Sink<String> + Unpin>(outgoing: &mut O, message: &ServerMessage) -> Result<(), ()> {
+async fn send<O: Sink<String> + Unpin>(
+    outgoing: &mut O,
+    message: &ServerMessage,
+) -> Result<(), ()> {
     let text = serde_json::to_string(message).map_err(|_| ())?;
     outgoing.send(text).await.map_err(|_| ())
 }

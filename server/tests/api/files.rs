@@ -1,9 +1,9 @@
 //! Uploading, refusing bad files, ownership, deleting, and the API description.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use vitalgrid_server::accounts::Role;
 
-use crate::support::{on_every_backend, small_vitals_csv, spawn_app, Backend};
+use crate::support::{Backend, on_every_backend, small_vitals_csv, spawn_app};
 
 on_every_backend!(
     vitals_upload_is_listed_with_its_signals_and_ignored_columns,
@@ -16,8 +16,11 @@ on_every_backend!(
 async fn vitals_upload_is_listed_with_its_signals_and_ignored_columns(backend: Backend) {
     let app = spawn_app(backend).await;
     let client = app.user("ana@example.org", Role::Clinician).await;
-    let csv = "timestamp,hr,spo2,bed_id\n2026-01-05T08:00:00Z,72,98,4\n2026-01-05T08:00:01Z,73,97,4\n";
-    let response = app.upload(&client, "PT-001", "night.csv", csv.as_bytes()).await;
+    let csv =
+        "timestamp,hr,spo2,bed_id\n2026-01-05T08:00:00Z,72,98,4\n2026-01-05T08:00:01Z,73,97,4\n";
+    let response = app
+        .upload(&client, "PT-001", "night.csv", csv.as_bytes())
+        .await;
     assert_eq!(response.status(), 201);
     let file: Value = response.json().await.expect("json");
     assert_eq!(file["kind"], "vitals");
@@ -25,7 +28,14 @@ async fn vitals_upload_is_listed_with_its_signals_and_ignored_columns(backend: B
     assert_eq!(file["signals"], json!(["hr", "spo2"]));
     assert_eq!(file["ignored_columns"], json!(["bed_id"]));
 
-    let list: Value = client.get(app.url("/api/files")).send().await.expect("list").json().await.expect("json");
+    let list: Value = client
+        .get(app.url("/api/files"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(list.as_array().map(Vec::len), Some(1));
     assert_eq!(list[0]["patient_ref"], "PT-001");
     assert_eq!(list[0]["latest_job"], Value::Null);
@@ -46,12 +56,24 @@ async fn bad_files_are_refused_with_the_reason_and_nothing_is_stored(backend: Ba
         let body: Value = response.json().await.expect("json");
         assert_eq!(body["error"]["code"], "invalid_file");
         let message = body["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains(reason), "message `{message}` should mention `{reason}`");
+        assert!(
+            message.contains(reason),
+            "message `{message}` should mention `{reason}`"
+        );
     }
-    let missing_ref = app.upload(&client, "  ", "ok.csv", small_vitals_csv(5).as_bytes()).await;
+    let missing_ref = app
+        .upload(&client, "  ", "ok.csv", small_vitals_csv(5).as_bytes())
+        .await;
     assert_eq!(missing_ref.status(), 422);
 
-    let list: Value = client.get(app.url("/api/files")).send().await.expect("list").json().await.expect("json");
+    let list: Value = client
+        .get(app.url("/api/files"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(list, json!([]), "refused uploads leave nothing behind");
 }
 
@@ -59,44 +81,118 @@ async fn another_clinicians_file_job_and_result_are_not_found(backend: Backend) 
     let app = spawn_app(backend).await;
     let ana = app.user("ana@example.org", Role::Clinician).await;
     let bob = app.user("bob@example.org", Role::Clinician).await;
-    let (file_id, job_id) = app.upload_and_submit(&ana, "PT-001", "a.csv", small_vitals_csv(50).as_bytes()).await;
+    let (file_id, job_id) = app
+        .upload_and_submit(&ana, "PT-001", "a.csv", small_vitals_csv(50).as_bytes())
+        .await;
 
     let (worker_stop, worker) = crate::support::spawn_native_worker(&app, 2, Default::default());
-    let job = app.wait_for_job(&ana, job_id, std::time::Duration::from_secs(30)).await;
+    let job = app
+        .wait_for_job(&ana, job_id, std::time::Duration::from_secs(30))
+        .await;
     assert_eq!(job["status"], "done", "{job}");
     let _ = worker_stop.send(());
     let _ = worker.await;
 
-    for path in [format!("/api/jobs/{job_id}"), format!("/api/jobs/{job_id}/result")] {
+    for path in [
+        format!("/api/jobs/{job_id}"),
+        format!("/api/jobs/{job_id}/result"),
+    ] {
         let response = bob.get(app.url(&path)).send().await.expect("request");
         assert_eq!(response.status(), 404, "{path}");
     }
-    assert_eq!(bob.delete(app.url(&format!("/api/jobs/{job_id}/result"))).send().await.expect("req").status(), 404);
-    assert_eq!(bob.delete(app.url(&format!("/api/files/{file_id}"))).send().await.expect("req").status(), 404);
-    let submit = bob.post(app.url(&format!("/api/files/{file_id}/jobs"))).json(&json!({})).send().await.expect("req");
+    assert_eq!(
+        bob.delete(app.url(&format!("/api/jobs/{job_id}/result")))
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        404
+    );
+    assert_eq!(
+        bob.delete(app.url(&format!("/api/files/{file_id}")))
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        404
+    );
+    let submit = bob
+        .post(app.url(&format!("/api/files/{file_id}/jobs")))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("req");
     assert_eq!(submit.status(), 404);
-    let bobs_files: Value = bob.get(app.url("/api/files")).send().await.expect("list").json().await.expect("json");
+    let bobs_files: Value = bob
+        .get(app.url("/api/files"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(bobs_files, json!([]));
 
     // Ana still has everything.
-    assert_eq!(ana.get(app.url(&format!("/api/jobs/{job_id}/result"))).send().await.expect("req").status(), 200);
+    assert_eq!(
+        ana.get(app.url(&format!("/api/jobs/{job_id}/result")))
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        200
+    );
 }
 
 async fn deleting_a_file_removes_it_and_its_jobs(backend: Backend) {
     let app = spawn_app(backend).await;
     let client = app.user("ana@example.org", Role::Clinician).await;
-    let (file_id, job_id) = app.upload_and_submit(&client, "PT-001", "a.csv", small_vitals_csv(30).as_bytes()).await;
-    let response = client.delete(app.url(&format!("/api/files/{file_id}"))).send().await.expect("delete");
+    let (file_id, job_id) = app
+        .upload_and_submit(&client, "PT-001", "a.csv", small_vitals_csv(30).as_bytes())
+        .await;
+    let response = client
+        .delete(app.url(&format!("/api/files/{file_id}")))
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(response.status(), 204);
-    assert_eq!(client.get(app.url(&format!("/api/jobs/{job_id}"))).send().await.expect("req").status(), 404);
-    assert_eq!(client.delete(app.url(&format!("/api/files/{file_id}"))).send().await.expect("req").status(), 404);
-    let list: Value = client.get(app.url("/api/files")).send().await.expect("list").json().await.expect("json");
+    assert_eq!(
+        client
+            .get(app.url(&format!("/api/jobs/{job_id}")))
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        404
+    );
+    assert_eq!(
+        client
+            .delete(app.url(&format!("/api/files/{file_id}")))
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        404
+    );
+    let list: Value = client
+        .get(app.url("/api/files"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(list, json!([]));
 }
 
 async fn openapi_document_describes_every_api_route(backend: Backend) {
     let app = spawn_app(backend).await;
-    let document: Value = reqwest::get(app.url("/api/openapi.json")).await.expect("get").json().await.expect("json");
+    let document: Value = reqwest::get(app.url("/api/openapi.json"))
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(document["openapi"], "3.1.0");
     let routes = [
         ("/api/auth/login", "post"),
@@ -120,6 +216,9 @@ async fn openapi_document_describes_every_api_route(backend: Backend) {
         ("/ws/worker", "get"),
     ];
     for (path, method) in routes {
-        assert!(document["paths"][path][method].is_object(), "{method} {path} is not described");
+        assert!(
+            document["paths"][path][method].is_object(),
+            "{method} {path} is not described"
+        );
     }
 }

@@ -6,16 +6,16 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::multipart;
 use sea_orm::{ConnectionTrait, Database};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use vitalgrid_server::accounts::{create_account, Role};
-use vitalgrid_server::app::{connect_database, AppState};
+use vitalgrid_server::accounts::{Role, create_account};
+use vitalgrid_server::app::{AppState, connect_database};
 use vitalgrid_server::clock::SystemClock;
-pub use vitalgrid_server::config::SchedulerConfig;
 use vitalgrid_server::config::Config;
+pub use vitalgrid_server::config::SchedulerConfig;
 use vitalgrid_server::router::build_router;
 use vitalgrid_worker::pipeline::Pipeline;
-use vitalgrid_worker::protocol::{ServerMessage, WorkerMessage, PROTOCOL_VERSION};
+use vitalgrid_worker::protocol::{PROTOCOL_VERSION, ServerMessage, WorkerMessage};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Backend {
@@ -50,7 +50,10 @@ pub fn mariadb_url() -> Option<String> {
     match std::env::var("TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            assert!(std::env::var_os("CI").is_none(), "CI must set TEST_DATABASE_URL for the MariaDB tests");
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set TEST_DATABASE_URL for the MariaDB tests"
+            );
             None
         }
     }
@@ -68,13 +71,21 @@ pub struct TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let Some((server, name)) = self.mariadb_to_drop.take() else { return };
+        let Some((server, name)) = self.mariadb_to_drop.take() else {
+            return;
+        };
         // Drop runs outside async context, so the cleanup gets a small runtime of its own.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 let admin = Database::connect(&server).await.ok()?;
-                admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS `{name}`")).await.ok()
+                admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS `{name}`"))
+                    .await
+                    .ok()
             })
         })
         .join();
@@ -103,7 +114,10 @@ pub async fn spawn_app_with(backend: Backend, scheduler: SchedulerConfig) -> Tes
     let (database_url, dir) = match backend {
         Backend::Sqlite => {
             let dir = tempfile_dir::TempDir::new();
-            (format!("sqlite://{}/vitalgrid.sqlite?mode=rwc", dir.path()), Some(dir))
+            (
+                format!("sqlite://{}/vitalgrid.sqlite?mode=rwc", dir.path()),
+                Some(dir),
+            )
         }
         Backend::MariaDb => {
             let (server, name) = fresh_mariadb_database().await;
@@ -116,11 +130,24 @@ pub async fn spawn_app_with(backend: Backend, scheduler: SchedulerConfig) -> Tes
 }
 
 /// Starts (another) app process-equivalent on an existing database, as after a restart.
-pub async fn spawn_app_on(database_url: &str, dir: Option<tempfile_dir::TempDir>, scheduler: SchedulerConfig) -> TestApp {
-    let db = connect_database(database_url).await.expect("database opens and migrates");
-    let config = Config { scheduler, ..Config::default() };
-    let state = AppState::start(db, config, Arc::new(SystemClock)).await.expect("app starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+pub async fn spawn_app_on(
+    database_url: &str,
+    dir: Option<tempfile_dir::TempDir>,
+    scheduler: SchedulerConfig,
+) -> TestApp {
+    let db = connect_database(database_url)
+        .await
+        .expect("database opens and migrates");
+    let config = Config {
+        scheduler,
+        ..Config::default()
+    };
+    let state = AppState::start(db, config, Arc::new(SystemClock))
+        .await
+        .expect("app starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
     let address = listener.local_addr().expect("has an address");
     let router = build_router(state.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -139,10 +166,20 @@ pub async fn spawn_app_on(database_url: &str, dir: Option<tempfile_dir::TempDir>
 async fn fresh_mariadb_database() -> (String, String) {
     let url = mariadb_url().expect("TEST_DATABASE_URL is set");
     let (server, base_name) = match url.rsplit_once('/') {
-        Some((server, name)) if server.contains("://") && !server.ends_with('/') && !name.is_empty() => (server.to_owned(), name.to_owned()),
-        _ => (url.trim_end_matches('/').to_owned(), "vitalgrid_test".to_owned()),
+        Some((server, name))
+            if server.contains("://") && !server.ends_with('/') && !name.is_empty() =>
+        {
+            (server.to_owned(), name.to_owned())
+        }
+        _ => (
+            url.trim_end_matches('/').to_owned(),
+            "vitalgrid_test".to_owned(),
+        ),
     };
-    let name = format!("{base_name}_{}", &vitalgrid_server::scheduler::random_id()[..12]);
+    let name = format!(
+        "{base_name}_{}",
+        &vitalgrid_server::scheduler::random_id()[..12]
+    );
     let admin = Database::connect(&server).await.expect("MariaDB reachable");
     admin
         .execute_unprepared(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
@@ -160,8 +197,13 @@ impl TestApp {
     /// logged in as it.
     pub async fn user(&self, email: &str, role: Role) -> reqwest::Client {
         let password = "a long test password";
-        create_account(&self.state.db, email, password, role, 0).await.expect("account created");
-        let client = reqwest::Client::builder().cookie_store(true).build().expect("client");
+        create_account(&self.state.db, email, password, role, 0)
+            .await
+            .expect("account created");
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .expect("client");
         let response = client
             .post(self.url("/api/auth/login"))
             .json(&json!({ "email": email, "password": password }))
@@ -172,31 +214,71 @@ impl TestApp {
         client
     }
 
-    pub async fn upload(&self, client: &reqwest::Client, patient_ref: &str, file_name: &str, csv: &[u8]) -> reqwest::Response {
+    pub async fn upload(
+        &self,
+        client: &reqwest::Client,
+        patient_ref: &str,
+        file_name: &str,
+        csv: &[u8],
+    ) -> reqwest::Response {
         let form = multipart::Form::new()
             .text("patient_ref", patient_ref.to_owned())
-            .part("file", multipart::Part::bytes(csv.to_vec()).file_name(file_name.to_owned()));
-        client.post(self.url("/api/files")).multipart(form).send().await.expect("upload request")
+            .part(
+                "file",
+                multipart::Part::bytes(csv.to_vec()).file_name(file_name.to_owned()),
+            );
+        client
+            .post(self.url("/api/files"))
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request")
     }
 
     /// Uploads and submits a file; returns (file id, job id).
-    pub async fn upload_and_submit(&self, client: &reqwest::Client, patient_ref: &str, file_name: &str, csv: &[u8]) -> (i64, i64) {
+    pub async fn upload_and_submit(
+        &self,
+        client: &reqwest::Client,
+        patient_ref: &str,
+        file_name: &str,
+        csv: &[u8],
+    ) -> (i64, i64) {
         let response = self.upload(client, patient_ref, file_name, csv).await;
         assert_eq!(response.status(), 201, "upload accepted");
         let file: Value = response.json().await.expect("file json");
         let file_id = file["id"].as_i64().expect("file id");
-        let response = client.post(self.url(&format!("/api/files/{file_id}/jobs"))).json(&json!({})).send().await.expect("submit");
+        let response = client
+            .post(self.url(&format!("/api/files/{file_id}/jobs")))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("submit");
         assert_eq!(response.status(), 201, "job accepted");
         let job: Value = response.json().await.expect("job json");
         (file_id, job["id"].as_i64().expect("job id"))
     }
 
     /// Polls the job until it is done or failed (or `timeout` passes) and returns its last state.
-    pub async fn wait_for_job(&self, client: &reqwest::Client, job_id: i64, timeout: Duration) -> Value {
+    pub async fn wait_for_job(
+        &self,
+        client: &reqwest::Client,
+        job_id: i64,
+        timeout: Duration,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let job: Value = client.get(self.url(&format!("/api/jobs/{job_id}"))).send().await.expect("job request").json().await.expect("job json");
-            if job["status"] == "done" || job["status"] == "failed" || tokio::time::Instant::now() > deadline {
+            let job: Value = client
+                .get(self.url(&format!("/api/jobs/{job_id}")))
+                .send()
+                .await
+                .expect("job request")
+                .json()
+                .await
+                .expect("job json");
+            if job["status"] == "done"
+                || job["status"] == "failed"
+                || tokio::time::Instant::now() > deadline
+            {
                 return job;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -209,7 +291,12 @@ pub fn small_vitals_csv(rows: usize) -> String {
     let mut csv = String::from("time_s,hr,spo2,sbp,dbp\n");
     for i in 0..rows {
         let hr = if i == 10 { 0 } else { 70 + (i % 7) };
-        csv.push_str(&format!("{i},{hr},{},{},{}\n", 95 + i % 4, 118 + i % 5, 75 + i % 3));
+        csv.push_str(&format!(
+            "{i},{hr},{},{},{}\n",
+            95 + i % 4,
+            118 + i % 5,
+            75 + i % 3
+        ));
         if i == 20 {
             csv.push_str(&format!("{i},{hr},96,120,76\n"));
         }
@@ -253,12 +340,21 @@ pub async fn run_native_worker(
     misbehaviour: Misbehaviour,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> WorkerLog {
-    let (socket, _) = tokio_tungstenite::connect_async(&ws_url).await.expect("worker connects");
+    let (socket, _) = tokio_tungstenite::connect_async(&ws_url)
+        .await
+        .expect("worker connects");
     let (mut sink, mut stream) = socket.split();
     let mut log = WorkerLog::default();
-    let hello = serde_json::to_string(&WorkerMessage::Hello { protocol: PROTOCOL_VERSION, slots, agent: "native test worker".into(), worker_key: misbehaviour.worker_key.map(str::to_owned) })
-        .expect("hello serialises");
-    sink.send(Message::Text(hello.clone().into())).await.expect("hello sent");
+    let hello = serde_json::to_string(&WorkerMessage::Hello {
+        protocol: PROTOCOL_VERSION,
+        slots,
+        agent: "native test worker".into(),
+        worker_key: misbehaviour.worker_key.map(str::to_owned),
+    })
+    .expect("hello serialises");
+    sink.send(Message::Text(hello.clone().into()))
+        .await
+        .expect("hello sent");
     log.frames_sent.push(hello);
     let mut pipeline = Pipeline::new();
     let mut corrupted = false;
@@ -268,10 +364,13 @@ pub async fn run_native_worker(
             _ = &mut stop => break,
             frame = stream.next() => frame,
         };
-        let Some(Ok(Message::Text(text))) = frame else { break };
+        let Some(Ok(Message::Text(text))) = frame else {
+            break;
+        };
         let mut text = text.to_string();
         log.frames_received.push(text.clone());
-        let is_task = serde_json::from_str::<ServerMessage>(&text).is_ok_and(|m| matches!(m, ServerMessage::Task(_)));
+        let is_task = serde_json::from_str::<ServerMessage>(&text)
+            .is_ok_and(|m| matches!(m, ServerMessage::Task(_)));
         if is_task && misbehaviour.corrupt_first_task && !corrupted {
             corrupted = true;
             let original = text.clone();
@@ -280,7 +379,9 @@ pub async fn run_native_worker(
             assert_ne!(text, original, "the test corrupted the payload");
         }
         let mut outgoing = pipeline.receive(&text);
-        let acked = outgoing.iter().any(|m| matches!(m, WorkerMessage::Ack { .. }));
+        let acked = outgoing
+            .iter()
+            .any(|m| matches!(m, WorkerMessage::Ack { .. }));
         if is_task && acked && misbehaviour.vanish_after_first_ack {
             for message in &outgoing {
                 let frame = serde_json::to_string(message).expect("serialises");
@@ -295,7 +396,11 @@ pub async fn run_native_worker(
         }
         for message in outgoing {
             let frame = serde_json::to_string(&message).expect("serialises");
-            if sink.send(Message::Text(frame.clone().into())).await.is_err() {
+            if sink
+                .send(Message::Text(frame.clone().into()))
+                .await
+                .is_err()
+            {
                 return log;
             }
             log.frames_sent.push(frame);
@@ -322,9 +427,17 @@ pub fn spawn_native_worker(
     app: &TestApp,
     slots: u32,
     misbehaviour: Misbehaviour,
-) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<WorkerLog>) {
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<WorkerLog>,
+) {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let handle = tokio::spawn(run_native_worker(app.ws_url.clone(), slots, misbehaviour, stop_rx));
+    let handle = tokio::spawn(run_native_worker(
+        app.ws_url.clone(),
+        slots,
+        misbehaviour,
+        stop_rx,
+    ));
     (stop_tx, handle)
 }
 
@@ -334,7 +447,10 @@ pub mod tempfile_dir {
 
     impl TempDir {
         pub fn new() -> Self {
-            let path = std::env::temp_dir().join(format!("vitalgrid-test-{}", vitalgrid_server::scheduler::random_id()));
+            let path = std::env::temp_dir().join(format!(
+                "vitalgrid-test-{}",
+                vitalgrid_server::scheduler::random_id()
+            ));
             std::fs::create_dir_all(&path).expect("temp dir");
             Self(path)
         }

@@ -7,8 +7,8 @@ use serde_json::Value;
 use vitalgrid_server::accounts::Role;
 
 use crate::support::{
-    fast_scheduler, on_every_backend, small_vitals_csv, spawn_app, spawn_app_on, spawn_app_with, spawn_native_worker, Backend,
-    Misbehaviour,
+    Backend, Misbehaviour, fast_scheduler, on_every_backend, small_vitals_csv, spawn_app,
+    spawn_app_on, spawn_app_with, spawn_native_worker,
 };
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,102 +28,262 @@ async fn an_idle_forger_fails_a_known_answer_probe_and_is_banned(backend: Backen
     let app = spawn_app(backend).await;
     let client = app.user("ana@example.org", Role::Clinician).await;
     let admin = app.user("root@example.org", Role::Admin).await;
-    let (_, job_id) = app.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(300).as_bytes()).await;
+    let (_, job_id) = app
+        .upload_and_submit(
+            &client,
+            "PT-001",
+            "night.csv",
+            small_vitals_csv(300).as_bytes(),
+        )
+        .await;
     let (stop, honest) = spawn_native_worker(&app, 1, Misbehaviour::default());
-    assert_eq!(app.wait_for_job(&client, job_id, JOB_TIMEOUT).await["status"], "done");
+    assert_eq!(
+        app.wait_for_job(&client, job_id, JOB_TIMEOUT).await["status"],
+        "done"
+    );
     let _ = stop.send(());
     let _ = honest.await;
 
     // Nothing is queued now: an idle newcomer only ever sees probes of validated tasks.
-    let forger = Misbehaviour { forge_results: true, worker_key: Some("forger-key-0001"), ..Misbehaviour::default() };
+    let forger = Misbehaviour {
+        forge_results: true,
+        worker_key: Some("forger-key-0001"),
+        ..Misbehaviour::default()
+    };
     let (_stop, forger_run) = spawn_native_worker(&app, 1, forger);
-    let log = tokio::time::timeout(Duration::from_secs(30), forger_run).await.expect("the server closes the forger's connection").expect("ran");
+    let log = tokio::time::timeout(Duration::from_secs(30), forger_run)
+        .await
+        .expect("the server closes the forger's connection")
+        .expect("ran");
     assert!(log.sent_of_type("result") >= 1, "it answered a probe");
 
-    let records: Value = admin.get(app.url("/api/admin/worker-records")).send().await.expect("records").json().await.expect("json");
-    let record = records.as_array().and_then(|r| r.iter().find(|r| r["worker_key"] == "forger-key-0001")).cloned().expect("forger's record");
+    let records: Value = admin
+        .get(app.url("/api/admin/worker-records"))
+        .send()
+        .await
+        .expect("records")
+        .json()
+        .await
+        .expect("json");
+    let record = records
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["worker_key"] == "forger-key-0001"))
+        .cloned()
+        .expect("forger's record");
     assert_eq!(record["banned"], true, "{record}");
     assert_eq!(record["credibility"], 0.0);
-    let result: Value = client.get(app.url(&format!("/api/jobs/{job_id}/result"))).send().await.expect("get").json().await.expect("json");
-    assert_eq!(result["analysis"]["rows"], 301, "the validated analysis is untouched");
+    let result: Value = client
+        .get(app.url(&format!("/api/jobs/{job_id}/result")))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        result["analysis"]["rows"], 301,
+        "the validated analysis is untouched"
+    );
 
     let (_again, second_try) = spawn_native_worker(&app, 1, forger);
-    let log = tokio::time::timeout(Duration::from_secs(10), second_try).await.expect("refused at once").expect("ran");
-    assert!(log.frames_received.iter().any(|f| f.contains("wrong result")), "the banned key is refused: {:?}", log.frames_received);
+    let log = tokio::time::timeout(Duration::from_secs(10), second_try)
+        .await
+        .expect("refused at once")
+        .expect("ran");
+    assert!(
+        log.frames_received
+            .iter()
+            .any(|f| f.contains("wrong result")),
+        "the banned key is refused: {:?}",
+        log.frames_received
+    );
 }
 
-async fn with_two_replicas_each_task_is_answered_by_two_workers_and_the_history_shows_it(backend: Backend) {
-    let app = spawn_app_with(backend, crate::support::SchedulerConfig { replicas: 2, ..fast_scheduler() }).await;
+async fn with_two_replicas_each_task_is_answered_by_two_workers_and_the_history_shows_it(
+    backend: Backend,
+) {
+    let app = spawn_app_with(
+        backend,
+        crate::support::SchedulerConfig {
+            replicas: 2,
+            ..fast_scheduler()
+        },
+    )
+    .await;
     let client = app.user("ana@example.org", Role::Clinician).await;
     let admin = app.user("root@example.org", Role::Admin).await;
-    let (_, job_id) = app.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(2_000).as_bytes()).await;
+    let (_, job_id) = app
+        .upload_and_submit(
+            &client,
+            "PT-001",
+            "night.csv",
+            small_vitals_csv(2_000).as_bytes(),
+        )
+        .await;
     let (stop_a, worker_a) = spawn_native_worker(&app, 1, Misbehaviour::default());
     let (stop_b, worker_b) = spawn_native_worker(&app, 1, Misbehaviour::default());
 
     let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
     assert_eq!(job["status"], "done", "{job}");
     let tasks = job["tasks_total"].as_u64().unwrap_or(0) as usize;
-    let workers: Value = admin.get(app.url("/api/admin/workers")).send().await.expect("workers").json().await.expect("json");
-    let agreed: i64 = workers.as_array().map_or(0, |w| w.iter().filter_map(|w| w["agreed"].as_i64()).sum());
-    assert_eq!(agreed as usize, 2 * tasks, "each task was agreed by both workers: {workers}");
+    let workers: Value = admin
+        .get(app.url("/api/admin/workers"))
+        .send()
+        .await
+        .expect("workers")
+        .json()
+        .await
+        .expect("json");
+    let agreed: i64 = workers
+        .as_array()
+        .map_or(0, |w| w.iter().filter_map(|w| w["agreed"].as_i64()).sum());
+    assert_eq!(
+        agreed as usize,
+        2 * tasks,
+        "each task was agreed by both workers: {workers}"
+    );
     let _ = (stop_a.send(()), stop_b.send(()));
     let (log_a, log_b) = (worker_a.await.expect("ran"), worker_b.await.expect("ran"));
-    assert_eq!(log_a.sent_of_type("result") + log_b.sent_of_type("result"), 2 * tasks);
+    assert_eq!(
+        log_a.sent_of_type("result") + log_b.sent_of_type("result"),
+        2 * tasks
+    );
 
-    let events: Value = admin.get(app.url(&format!("/api/admin/jobs/{job_id}/events"))).send().await.expect("events").json().await.expect("json");
-    let kinds: Vec<&str> = events.as_array().map_or(vec![], |e| e.iter().filter_map(|e| e["kind"].as_str()).collect());
+    let events: Value = admin
+        .get(app.url(&format!("/api/admin/jobs/{job_id}/events")))
+        .send()
+        .await
+        .expect("events")
+        .json()
+        .await
+        .expect("json");
+    let kinds: Vec<&str> = events.as_array().map_or(vec![], |e| {
+        e.iter().filter_map(|e| e["kind"].as_str()).collect()
+    });
     assert_eq!(kinds.first(), Some(&"submitted"));
-    assert_eq!(kinds.iter().filter(|k| **k == "awaiting_replica").count(), tasks);
-    assert_eq!(kinds.iter().filter(|k| **k == "result_accepted").count(), tasks);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "awaiting_replica").count(),
+        tasks
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "result_accepted").count(),
+        tasks
+    );
     assert_eq!(kinds.last(), Some(&"done"));
 }
 
 async fn a_lone_worker_cannot_validate_its_own_results(backend: Backend) {
-    let app = spawn_app_with(backend, crate::support::SchedulerConfig { replicas: 2, ..fast_scheduler() }).await;
+    let app = spawn_app_with(
+        backend,
+        crate::support::SchedulerConfig {
+            replicas: 2,
+            ..fast_scheduler()
+        },
+    )
+    .await;
     let client = app.user("ana@example.org", Role::Clinician).await;
-    let (_, job_id) = app.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(100).as_bytes()).await;
+    let (_, job_id) = app
+        .upload_and_submit(
+            &client,
+            "PT-001",
+            "night.csv",
+            small_vitals_csv(100).as_bytes(),
+        )
+        .await;
     let (stop, worker) = spawn_native_worker(&app, 2, Misbehaviour::default());
-    let job = app.wait_for_job(&client, job_id, std::time::Duration::from_secs(3)).await;
-    assert_eq!(job["status"], "running", "one worker's answer is not enough: {job}");
+    let job = app
+        .wait_for_job(&client, job_id, std::time::Duration::from_secs(3))
+        .await;
+    assert_eq!(
+        job["status"], "running",
+        "one worker's answer is not enough: {job}"
+    );
     assert_eq!(job["tasks_done"], 0);
     let _ = stop.send(());
     let log = worker.await.expect("ran");
-    assert_eq!(log.sent_of_type("result"), 1, "it was never given the same task twice");
+    assert_eq!(
+        log.sent_of_type("result"),
+        1,
+        "it was never given the same task twice"
+    );
 }
 
 async fn native_worker_completes_a_job_and_the_result_counts_every_valid_value(backend: Backend) {
     let app = spawn_app(backend).await;
     let client = app.user("ana@example.org", Role::Clinician).await;
-    let (_, job_id) = app.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(3_000).as_bytes()).await;
+    let (_, job_id) = app
+        .upload_and_submit(
+            &client,
+            "PT-001",
+            "night.csv",
+            small_vitals_csv(3_000).as_bytes(),
+        )
+        .await;
     let (stop, worker) = spawn_native_worker(&app, 2, Misbehaviour::default());
 
     let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
     assert_eq!(job["status"], "done", "{job}");
     assert_eq!(job["tasks_done"], job["tasks_total"]);
-    assert!(job["tasks_total"].as_i64() > Some(1), "the file was split into several tasks");
+    assert!(
+        job["tasks_total"].as_i64() > Some(1),
+        "the file was split into several tasks"
+    );
 
-    let result: Value = client.get(app.url(&format!("/api/jobs/{job_id}/result"))).send().await.expect("get").json().await.expect("json");
+    let result: Value = client
+        .get(app.url(&format!("/api/jobs/{job_id}/result")))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     let analysis = &result["analysis"];
     assert_eq!(result["patient_ref"], "PT-001");
-    assert_eq!(analysis["rows"], 3_001, "every row of the file counted once, across segments");
+    assert_eq!(
+        analysis["rows"], 3_001,
+        "every row of the file counted once, across segments"
+    );
     assert_eq!(analysis["duplicates_removed"], 1);
-    let hr = analysis["signals"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "hr")).expect("hr summary");
-    assert_eq!(hr["n"], 2_999, "the HR of 0 is out of range, not a heart rate");
+    let hr = analysis["signals"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "hr"))
+        .expect("hr summary");
+    assert_eq!(
+        hr["n"], 2_999,
+        "the HR of 0 is out of range, not a heart rate"
+    );
     assert_eq!(hr["out_of_range"], 1);
     assert_eq!(hr["min"], 70.0);
     assert_eq!(hr["max"], 76.0);
-    assert!(hr["trend"]["time_s"].as_array().is_some_and(|t| !t.is_empty()));
+    assert!(
+        hr["trend"]["time_s"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+    );
 
     let _ = stop.send(());
     let log = worker.await.expect("worker ran");
-    assert_eq!(log.sent_of_type("result"), job["tasks_total"].as_i64().unwrap_or(0) as usize);
+    assert_eq!(
+        log.sent_of_type("result"),
+        job["tasks_total"].as_i64().unwrap_or(0) as usize
+    );
 }
 
 async fn corrupt_task_packet_gets_an_error_and_the_task_still_completes(backend: Backend) {
     let app = spawn_app(backend).await;
     let client = app.user("ana@example.org", Role::Clinician).await;
-    let (_, job_id) = app.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(2_000).as_bytes()).await;
-    let misbehaviour = Misbehaviour { corrupt_first_task: true, ..Misbehaviour::default() };
+    let (_, job_id) = app
+        .upload_and_submit(
+            &client,
+            "PT-001",
+            "night.csv",
+            small_vitals_csv(2_000).as_bytes(),
+        )
+        .await;
+    let misbehaviour = Misbehaviour {
+        corrupt_first_task: true,
+        ..Misbehaviour::default()
+    };
     let (stop, worker) = spawn_native_worker(&app, 1, misbehaviour);
 
     let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
@@ -136,20 +296,45 @@ async fn corrupt_task_packet_gets_an_error_and_the_task_still_completes(backend:
         .filter_map(|f| serde_json::from_str::<Value>(f).ok())
         .filter(|v| v["type"] == "error")
         .collect();
-    assert_eq!(errors.len(), 1, "exactly the corrupt packet was refused: {errors:?}");
+    assert_eq!(
+        errors.len(),
+        1,
+        "exactly the corrupt packet was refused: {errors:?}"
+    );
     assert_eq!(errors[0]["code"], "integrity");
-    assert_eq!(log.sent_of_type("result"), job["tasks_total"].as_i64().unwrap_or(0) as usize);
+    assert_eq!(
+        log.sent_of_type("result"),
+        job["tasks_total"].as_i64().unwrap_or(0) as usize
+    );
 }
 
 async fn worker_vanishing_mid_task_does_not_lose_the_task(backend: Backend) {
     let app = spawn_app(backend).await;
     let client = app.user("ana@example.org", Role::Clinician).await;
-    let (_, job_id) = app.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(500).as_bytes()).await;
+    let (_, job_id) = app
+        .upload_and_submit(
+            &client,
+            "PT-001",
+            "night.csv",
+            small_vitals_csv(500).as_bytes(),
+        )
+        .await;
 
-    let (_keep, deserter) = spawn_native_worker(&app, 1, Misbehaviour { vanish_after_first_ack: true, ..Misbehaviour::default() });
+    let (_keep, deserter) = spawn_native_worker(
+        &app,
+        1,
+        Misbehaviour {
+            vanish_after_first_ack: true,
+            ..Misbehaviour::default()
+        },
+    );
     let deserter_log = deserter.await.expect("deserter ran");
     assert_eq!(deserter_log.sent_of_type("ack"), 1, "it took a task");
-    assert_eq!(deserter_log.sent_of_type("result"), 0, "and vanished without a result");
+    assert_eq!(
+        deserter_log.sent_of_type("result"),
+        0,
+        "and vanished without a result"
+    );
 
     let (stop, worker) = spawn_native_worker(&app, 1, Misbehaviour::default());
     let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
@@ -161,20 +346,44 @@ async fn worker_vanishing_mid_task_does_not_lose_the_task(backend: Backend) {
 
 async fn packets_carry_no_patient_reference_file_name_or_account(backend: Backend) {
     let app = spawn_app(backend).await;
-    let client = app.user("secret.clinician@example.org", Role::Clinician).await;
+    let client = app
+        .user("secret.clinician@example.org", Role::Clinician)
+        .await;
     let csv = "timestamp,hr,spo2\n2026-03-01T10:00:00Z,80,97\n2026-03-01T10:00:01Z,81,97\n2026-03-01T10:00:02Z,82,96\n";
-    let (_, job_id) = app.upload_and_submit(&client, "PATIENT-SECRET-4711", "smith-john-icu.csv", csv.as_bytes()).await;
+    let (_, job_id) = app
+        .upload_and_submit(
+            &client,
+            "PATIENT-SECRET-4711",
+            "smith-john-icu.csv",
+            csv.as_bytes(),
+        )
+        .await;
     let (stop, worker) = spawn_native_worker(&app, 1, Misbehaviour::default());
     let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
     assert_eq!(job["status"], "done", "{job}");
     let _ = stop.send(());
     let log = worker.await.expect("worker ran");
 
-    let task_frames: Vec<&String> = log.frames_received.iter().filter(|f| f.contains("\"type\":\"task\"")).collect();
-    assert!(!task_frames.is_empty(), "the worker captured its task packets");
+    let task_frames: Vec<&String> = log
+        .frames_received
+        .iter()
+        .filter(|f| f.contains("\"type\":\"task\""))
+        .collect();
+    assert!(
+        !task_frames.is_empty(),
+        "the worker captured its task packets"
+    );
     for frame in log.frames_received.iter().chain(&log.frames_sent) {
-        for secret in ["PATIENT-SECRET-4711", "smith-john-icu", "secret.clinician", "2026-03-01"] {
-            assert!(!frame.contains(secret), "a packet leaks `{secret}`: {frame}");
+        for secret in [
+            "PATIENT-SECRET-4711",
+            "smith-john-icu",
+            "secret.clinician",
+            "2026-03-01",
+        ] {
+            assert!(
+                !frame.contains(secret),
+                "a packet leaks `{secret}`: {frame}"
+            );
         }
     }
 }
@@ -182,7 +391,14 @@ async fn packets_carry_no_patient_reference_file_name_or_account(backend: Backen
 async fn queued_job_survives_a_server_restart(backend: Backend) {
     let first = spawn_app(backend).await;
     let client = first.user("ana@example.org", Role::Clinician).await;
-    let (_, job_id) = first.upload_and_submit(&client, "PT-001", "night.csv", small_vitals_csv(1_500).as_bytes()).await;
+    let (_, job_id) = first
+        .upload_and_submit(
+            &client,
+            "PT-001",
+            "night.csv",
+            small_vitals_csv(1_500).as_bytes(),
+        )
+        .await;
 
     // A second server on the same database stands in for the restarted one: everything it knows
     // of the job comes from the database.
