@@ -128,17 +128,21 @@ fn corrupt(mut packet: ResultPacket) -> ResultPacket {
     packet
 }
 
-/// Shifts the mean of the first signal with values by one unit — a believable number — and seals
-/// the forged payload with its own correct hash, so integrity checks pass.
+/// Shifts the mean of the first signal with values by a believable amount and seals the forged
+/// payload with its own correct hash, so integrity checks pass. The amount is random: independent
+/// forgers do not agree with each other by accident (colluding ones would, and two replicas cannot
+/// catch two colluders on the same task).
 #[cfg(feature = "faults")]
 fn forge(packet: ResultPacket) -> ResultPacket {
+    use rand::Rng;
     let Ok(mut segment) = serde_json::from_str::<SegmentResult>(&packet.data.payload) else { return packet };
+    let mut rng = rand::thread_rng();
     match segment.signals.iter_mut().find(|s| s.stats.n > 0) {
         Some(signal) => {
-            signal.stats.mean += 1.0;
+            signal.stats.mean += rng.gen_range(0.5..2.5);
             signal.stats.max = signal.stats.max.max(signal.stats.mean);
         }
-        None => segment.rows += 1,
+        None => segment.rows += rng.gen_range(1..5),
     }
     let Ok(payload) = serde_json::to_string(&segment) else { return packet };
     ResultPacket { data: SignedPayload::seal(payload), ..packet }
@@ -184,7 +188,7 @@ mod tests {
         assert!(forged.data.is_intact(), "a forger seals what it sends");
         assert_ne!(forged.data.payload, original.data.payload);
         let segment: SegmentResult = serde_json::from_str(&forged.data.payload).expect("still a segment result");
-        assert_eq!(segment.rows, 4);
+        assert!(segment.rows > 3);
     }
 
     #[test]
