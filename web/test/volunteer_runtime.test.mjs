@@ -1,8 +1,10 @@
 // The volunteer page's runtime in a real browser, without the server: web/dist is served by a tiny
 // static server and the test itself plays the server's side of /ws/worker (Playwright's
 // routeWebSocket). Checks that frames reach the wasm workers and come back as the protocol says,
-// that the counters move, that Stop closes the socket, and that a task run through the live runtime
-// gives the same bytes as `run_task_frame`. Needs `npm run build` with the wasm pipeline.
+// that the counters move, that Stop closes the socket, that a task run through the live runtime
+// gives the same bytes as `run_task_frame`, that the hello carries a worker key kept across Starts,
+// that a reduced CPU share still finishes tasks, and that a refusal (a banned key) is shown and stops
+// the runtime. Needs `npm run build` with the wasm pipeline.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -87,6 +89,7 @@ test('tasks reach the wasm workers and their frames reach the server unchanged',
   assert.equal(hello.protocol, 1);
   assert.equal(hello.slots, 2);
   assert.match(hello.agent, /^browser /);
+  assert.match(hello.worker_key, /^b-[0-9a-f]{32}$/);
   assert.deepEqual(ofType('ack').map((m) => m.task_id).sort(), ['t-1', 't-2']);
   assert.deepEqual(ofType('result').map((m) => m.task_id).sort(), ['t-1', 't-2']);
   assert.equal(ofType('error')[0].code, 'malformed');
@@ -154,5 +157,69 @@ test('Stop hands an unfinished task back with a release frame', async () => {
   assert.ok(!types.includes('result'), `the task finished before Stop (${types}); make it longer`);
   const release = received.map((f) => JSON.parse(f)).find((m) => m.type === 'release');
   assert.deepEqual(release, { type: 'release', task_id: 't-long', lease: 1 });
+  await page.close();
+});
+
+test('the hello carries a worker key that stays the same across Starts, and 50 % CPU share still finishes tasks', async () => {
+  let next = 0;
+  const { page, received } = await volunteerPage((frame, ws) => {
+    if (JSON.parse(frame).type === 'hello') {
+      next += 1;
+      ws.send(JSON.stringify({ type: 'welcome', worker_id: `w-key-${next}`, slots: 1 }));
+      ws.send(templateFrame);
+      ws.send(taskFrame(`t-share-${next}`, 20_000));
+    }
+  });
+  const share = page.getByLabel('CPU share');
+  assert.equal(await share.inputValue(), '50', 'the CPU share defaults to 50 %');
+  await share.selectOption('50');
+  await page.getByLabel('Threads').fill('1');
+  const hellos = () => received.map((f) => JSON.parse(f)).filter((m) => m.type === 'hello');
+  const results = () => received.map((f) => JSON.parse(f)).filter((m) => m.type === 'result');
+
+  await page.getByRole('button', { name: 'Start' }).click();
+  await until('the first result', () => results().length === 1);
+  await until('the samples counter', async () => (await page.getByTestId('samples-processed').innerText()).replace(/\D/g, '') === '20000');
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await until('the stopped state', async () => (await page.getByTestId('runtime-status').getAttribute('data-state')) === 'stopped');
+
+  await page.getByRole('button', { name: 'Start' }).click();
+  await until('the second result', () => results().length === 2);
+  const [first, second] = hellos();
+  assert.match(first.worker_key, /^b-[0-9a-f]{32}$/);
+  assert.equal(second.worker_key, first.worker_key, 'the same key on the second Start');
+  assert.equal(await page.evaluate(() => localStorage.getItem('vitalgrid.worker_key')), first.worker_key);
+  assert.deepEqual(results().map((m) => m.task_id), ['t-share-1', 't-share-2']);
+  for (const result of results()) assert.equal(sha256(result.payload), result.sha256);
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await until('the stopped state', async () => (await page.getByTestId('runtime-status').getAttribute('data-state')) === 'stopped');
+
+  // A reload in the same browser context keeps the key and the chosen share.
+  await share.selectOption('25');
+  await page.reload();
+  assert.equal(await page.getByLabel('CPU share').inputValue(), '25');
+  await page.getByRole('button', { name: 'Start' }).click();
+  await until('the third result', () => results().length === 3);
+  assert.equal(hellos()[2].worker_key, first.worker_key, 'the same key after a reload');
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await page.close();
+});
+
+test('a refusal from the server (a banned worker key) is shown and stops the runtime', async () => {
+  const reason = 'this worker returned a wrong result and may not take more work';
+  const { page, isClosed } = await volunteerPage((frame, ws) => {
+    if (JSON.parse(frame).type === 'hello') {
+      ws.send(JSON.stringify({ type: 'error', task_id: null, code: 'protocol', message: reason }));
+      ws.close();
+    }
+  });
+  await page.getByRole('button', { name: 'Start' }).click();
+  const status = page.getByTestId('runtime-status');
+  await until('the refused state', async () => (await status.getAttribute('data-state')) === 'refused');
+  assert.match(await status.innerText(), new RegExp(`refused this browser: ${reason}`));
+  assert.match(await status.getAttribute('class'), /\berror\b/);
+  await until('the socket to close', () => isClosed());
+  assert.ok(await page.getByRole('button', { name: 'Start' }).isEnabled());
+  assert.ok(await page.getByRole('button', { name: 'Stop' }).isDisabled());
   await page.close();
 });

@@ -7,6 +7,8 @@ export type ToWorker =
   | { kind: 'frame'; frame: string }
   /** Hand back unfinished tasks (RELEASE frames) and stop working. */
   | { kind: 'stop' }
+  /** Share of one CPU core the worker may use, 0.05–1 (it rests between slices for the rest). */
+  | { kind: 'cpu_share'; share: number }
   /** Run one task outside any session and answer with its RESULT frame (byte-identity checks). */
   | { kind: 'run_task_frame'; template: string; task: string };
 

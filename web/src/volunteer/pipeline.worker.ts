@@ -1,23 +1,31 @@
 // A Web Worker running VitalGrid's pipeline compiled to WebAssembly. It receives server frames from
-// the page, works through its task in slices of rows (yielding between slices so a Stop is answered
-// promptly) and posts back the frames the page must send to the server.
+// the page, works through its task in time slices of about SLICE_BUDGET_MS and rests between slices
+// for as long as the wasm says (`rest_ms`, from the volunteer's CPU share), so a Stop or a new frame
+// is answered between slices; it posts back the frames the page must send to the server.
 import init, { WasmPipeline, run_task_frame } from '../wasm/pkg/vitalgrid_worker.js';
 import type { FromWorker, ToWorker } from './messages';
 
-/** Rows per slice: large enough to keep the wasm busy, small enough to answer Stop within ~100 ms. */
-const ROWS_PER_SLICE = 20_000;
+/** Milliseconds of work per slice: short enough to answer Stop promptly, long enough to be efficient. */
+const SLICE_BUDGET_MS = 8;
+/** Upper bound on a rest, whatever the wasm asks (it rests busy × (1 − share) / share). */
+const MAX_REST_MS = 1000;
 
-/** What `WasmPipeline.step` returns (serialised with serde-wasm-bindgen). */
-interface StepReport {
+/** What `WasmPipeline.run_slice` returns (serialised with serde-wasm-bindgen). */
+interface SliceReport {
   frames: string[];
   rows: number;
   idle: boolean;
   progress: number;
+  rest_ms: number;
 }
 
 // This file runs in a worker, but the project type-checks against the DOM library; `self.postMessage`
 // with one argument is valid in both.
 const post = (message: FromWorker): void => self.postMessage(message);
+
+// Everything pump() uses is declared above the top-level await below: pump() first runs when init()
+// resolves, before the rest of this module has been evaluated.
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const inbox: ToWorker[] = [];
 let pipeline: WasmPipeline | null = null;
@@ -39,7 +47,7 @@ try {
   post({ kind: 'failed', message: `The analysis pipeline could not start: ${error instanceof Error ? error.message : String(error)}` });
 }
 
-/** Handles waiting messages, then steps the pipeline until it is idle. Only one pump runs at a time. */
+/** Handles waiting messages, then runs slices until the pipeline is idle. Only one pump runs at a time. */
 async function pump(): Promise<void> {
   if (pumping || !pipeline) return;
   pumping = true;
@@ -47,9 +55,10 @@ async function pump(): Promise<void> {
     for (;;) {
       for (let message = inbox.shift(); message; message = inbox.shift()) handle(pipeline, message);
       if (stopped || pipeline.is_idle()) break;
-      const report = pipeline.step(ROWS_PER_SLICE) as StepReport;
+      const report = pipeline.run_slice(SLICE_BUDGET_MS) as SliceReport;
       post({ kind: 'frames', frames: report.frames, rows: report.rows, progress: report.progress });
-      await new Promise((resolve) => setTimeout(resolve, 0));
+      const rest = Number.isFinite(report.rest_ms) ? Math.min(Math.max(report.rest_ms, 0), MAX_REST_MS) : 0;
+      await sleep(rest); // 0 still yields, so messages posted meanwhile are seen
     }
   } catch (error) {
     post({ kind: 'failed', message: `The analysis pipeline crashed: ${error instanceof Error ? error.message : String(error)}` });
@@ -63,6 +72,9 @@ function handle(pipeline: WasmPipeline, message: ToWorker): void {
   switch (message.kind) {
     case 'frame':
       if (!stopped) post({ kind: 'frames', frames: pipeline.receive(message.frame), rows: 0, progress: null });
+      break;
+    case 'cpu_share':
+      pipeline.set_cpu_share(message.share);
       break;
     case 'stop':
       stopped = true;

@@ -4,16 +4,30 @@
 //   template  → every worker (each caches templates)
 //   task      → a free worker, which holds it until it sends RESULT, ERROR or RELEASE for that task
 //   cancel    → the worker holding that task
-//   error     → the worker holding the task it names (otherwise only logged)
+//   error     → the worker holding the task it names; a `protocol` error without a task (wrong
+//               version, or this browser's worker key was banned) stops the runtime and says why;
+//               any other is only logged
 //   not JSON  → any worker (the wasm answers with a `malformed` ERROR)
 // Everything a worker returns goes to the server unchanged.
+//
+// The hello carries a worker key kept in localStorage, so the server can keep this browser's track
+// record (agreed and disagreed results) across sessions.
 import type { FromWorker, ToWorker } from './messages';
 
 const PROTOCOL_VERSION = 1;
 /** How long Stop waits for workers to hand back their tasks before closing anyway. */
 const STOP_TIMEOUT_MS = 3000;
 
-export type RuntimeState = 'stopped' | 'connecting' | 'running' | 'stopping' | 'disconnected';
+/** localStorage key under which this browser keeps its worker key. */
+export const WORKER_KEY_STORAGE = 'vitalgrid.worker_key';
+/** What the server accepts as a worker key (docs/protocol.md). */
+const WORKER_KEY_PATTERN = /^[A-Za-z0-9_-]{8,64}$/;
+
+/**
+ * `refused`: the server turned this browser away (a `protocol` error, e.g. its key was banned);
+ * Start is allowed again, but the same key will be refused again.
+ */
+export type RuntimeState = 'stopped' | 'connecting' | 'running' | 'stopping' | 'disconnected' | 'refused';
 
 export interface ThreadView {
   /** The task the worker is on, or null when free. Task ids are opaque. */
@@ -42,6 +56,8 @@ interface Thread extends ThreadView {
 interface FrameHead {
   type?: string;
   task_id?: string | null;
+  code?: string;
+  message?: string;
 }
 
 function headOf(text: string): FrameHead | null {
@@ -60,11 +76,42 @@ function agentName(): string {
   return `browser ${product.replace(/^Version/, 'Safari')}`;
 }
 
+let sessionKey: string | null = null; // when localStorage is unavailable (private mode, blocked storage)
+
+/** "b-" and 32 random hex digits. */
+function newWorkerKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return 'b-' + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * This browser's worker key: read from localStorage, or made and stored there on first use. When
+ * storage is unavailable the key lasts as long as the page.
+ */
+export function workerKey(): string {
+  try {
+    const stored = localStorage.getItem(WORKER_KEY_STORAGE);
+    if (stored && WORKER_KEY_PATTERN.test(stored)) return stored;
+    const key = newWorkerKey();
+    localStorage.setItem(WORKER_KEY_STORAGE, key);
+    return key;
+  } catch {
+    sessionKey ??= newWorkerKey();
+    return sessionKey;
+  }
+}
+
+/** A CPU share the wasm accepts: 0.05–1, 1 when not a number. */
+function clampShare(share: number): number {
+  return Number.isFinite(share) ? Math.min(1, Math.max(0.05, share)) : 1;
+}
+
 export class VolunteerRuntime {
   private socket: WebSocket | null = null;
   private threads: Thread[] = [];
   /** Tasks that arrived while every worker was busy (the server should not let this happen). */
   private waiting: { taskId: string; frame: string }[] = [];
+  private cpuShare = 1;
   private view: RuntimeView = { state: 'stopped', detail: 'Not running.', tasksDone: 0, samplesProcessed: 0, threads: [] };
 
   constructor(private readonly onChange: (view: RuntimeView) => void) {}
@@ -73,8 +120,10 @@ export class VolunteerRuntime {
     return this.view.state;
   }
 
-  start(threadCount: number): void {
+  /** Connects with `threadCount` workers, each using at most `cpuShare` (0.05–1) of a core. */
+  start(threadCount: number, cpuShare = 1): void {
     if (this.socket) return;
+    this.cpuShare = clampShare(cpuShare);
     this.threads = Array.from({ length: threadCount }, () => this.spawn());
     this.waiting = [];
     this.update('connecting', 'Connecting to VitalGrid…');
@@ -83,7 +132,7 @@ export class VolunteerRuntime {
     const socket = new WebSocket(`${scheme}://${location.host}/ws/worker`);
     this.socket = socket;
     socket.onopen = () =>
-      socket.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, slots: threadCount, agent: agentName() }));
+      socket.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, slots: threadCount, agent: agentName(), worker_key: workerKey() }));
     socket.onmessage = (event) => {
       if (typeof event.data === 'string') this.route(event.data);
     };
@@ -91,6 +140,12 @@ export class VolunteerRuntime {
       if (this.socket !== socket) return; // closed by stop()
       this.shutdown('disconnected', `The connection to VitalGrid closed${event.reason ? `: ${event.reason}` : ''}. Press Start to try again.`);
     };
+  }
+
+  /** Changes the CPU share of the running workers (and of those started later). */
+  setCpuShare(share: number): void {
+    this.cpuShare = clampShare(share);
+    this.threads.forEach((thread) => this.post(thread, { kind: 'cpu_share', share: this.cpuShare }));
   }
 
   /** Hands unfinished tasks back to the server, then closes the socket and the workers. */
@@ -118,6 +173,13 @@ export class VolunteerRuntime {
     this.shutdown('stopped', 'Stopped. Thank you for donating compute!');
   }
 
+  /** The server turned this browser away: say why and stop (its tasks are lost with the socket). */
+  private refuse(reason: string): void {
+    const socket = this.socket;
+    this.shutdown('refused', `VitalGrid refused this browser: ${reason}. Work has stopped.`);
+    socket?.close(1000, 'refused by the server');
+  }
+
   private shutdown(state: RuntimeState, detail: string): void {
     this.socket = null;
     for (const thread of this.threads) {
@@ -133,6 +195,7 @@ export class VolunteerRuntime {
     const worker = new Worker(new URL('./pipeline.worker.ts', import.meta.url), { type: 'module' });
     const thread: Thread = { worker, taskId: null, progress: null, tasksDone: 0, problem: null, onStopped: null };
     worker.onmessage = (event: MessageEvent<FromWorker>) => this.fromWorker(thread, event.data);
+    this.post(thread, { kind: 'cpu_share', share: this.cpuShare }); // waits in the worker's inbox until the wasm is up
     worker.onerror = (event) => {
       thread.problem = event.message || 'The worker crashed.';
       this.update();
@@ -167,6 +230,10 @@ export class VolunteerRuntime {
         return;
       }
       case 'error': {
+        if (!head.task_id && head.code === 'protocol') {
+          this.refuse(head.message ?? 'no reason given');
+          return;
+        }
         const holder = this.threads.find((thread) => head.task_id && thread.taskId === head.task_id);
         if (holder) this.post(holder, { kind: 'frame', frame });
         else console.warn('VitalGrid server reported an error:', frame);
