@@ -1,5 +1,6 @@
-//! `cargo xtask <build|run|test>`: the steps cargo alone cannot express — installing the wasm
-//! toolchain pieces, building the wasm module and the web app, and running the whole test suite.
+//! `cargo xtask <build|run|test|bench>`: the steps cargo alone cannot express — installing the wasm
+//! toolchain pieces, building the wasm module and the web app, running the whole test suite, and
+//! benchmarking the scheduler beside other engines.
 //!
 //! Every step installs what it needs, so a fresh machine with Rust and Node.js needs nothing else.
 
@@ -8,13 +9,16 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+mod bench;
 /// `bench pipeline`: the worker pipeline natively, in Chromium and beside neurokit2.
 mod bench_pipeline;
 
-const USAGE: &str = "usage: cargo xtask <build|run|test>
+const USAGE: &str = "usage: cargo xtask <build|run|test|bench scheduler [--mysql URL] [--tasks N] [--no-anchors]>
   build   build the wasm worker, the web app and the server
   run     build, then serve VitalGrid on http://127.0.0.1:8080 (SQLite under ./data)
-  test    build, then run every Rust test and the browser end-to-end test";
+  test    build, then run every Rust test and the browser end-to-end test
+  bench   scheduler load benchmark (release build) on SQLite and MySQL/MariaDB (--mysql URL or
+          TEST_DATABASE_URL), then Ray, Dask and Celery on the same machine; prints both side by side";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -26,6 +30,7 @@ fn main() -> Result<()> {
         "bench" if std::env::args().nth(2).as_deref() == Some("pipeline") => {
             bench_pipeline::run(&root, &std::env::args().skip(3).collect::<Vec<_>>())
         }
+        "bench" => bench::run(&root, std::env::args().skip(2).collect()),
         _ => {
             eprintln!("{USAGE}");
             bail!("unknown task `{task}`")
