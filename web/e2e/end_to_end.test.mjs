@@ -1,7 +1,8 @@
 // End to end through a real browser: an admin creates a clinician, the clinician uploads a vitals
 // and an ECG recording and starts jobs, a volunteer tab computes them in wasm Web Workers, the
 // clinician reads the results, the server's native audit confirms the browser's result bytes, and
-// the clinician deletes what they uploaded.
+// the clinician deletes what they uploaded. The ECG job is started as urgent; the admin page shows
+// the queues by priority and a job's history.
 //
 // Needs: the server binary (VITALGRID_BIN, default ../target/debug/vitalgrid), web/dist built with
 // the wasm pipeline (`npm run build`), Debian's chromium at /usr/bin/chromium (no browser download).
@@ -168,10 +169,13 @@ test('clinician uploads a vitals and an ECG recording and starts both jobs', asy
   await screenshot(clinician, 'files-uploaded');
   assert.match(await fileRow('PT-001').innerText(), /hr/);
   assert.match(await fileRow('PT-002').innerText(), /ecg/);
+  await fileRow('PT-002').getByLabel('Priority').selectOption('urgent');
   for (const patientRef of ['PT-001', 'PT-002']) {
     await fileRow(patientRef).getByRole('button', { name: 'Process', exact: true }).click();
     await waitFor(`a job for ${patientRef}`, async () => (await fileRow(patientRef).getAttribute('data-job-status')) !== 'none');
   }
+  await fileRow('PT-002').getByTestId('job-priority').filter({ hasText: 'urgent' }).waitFor();
+  assert.equal(await fileRow('PT-001').getByTestId('job-priority').count(), 0, 'a normal job shows no priority');
   await screenshot(clinician, 'jobs-started');
 });
 
@@ -199,6 +203,29 @@ test('a volunteer tab computes both jobs in Web Workers', async () => {
   const samples = Number((await volunteer.getByTestId('samples-processed').innerText()).replace(/\D/g, ''));
   assert.ok(tasksDone > 0, `the volunteer page counted ${tasksDone} tasks`);
   assert.ok(samples > 0, `the volunteer page counted ${samples} samples`);
+});
+
+test('the admin page shows the queues, the worker and a job history', async () => {
+  // Every task is done: the vitals job's under normal, the ECG job's under urgent.
+  const queues = admin.getByTestId('queues');
+  const doneTasks = async (priority) => Number((await queues.locator(`tr[data-priority="${priority}"] td[data-status="done"]`).innerText()).replace(/\D/g, ''));
+  await waitFor('done tasks in the normal and urgent queues', async () =>
+    (await queues.locator('tr[data-priority="urgent"]').count()) === 1 && (await doneTasks('normal')) > 0 && (await doneTasks('urgent')) > 0);
+  assert.equal(Number((await queues.locator('tr[data-priority="batch"] td').last().innerText()).replace(/\D/g, '')), 0, 'no batch tasks');
+
+  const worker = admin.getByTestId('workers').locator('tr[data-worker-key^="b-"]');
+  await worker.first().waitFor();
+  assert.match(await worker.first().innerText(), /browser /);
+  await admin.getByTestId('worker-records').locator('tr[data-worker-key^="b-"]').first().waitFor();
+
+  const ecgJob = admin.getByTestId('jobs').locator('tr[data-job-id]', { hasText: 'bsnb_ecg_5min.csv' });
+  assert.match(await ecgJob.locator('td[data-col="priority"]').innerText(), /urgent/i);
+  await ecgJob.getByRole('button', { name: 'History' }).click();
+  const history = admin.getByTestId('job-history');
+  await history.locator('tr[data-kind="done"]').waitFor();
+  assert.ok(await history.locator('tr[data-kind="submitted"]').count() >= 1, 'the history lists the submission');
+  assert.ok(await history.locator('tr[data-kind="result_accepted"]').count() >= 1, 'the history lists accepted results');
+  await screenshot(admin, 'admin-queues-history');
 });
 
 /** Width and painted (non-transparent) pixels of every canvas matching `selector`. */

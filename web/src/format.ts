@@ -42,12 +42,25 @@ export function formatDuration(seconds: number | null | undefined): string {
   return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, '0')} min`;
 }
 
-/** A server timestamp (RFC 3339) in the viewer's local time, to the minute. */
-export function formatTimestamp(iso: string | null | undefined): string {
-  if (!iso) return '—';
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return iso;
+/** A server timestamp (RFC 3339, or Unix milliseconds) in the viewer's local time, to the minute. */
+export function formatTimestamp(when: string | number | null | undefined): string {
+  if (when === null || when === undefined || when === '') return '—';
+  const date = new Date(when);
+  if (Number.isNaN(date.getTime())) return String(when);
   return date.toLocaleString('en-GB', { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+/** Unix milliseconds as a local time of day to the second ("14:03:27"), for event logs. */
+export function formatTimeOfDay(ms: number): string {
+  const date = new Date(ms);
+  if (Number.isNaN(date.getTime())) return '—';
+  return date.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
+/** A long opaque id cut to its first characters ("b-3f9a1c…"); ids that are short already stay whole. */
+export function shortId(id: string | null | undefined, keep = 10): string {
+  if (!id) return '—';
+  return id.length > keep + 1 ? `${id.slice(0, keep)}…` : id;
 }
 
 /**

@@ -1,6 +1,8 @@
 // Typed calls to the REST API. Every failure becomes an ApiError carrying the server's
 // `{"error":{"code","message"}}`, so pages can show the server's own words.
-import type { Account, AdminJob, DataFile, Health, Id, Job, JobResult, Role, Template, User, WorkerInfo } from './types';
+import type {
+  Account, AdminJob, DataFile, Health, Id, Job, JobEvent, JobResult, Priority, QueueCount, Role, Template, User, WorkerInfo, WorkerRecord,
+} from './types';
 
 export class ApiError extends Error {
   constructor(
@@ -77,12 +79,15 @@ export const api = {
   uploadFile,
   deleteFile: (id: Id) => request<void>('DELETE', `/api/files/${id}`),
 
-  startJob: (fileId: Id) => request<Job>('POST', `/api/files/${fileId}/jobs`, {}),
+  startJob: (fileId: Id, priority: Priority = 'normal') => request<Job>('POST', `/api/files/${fileId}/jobs`, { priority }),
   job: (id: Id) => request<Job>('GET', `/api/jobs/${id}`),
   result: (jobId: Id) => request<JobResult>('GET', `/api/jobs/${jobId}/result`),
   deleteResult: (jobId: Id) => request<void>('DELETE', `/api/jobs/${jobId}/result`),
 
   workers: () => request<WorkerInfo[]>('GET', '/api/admin/workers'),
+  workerRecords: () => request<WorkerRecord[]>('GET', '/api/admin/worker-records'),
+  queues: () => request<QueueCount[]>('GET', '/api/admin/queues'),
+  jobEvents: (jobId: Id) => request<JobEvent[]>('GET', `/api/admin/jobs/${jobId}/events`),
   adminJobs: () => request<AdminJob[]>('GET', '/api/admin/jobs'),
   templates: () => request<Template[]>('GET', '/api/templates'),
   health: () => request<Health>('GET', '/api/health'),

@@ -18,6 +18,9 @@ export interface Account extends User {
 
 export type JobStatus = 'queued' | 'running' | 'done' | 'failed';
 
+/** Urgent tasks are handed out before normal ones, normal before batch. */
+export type Priority = 'urgent' | 'normal' | 'batch';
+
 export interface Job {
   id: Id;
   file_id: Id;
@@ -25,10 +28,13 @@ export interface Job {
   status: JobStatus;
   tasks_total: number;
   tasks_done: number;
-  created_at: string;
-  finished_at: string | null;
+  /** Unix milliseconds (older servers: RFC 3339). */
+  created_at: number | string;
+  finished_at: number | string | null;
   error: string | null;
   has_result: boolean;
+  /** Absent from servers older than job priorities (then normal). */
+  priority?: Priority;
   /** The template version the job runs with (absent from servers older than versioned templates). */
   template_id?: string;
   template_version?: number;
@@ -243,13 +249,58 @@ export interface JobResult {
   analysis: Analysis;
 }
 
+/** A connected worker and its track record (GET /api/admin/workers). Times are Unix milliseconds. */
 export interface WorkerInfo {
   id: string;
+  /** The key the worker sent in hello (or one made for the connection). */
+  worker_key: string;
   agent: string;
   slots: number;
   in_flight: number;
+  current_tasks: string[];
   tasks_done: number;
-  connected_at: string;
+  connected_at: number;
+  /** Rows per second over its recent results; null before the first. */
+  rows_per_s: number | null;
+  agreed: number;
+  disagreed: number;
+  banned: boolean;
+  /** 0–1. */
+  credibility: number;
+}
+
+/** Every worker key ever seen (GET /api/admin/worker-records), most recently seen first. */
+export interface WorkerRecord {
+  worker_key: string;
+  agreed: number;
+  disagreed: number;
+  banned: boolean;
+  credibility: number;
+  /** Unix milliseconds. */
+  last_seen_at: number;
+}
+
+export type TaskStatus = 'queued' | 'leased' | 'done' | 'failed';
+
+/** Tasks of one priority in one state (GET /api/admin/queues); absent combinations have none. */
+export interface QueueCount {
+  priority: Priority;
+  status: TaskStatus;
+  tasks: number;
+}
+
+/** submitted, leased, requeued, awaiting_replica, result_accepted, redo, failed, done. */
+export type JobEventKind = string;
+
+/** One step of a job's history (GET /api/admin/jobs/{id}/events), oldest first. */
+export interface JobEvent {
+  /** Unix milliseconds. */
+  at: number;
+  kind: JobEventKind;
+  task_id: string | null;
+  /** The worker's key or connection id. */
+  worker: string | null;
+  detail: string;
 }
 
 export interface AdminJob extends Job {
@@ -303,4 +354,5 @@ export interface Health {
   database: string;
   workers: number;
   queued_tasks: number;
+  leased_tasks?: number;
 }

@@ -1,18 +1,21 @@
-// /files: the clinician's recordings. Upload (with a real progress bar), start processing, follow
-// the job live, open or delete results.
+// /files: the clinician's recordings. Upload (with a real progress bar), start processing at a
+// priority (normal, urgent or batch), follow the job live, open or delete results.
 import { api, messageOf } from '../api/client';
-import type { DataFile, Job } from '../api/types';
+import type { DataFile, Id, Job, Priority } from '../api/types';
 import { dataTable, h, progressBar, replaceChildren } from '../dom';
 import { formatBytes, formatCount, formatDuration } from '../format';
 import type { Page } from '../main';
 
 const POLL_MS = 1000;
 
+const PRIORITIES: [Priority, string][] = [['normal', 'Normal'], ['urgent', 'Urgent'], ['batch', 'Batch']];
+
 const isActive = (job: Job | null): boolean => job?.status === 'queued' || job?.status === 'running';
 
 export const filesPage: Page = ({ root }) => {
   let files: DataFile[] = [];
   let shown = ''; // JSON of what the table shows, so polling redraws only on change
+  const chosen = new Map<Id, Priority>(); // the Priority picked per file survives redraws
   const tableArea = h('div', { 'data-testid': 'files' });
   const tableError = h('p', { class: 'error', role: 'alert' });
 
@@ -46,6 +49,7 @@ export const filesPage: Page = ({ root }) => {
       h(
         'td',
         { class: 'actions' },
+        prioritySelect(file),
         h('button', { type: 'button', disabled: isActive(job), onclick: () => void process(file) }, job ? 'Process again' : 'Process'),
         job?.status === 'done' && job.has_result && h('a', { href: `/jobs/${job.id}/result` }, 'View result'),
         h('button', { type: 'button', class: 'danger', onclick: () => void remove(file) }, 'Delete'),
@@ -53,9 +57,20 @@ export const filesPage: Page = ({ root }) => {
     );
   }
 
+  function prioritySelect(file: DataFile): HTMLLabelElement {
+    const current = chosen.get(file.id) ?? 'normal';
+    const select = h('select', { 'data-testid': 'priority' },
+      PRIORITIES.map(([value, text]) => h('option', { value, selected: value === current }, text)));
+    select.addEventListener('change', () => chosen.set(file.id, select.value as Priority));
+    return h('label', { class: 'priority-choice' }, 'Priority ', select);
+  }
+
   function jobCell(job: Job | null): (Node | string)[] {
     if (!job) return ['Not processed'];
-    const status = h('span', { class: `status status-${job.status}` }, job.status);
+    const priority = job.priority && job.priority !== 'normal'
+      ? [' ', h('span', { class: `badge priority-${job.priority}`, 'data-testid': 'job-priority' }, job.priority)]
+      : [];
+    const status = h('span', {}, h('span', { class: `status status-${job.status}` }, job.status), ...priority);
     if (isActive(job)) return [status, progressBar(job.tasks_done, job.tasks_total, `Progress of ${job.id}`)];
     if (job.status === 'failed') return [status, h('div', { class: 'error' }, job.error ?? 'The analysis failed.')];
     return [status];
@@ -64,7 +79,7 @@ export const filesPage: Page = ({ root }) => {
   async function process(file: DataFile): Promise<void> {
     tableError.textContent = '';
     try {
-      file.latest_job = await api.startJob(file.id);
+      file.latest_job = await api.startJob(file.id, chosen.get(file.id) ?? 'normal');
       redraw();
     } catch (error) {
       tableError.textContent = messageOf(error);
