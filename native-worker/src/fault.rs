@@ -84,7 +84,11 @@ impl std::fmt::Display for UnknownFault {
                 self.0
             )
         } else {
-            write!(f, "unknown fault `{}`: this build only knows `none` (faults need the `faults` feature)", self.0)
+            write!(
+                f,
+                "unknown fault `{}`: this build only knows `none` (faults need the `faults` feature)",
+                self.0
+            )
         }
     }
 }
@@ -135,7 +139,9 @@ fn corrupt(mut packet: ResultPacket) -> ResultPacket {
 #[cfg(feature = "faults")]
 fn forge(packet: ResultPacket) -> ResultPacket {
     use rand::Rng;
-    let Ok(mut segment) = serde_json::from_str::<SegmentResult>(&packet.data.payload) else { return packet };
+    let Ok(mut segment) = serde_json::from_str::<SegmentResult>(&packet.data.payload) else {
+        return packet;
+    };
     let mut rng = rand::thread_rng();
     match segment.signals.iter_mut().find(|s| s.stats.n > 0) {
         Some(signal) => {
@@ -144,8 +150,13 @@ fn forge(packet: ResultPacket) -> ResultPacket {
         }
         None => segment.rows += rng.gen_range(1..5),
     }
-    let Ok(payload) = serde_json::to_string(&segment) else { return packet };
-    ResultPacket { data: SignedPayload::seal(payload), ..packet }
+    let Ok(payload) = serde_json::to_string(&segment) else {
+        return packet;
+    };
+    ResultPacket {
+        data: SignedPayload::seal(payload),
+        ..packet
+    }
 }
 
 #[cfg(all(test, feature = "faults"))]
@@ -187,13 +198,17 @@ mod tests {
         let forged = forge(original.clone());
         assert!(forged.data.is_intact(), "a forger seals what it sends");
         assert_ne!(forged.data.payload, original.data.payload);
-        let segment: SegmentResult = serde_json::from_str(&forged.data.payload).expect("still a segment result");
+        let segment: SegmentResult =
+            serde_json::from_str(&forged.data.payload).expect("still a segment result");
         assert!(segment.rows > 3);
     }
 
     #[test]
     fn faults_parse_from_their_command_line_names() {
-        assert_eq!("slow:250".parse(), Ok(Fault::Slow(Duration::from_millis(250))));
+        assert_eq!(
+            "slow:250".parse(),
+            Ok(Fault::Slow(Duration::from_millis(250)))
+        );
         assert_eq!("forge".parse(), Ok(Fault::Forge));
         assert!("slow:soon".parse::<Fault>().is_err());
     }

@@ -100,7 +100,10 @@ struct Finished {
 ///
 /// Errors only when the connection cannot be opened or the greeting cannot be sent; a connection
 /// that ends later is an ordinary end, reported through the stats.
-pub async fn run(config: WorkerConfig, stop: impl Future<Output = ()>) -> anyhow::Result<WorkerStats> {
+pub async fn run(
+    config: WorkerConfig,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<WorkerStats> {
     let threads = config.threads.clamp(1, MAX_THREADS);
     let (socket, _) = tokio_tungstenite::connect_async(config.server.as_str())
         .await
@@ -198,11 +201,18 @@ pub async fn run(config: WorkerConfig, stop: impl Future<Output = ()>) -> anyhow
 }
 
 /// Runs one task off the connection's loop and reports its answer on `done`.
-fn spawn_compute(task: AcceptedTask, permits: Arc<Semaphore>, done: mpsc::UnboundedSender<Finished>, config: &WorkerConfig) {
+fn spawn_compute(
+    task: AcceptedTask,
+    permits: Arc<Semaphore>,
+    done: mpsc::UnboundedSender<Finished>,
+    config: &WorkerConfig,
+) {
     let delay = config.fault.delay();
     let share = config.cpu_share.clamp(0.01, 1.0);
     tokio::spawn(async move {
-        let Ok(_permit) = permits.acquire_owned().await else { return };
+        let Ok(_permit) = permits.acquire_owned().await else {
+            return;
+        };
         let (task_id, lease) = (task.task_id.clone(), task.lease);
         let rows = task.processor.total_rows() as u64;
         let started = Instant::now();
@@ -215,7 +225,10 @@ fn spawn_compute(task: AcceptedTask, permits: Arc<Semaphore>, done: mpsc::Unboun
                     // A panic in the pipeline is a bug on this machine, not the task's fault: hand
                     // it back so another worker can take it at once.
                     tracing::error!(task.id = %task_id, %error, "computing a task panicked");
-                    WorkerMessage::Release { task_id: task_id.clone(), lease }
+                    WorkerMessage::Release {
+                        task_id: task_id.clone(),
+                        lease,
+                    }
                 }
             }
         };
@@ -225,7 +238,12 @@ fn spawn_compute(task: AcceptedTask, permits: Arc<Semaphore>, done: mpsc::Unboun
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
-        let _ = done.send(Finished { task_id, lease, rows, message });
+        let _ = done.send(Finished {
+            task_id,
+            lease,
+            rows,
+            message,
+        });
     });
 }
 
@@ -258,7 +276,11 @@ where
 /// Serves connection after connection until `stop` resolves: a worker on a hospital machine
 /// outlives server restarts. Waits `backoff` between attempts; returns the stats of every
 /// connection together.
-pub async fn run_reconnecting(config: WorkerConfig, stop: impl Future<Output = ()>, backoff: Duration) -> WorkerStats {
+pub async fn run_reconnecting(
+    config: WorkerConfig,
+    stop: impl Future<Output = ()>,
+    backoff: Duration,
+) -> WorkerStats {
     let stopped = AtomicBool::new(false);
     // `stop` is polled by several connections in turn; the flag says whether it has fired, since
     // a finished future must not be polled again.
@@ -270,7 +292,9 @@ pub async fn run_reconnecting(config: WorkerConfig, stop: impl Future<Output = (
     loop {
         match run(config.clone(), stop.as_mut()).await {
             Ok(stats) => total += stats,
-            Err(error) => tracing::debug!(server = %config.server, error = %format!("{error:#}"), "worker could not connect"),
+            Err(error) => {
+                tracing::debug!(server = %config.server, error = %format!("{error:#}"), "worker could not connect")
+            }
         }
         if stopped.load(Ordering::SeqCst) {
             return total;

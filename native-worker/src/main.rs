@@ -37,7 +37,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let args = Args::parse();
     anyhow::ensure!(
@@ -45,12 +47,16 @@ async fn main() -> anyhow::Result<()> {
         "--cpu-share must be in (0, 1], not {}",
         args.cpu_share
     );
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32).min(MAX_THREADS));
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get() as u32)
+            .min(MAX_THREADS)
+    });
     let key = args.key.unwrap_or_else(|| {
         let key = new_worker_key();
-        println!("worker key {key} (pass --key {key} to keep this worker's history across restarts)");
+        println!(
+            "worker key {key} (pass --key {key} to keep this worker's history across restarts)"
+        );
         key
     });
     let mut config = WorkerConfig::new(args.server, threads);
@@ -65,7 +71,15 @@ async fn main() -> anyhow::Result<()> {
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let stats = run_reconnecting(config, stop, Duration::from_secs_f64(args.reconnect_s.max(0.1))).await;
-    println!("tasks done {}, rows {}, errors sent {}", stats.tasks_done, stats.rows, stats.errors_sent);
+    let stats = run_reconnecting(
+        config,
+        stop,
+        Duration::from_secs_f64(args.reconnect_s.max(0.1)),
+    )
+    .await;
+    println!(
+        "tasks done {}, rows {}, errors sent {}",
+        stats.tasks_done, stats.rows, stats.errors_sent
+    );
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use super::{cargo, output, status, target_dir};
@@ -20,7 +20,9 @@ struct Anchor {
 }
 
 pub fn run(root: &Path, args: Vec<String>) -> Result<()> {
-    let Some((what, rest)) = args.split_first() else { bail!("usage: cargo xtask bench scheduler [flags]") };
+    let Some((what, rest)) = args.split_first() else {
+        bail!("usage: cargo xtask bench scheduler [flags]")
+    };
     if what != "scheduler" {
         bail!("unknown benchmark `{what}`; there is `scheduler`");
     }
@@ -31,15 +33,28 @@ pub fn run(root: &Path, args: Vec<String>) -> Result<()> {
     let mut bench = cargo();
     bench
         .current_dir(root)
-        .args(["bench", "--package", "vitalgrid-server", "--bench", "scheduler", "--"])
+        .args([
+            "bench",
+            "--package",
+            "vitalgrid-server",
+            "--bench",
+            "scheduler",
+            "--",
+        ])
         .arg("--json")
         .arg(&report_path)
         .args(passed);
     status(&mut bench)?;
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).context("reading the bench report")?)
-        .context("the bench report is not JSON")?;
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(&report_path).context("reading the bench report")?,
+    )
+    .context("the bench report is not JSON")?;
 
-    let anchors = if with_anchors { run_anchors(root)? } else { Vec::new() };
+    let anchors = if with_anchors {
+        run_anchors(root)?
+    } else {
+        Vec::new()
+    };
     print_table(&report, &anchors);
     Ok(())
 }
@@ -49,19 +64,33 @@ fn run_anchors(root: &Path) -> Result<Vec<Anchor>> {
     let dir = std::env::var_os("VITALGRID_ANCHORS_DIR")
         .map_or_else(|| root.join("../shared/bench/anchors"), PathBuf::from);
     if !dir.join("ray_bench.py").exists() {
-        eprintln!("xtask: no anchor scripts in {} (set VITALGRID_ANCHORS_DIR); skipping them", dir.display());
+        eprintln!(
+            "xtask: no anchor scripts in {} (set VITALGRID_ANCHORS_DIR); skipping them",
+            dir.display()
+        );
         return Ok(Vec::new());
     }
     let python = ensure_venv(root)?;
     ensure_redis()?;
     let mut anchors = Vec::new();
-    for (engine, script) in [("Ray", "ray_bench.py"), ("Celery + Redis", "celery_bench.py"), ("Dask distributed", "dask_bench.py")] {
+    for (engine, script) in [
+        ("Ray", "ray_bench.py"),
+        ("Celery + Redis", "celery_bench.py"),
+        ("Dask distributed", "dask_bench.py"),
+    ] {
         eprintln!("xtask: running the {engine} anchor");
-        let out = Command::new(&python).current_dir(&dir).arg(script).output().with_context(|| format!("starting {script}"))?;
+        let out = Command::new(&python)
+            .current_dir(&dir)
+            .arg(script)
+            .output()
+            .with_context(|| format!("starting {script}"))?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         eprint!("{text}");
         if !out.status.success() {
-            eprintln!("xtask: {script} failed: {}", String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "xtask: {script} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         anchors.push(Anchor {
             engine,
@@ -77,21 +106,41 @@ fn run_anchors(root: &Path) -> Result<Vec<Anchor>> {
 fn ensure_venv(root: &Path) -> Result<PathBuf> {
     let venv = root.join("target/bench-venv");
     let python = venv.join("bin/python");
-    let ready = output(Command::new(&python).args(["-c", "import ray, distributed, celery, redis"])).is_some();
+    let ready =
+        output(Command::new(&python).args(["-c", "import ray, distributed, celery, redis"]))
+            .is_some();
     if !ready {
         status(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-        status(Command::new(venv.join("bin/pip")).args(["install", "-q", "ray", "dask[distributed]", "celery[redis]"]))?;
+        status(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "-q",
+            "ray",
+            "dask[distributed]",
+            "celery[redis]",
+        ]))?;
     }
     Ok(python)
 }
 
 /// The Celery anchor needs a Redis on 127.0.0.1:6379; start a throwaway one if none answers.
 fn ensure_redis() -> Result<()> {
-    let ping = || output(Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", "6379", "ping"])).is_some_and(|o| o.trim() == "PONG");
+    let ping = || {
+        output(Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", "6379", "ping"]))
+            .is_some_and(|o| o.trim() == "PONG")
+    };
     if ping() {
         return Ok(());
     }
-    status(Command::new("redis-server").args(["--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379", "--save", ""]))?;
+    status(Command::new("redis-server").args([
+        "--daemonize",
+        "yes",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "6379",
+        "--save",
+        "",
+    ]))?;
     for _ in 0..50 {
         if ping() {
             return Ok(());
@@ -137,12 +186,21 @@ fn print_table(report: &Value, anchors: &[Anchor]) {
     }
     let ours = rows.first().map(|r| (r.1, r.2, r.3));
     for anchor in anchors {
-        rows.push((anchor.engine.to_owned(), anchor.noop_per_s, anchor.round_trip_ms, anchor.payload_per_s, String::new()));
+        rows.push((
+            anchor.engine.to_owned(),
+            anchor.noop_per_s,
+            anchor.round_trip_ms,
+            anchor.payload_per_s,
+            String::new(),
+        ));
     }
-    let ratio = |ours: Option<f64>, theirs: Option<f64>, higher_is_better: bool| match (ours, theirs) {
-        (Some(a), Some(b)) if a > 0.0 && b > 0.0 => format!("{:.2}×", if higher_is_better { a / b } else { b / a }),
-        _ => "–".to_owned(),
-    };
+    let ratio =
+        |ours: Option<f64>, theirs: Option<f64>, higher_is_better: bool| match (ours, theirs) {
+            (Some(a), Some(b)) if a > 0.0 && b > 0.0 => {
+                format!("{:.2}×", if higher_is_better { a / b } else { b / a })
+            }
+            _ => "–".to_owned(),
+        };
     println!();
     println!("| engine | no-op tasks/s | × | round trip p50 ms | × | 64 KB tasks/s | × | notes |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -158,7 +216,9 @@ fn print_table(report: &Value, anchors: &[Anchor]) {
             ratio(o_large, large, true),
         );
     }
-    println!("\n× = how many times better the first VitalGrid row is (throughput higher, round trip lower).");
+    println!(
+        "\n× = how many times better the first VitalGrid row is (throughput higher, round trip lower)."
+    );
 }
 
 #[cfg(test)]

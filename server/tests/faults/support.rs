@@ -463,15 +463,25 @@ pub async fn assert_correct_analysis(db: &DatabaseConnection, api: &Api, job_id:
     let expected = merge(&template, &segments, owner.trend_bucket_s).expect("segments merge");
     let expected = serde_json::to_string(&expected).expect("analysis serialises");
     // The stored bytes are compared: a JSON round trip through the API may move a float by an ULP.
-    let stored = result::Entity::find_by_id(job_id).one(db).await.expect("result query").expect("the job has a result");
+    let stored = result::Entity::find_by_id(job_id)
+        .one(db)
+        .await
+        .expect("result query")
+        .expect("the job has a result");
     if stored.analysis != expected {
-        let (stored, expected): (Value, Value) =
-            (serde_json::from_str(&stored.analysis).expect("stored JSON"), serde_json::from_str(&expected).expect("JSON"));
-        let at = first_difference(&stored, &expected, String::new()).unwrap_or_else(|| "(formatting only)".to_owned());
+        let (stored, expected): (Value, Value) = (
+            serde_json::from_str(&stored.analysis).expect("stored JSON"),
+            serde_json::from_str(&expected).expect("JSON"),
+        );
+        let at = first_difference(&stored, &expected, String::new())
+            .unwrap_or_else(|| "(formatting only)".to_owned());
         panic!("job {job_id}: the analysis differs from a native one-pass run at {at}");
     }
     let shown = api.get(&format!("/api/jobs/{job_id}/result")).await;
-    assert!(shown["analysis"].is_object(), "job {job_id}: the clinician sees the analysis");
+    assert!(
+        shown["analysis"].is_object(),
+        "job {job_id}: the clinician sees the analysis"
+    );
 }
 
 /// The JSON path of the first place where `a` and `b` differ, with both values.
