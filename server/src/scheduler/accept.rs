@@ -6,8 +6,8 @@
 use rand::Rng;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use vitalgrid_worker::algorithm::merge;
 use vitalgrid_worker::analysis::SegmentResult;
@@ -108,18 +108,39 @@ impl SenderCore {
             .map(|w| w.key.clone())
             .unwrap_or_else(|| worker_id.to_owned());
         let spot_check_draw: f64 = rand::thread_rng().r#gen();
-        let transaction = self.db.begin().await?;
-        let outcome = record_answer(
-            &transaction,
-            &packet,
-            &key,
-            now,
-            self.config.replicas,
-            spot_check_draw,
-            &self.templates,
-        )
-        .await?;
-        transaction.commit().await?;
+        let recorded = async {
+            let transaction = self.db.begin().await?;
+            let outcome = record_answer(
+                &transaction,
+                &packet,
+                &key,
+                now,
+                self.config.replicas,
+                spot_check_draw,
+                &self.templates,
+            )
+            .await?;
+            transaction.commit().await?;
+            Ok::<_, DbErr>(outcome)
+        }
+        .await;
+        let outcome = match recorded {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // A deadlock or lost connection rolled the answer back; the task must not stay
+                // leased to a worker that no longer holds it, so it goes back to the queue.
+                tracing::warn!(task.id = %task_id, %error, "recording a result failed; task requeued");
+                self.release(
+                    &task_id,
+                    packet.lease,
+                    false,
+                    "the result could not be stored",
+                )
+                .await?;
+                self.notify();
+                return Ok(());
+            }
+        };
 
         if let Some(worker) = self.workers().get_mut(worker_id) {
             worker.tasks_done += u64::from(outcome != Outcome::Stale);
@@ -497,11 +518,16 @@ async fn finish_job(
     now_ms: i64,
     templates: &TemplateStore,
 ) -> Result<(), DbErr> {
-    let tasks = task::Entity::find()
+    let mut query = task::Entity::find()
         .filter(task::Column::JobId.eq(finished.id))
-        .order_by_asc(task::Column::Seq)
-        .all(db)
-        .await?;
+        .order_by_asc(task::Column::Seq);
+    if db.get_database_backend() == DbBackend::MySql {
+        // Under REPEATABLE READ a plain SELECT sees this transaction's snapshot, which can predate
+        // the commit of the result that made the count complete; a locking read sees the latest.
+        // (FOR UPDATE rather than FOR SHARE, which MariaDB does not know.)
+        query = query.lock(sea_orm::sea_query::LockType::Update);
+    }
+    let tasks = query.all(db).await?;
     let segments: Result<Vec<SegmentResult>, String> = tasks
         .iter()
         .map(|t| {

@@ -886,15 +886,21 @@ impl SenderCore {
 
     async fn sweep(&self) -> Result<(), DbErr> {
         let now = self.clock.now_ms();
-        let live: Vec<String> = self.workers().keys().cloned().collect();
-        if !live.is_empty() {
+        // Only the tasks a live connection actually holds are renewed: a lease this process lost
+        // track of (say, after a failed transaction) expires like any other.
+        let held: Vec<String> = self
+            .workers()
+            .values()
+            .flat_map(|w| w.in_flight.keys().cloned())
+            .collect();
+        for chunk in held.chunks(500) {
             task::Entity::update_many()
                 .col_expr(
                     task::Column::LeaseExpiresAtMs,
                     Expr::value(now + self.lease_ttl_ms()),
                 )
                 .filter(task::Column::Status.eq(task_status::LEASED))
-                .filter(task::Column::LeaseWorker.is_in(live))
+                .filter(task::Column::Id.is_in(chunk.iter().cloned()))
                 .exec(&self.db)
                 .await?;
         }
