@@ -105,9 +105,12 @@ pub async fn run(
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<WorkerStats> {
     let threads = config.threads.clamp(1, MAX_THREADS);
-    let (socket, _) = tokio_tungstenite::connect_async(config.server.as_str())
-        .await
-        .with_context(|| format!("connecting to {}", config.server))?;
+    // Nagle off: an ACK and a result are two small frames written back to back, and with Nagle
+    // the second waits for the TCP acknowledgement of the first — up to 40 ms of delayed ACK.
+    let (socket, _) =
+        tokio_tungstenite::connect_async_with_config(config.server.as_str(), None, true)
+            .await
+            .with_context(|| format!("connecting to {}", config.server))?;
     let (mut sink, mut stream) = socket.split();
     let hello = WorkerMessage::Hello {
         protocol: PROTOCOL_VERSION,
