@@ -49,6 +49,8 @@ struct Args {
     round_trips: usize,
     workers: Vec<usize>,
     json: Option<PathBuf>,
+    /// The server's sweep period; also how soon it notices jobs written straight into the database.
+    sweep_ms: u64,
 }
 
 fn parse_args() -> Args {
@@ -61,6 +63,7 @@ fn parse_args() -> Args {
         round_trips: 1_000,
         workers: vec![100, 1_000],
         json: None,
+        sweep_ms: 20,
     };
     let mut raw = std::env::args().skip(1);
     while let Some(flag) = raw.next() {
@@ -73,10 +76,12 @@ fn parse_args() -> Args {
             "--workers" => {
                 args.workers = value()
                     .split(',')
+                    .filter(|n| !n.is_empty())
                     .map(|n| n.parse().expect("--workers 100,1000"))
                     .collect()
             }
             "--json" => args.json = Some(PathBuf::from(value())),
+            "--sweep-ms" => args.sweep_ms = value().parse().expect("--sweep-ms N"),
             // `cargo bench` passes `--bench`; anything else is a mistake worth hearing about.
             "--bench" => {}
             other => panic!("unknown flag {other}"),
@@ -130,7 +135,7 @@ async fn bench_backend(name: &str, mysql: Option<&String>, args: &Args) -> Value
     let owner = create_account(&db, "bench@example.org", PASSWORD, Role::Clinician, 0)
         .await
         .expect("account");
-    let mut server = start_server(&url, &dir.join("server.log")).await;
+    let mut server = start_server(&url, &dir.join("server.log"), args.sweep_ms).await;
     let file_id = upload_small_file(&server.base).await;
     let source = file::Entity::find_by_id(file_id)
         .one(&db)
@@ -239,7 +244,7 @@ impl Server {
     }
 }
 
-async fn start_server(url: &str, log: &std::path::Path) -> Server {
+async fn start_server(url: &str, log: &std::path::Path, sweep_ms: u64) -> Server {
     let log_file = std::fs::File::create(log).expect("server log");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vitalgrid"))
         .args([
@@ -253,7 +258,7 @@ async fn start_server(url: &str, log: &std::path::Path) -> Server {
         ])
         .args([
             "--sweep-interval-ms",
-            "20",
+            &sweep_ms.to_string(),
             "--ack-timeout-ms",
             "30000",
             "--lease-ttl-ms",
@@ -488,9 +493,10 @@ async fn round_trips(
     template: &(String, i32),
     n: usize,
 ) -> (f64, f64) {
-    let (socket, _) = tokio_tungstenite::connect_async(server.ws_url.as_str())
-        .await
-        .expect("worker connects");
+    let (socket, _) =
+        tokio_tungstenite::connect_async_with_config(server.ws_url.as_str(), None, true)
+            .await
+            .expect("worker connects");
     let (mut sink, mut stream) = socket.split();
     let hello = WorkerMessage::Hello {
         protocol: PROTOCOL_VERSION,
