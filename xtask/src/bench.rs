@@ -161,10 +161,13 @@ fn fmt(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
+/// One line of the table: engine, no-op tasks/s, round trip ms, 64 KB tasks/s, notes.
+type Row = (String, Option<f64>, Option<f64>, Option<f64>, String);
+
 /// "×" columns: how many times better VitalGrid (first SQLite scenario) is than the engine — higher
 /// throughput, or lower round trip.
 fn print_table(report: &Value, anchors: &[Anchor]) {
-    let mut rows: Vec<(String, Option<f64>, Option<f64>, Option<f64>, String)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     for backend in report.as_array().into_iter().flatten() {
         let name = backend["backend"].as_str().unwrap_or("?");
         let p50 = backend["round_trip_p50_ms"].as_f64();
