@@ -518,7 +518,11 @@ async fn finish_job(
     now_ms: i64,
     templates: &TemplateStore,
 ) -> Result<(), DbErr> {
+    // Only what the merge reads: a job's payloads (the patient's data) can run to many megabytes.
     let mut query = task::Entity::find()
+        .select_only()
+        .column(task::Column::Seq)
+        .column(task::Column::Result)
         .filter(task::Column::JobId.eq(finished.id))
         .order_by_asc(task::Column::Seq);
     if db.get_database_backend() == DbBackend::MySql {
@@ -527,16 +531,15 @@ async fn finish_job(
         // (FOR UPDATE rather than FOR SHARE, which MariaDB does not know.)
         query = query.lock(sea_orm::sea_query::LockType::Update);
     }
-    let tasks = query.all(db).await?;
+    let tasks: Vec<(i32, Option<Vec<u8>>)> = query.into_tuple().all(db).await?;
     let segments: Result<Vec<SegmentResult>, String> = tasks
         .iter()
-        .map(|t| {
-            let bytes = t
-                .result
+        .map(|(seq, result)| {
+            let bytes = result
                 .as_deref()
-                .ok_or_else(|| format!("part {} has no result", t.seq + 1))?;
+                .ok_or_else(|| format!("part {} has no result", seq + 1))?;
             serde_json::from_slice(bytes)
-                .map_err(|e| format!("part {} result unreadable: {e}", t.seq + 1))
+                .map_err(|e| format!("part {} result unreadable: {e}", seq + 1))
         })
         .collect();
     let template = templates
