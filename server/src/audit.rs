@@ -5,7 +5,7 @@
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 use vitalgrid_worker::pipeline::run_task;
-use vitalgrid_worker::protocol::{SignedPayload, TaskPacket};
+use vitalgrid_worker::protocol::{CheckedPayload, TaskPacket, sha256_hex};
 
 use crate::db::entities::{job, task};
 use crate::db::task_status;
@@ -46,10 +46,15 @@ pub async fn audit_results(
                 template_id: owner.template_id.clone(),
                 template_version: owner.template_version as u32,
                 algorithm: owner.algorithm.clone(),
-                data: SignedPayload {
-                    payload: String::from_utf8(stored.payload.clone()).ok()?,
-                    sha256: stored.payload_sha256.clone(),
-                },
+                // The stored digest vouches for the payload at rest; the packet's checksum is
+                // only for the wire.
+                data: CheckedPayload::seal(
+                    String::from_utf8(stored.payload.clone())
+                        .ok()
+                        .filter(|payload| {
+                            sha256_hex(payload.as_bytes()) == stored.payload_sha256
+                        })?,
+                ),
             };
             run_task(&template, &packet).ok()
         });

@@ -8,12 +8,15 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { dist, launchChromium, serveDist, until } from './support.mjs';
 
 const sha256 = (text) => createHash('sha256').update(text, 'utf8').digest('hex');
+// Templates and results carry a SHA-256; tasks a CRC-32 (see worker-wasm/src/protocol.rs).
 const seal = (payload) => ({ payload, sha256: sha256(payload) });
+const sealTask = (payload) => ({ payload, crc32: crc32(payload) });
 
 // The built-in vitals template (worker-wasm/src/template.rs), as the server would send it.
 const template = {
@@ -33,7 +36,7 @@ function taskFrame(taskId, rows) {
   const data = { time_s, signals: [{ name: 'hr', values: hr }, { name: 'spo2', values: spo2 }], core_start: 0, core_end: rows, trend_bucket_s: 60 };
   return JSON.stringify({
     type: 'task', task_id: taskId, lease: 1, template_id: 'bedside-vitals', template_version: 1,
-    algorithm: 'signal-summary', ...seal(JSON.stringify(data)),
+    algorithm: 'signal-summary', ...sealTask(JSON.stringify(data)),
   });
 }
 
@@ -148,6 +151,8 @@ test('Stop hands an unfinished task back with a release frame', async () => {
       ws.send(big);
     }
   });
+  // The least CPU share makes the task last four times as long, so Stop lands while it runs.
+  await page.getByLabel('CPU share').selectOption('25');
   await page.getByLabel('Threads').fill('1');
   await page.getByRole('button', { name: 'Start' }).click();
   await until('the ack', () => received.some((f) => f.includes('"type":"ack"')));

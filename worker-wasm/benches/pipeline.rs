@@ -15,10 +15,10 @@ use vitalgrid_worker::algorithm::AlgorithmRun;
 use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::processor::DataProcessor;
 use vitalgrid_worker::protocol::{
-    ServerMessage, SignalColumn, SignedPayload, TaskData, TaskPacket, WorkerMessage,
+    CheckedPayload, ServerMessage, SignalColumn, SignedPayload, TaskData, TaskPacket, WorkerMessage,
 };
 use vitalgrid_worker::sender;
-use vitalgrid_worker::template::{RecordingKind, Template, builtin_templates};
+use vitalgrid_worker::template::{HRV_TIME, RecordingKind, Template, builtin_templates};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -213,7 +213,13 @@ struct Workload {
     task_frames: Vec<String>,
 }
 
-fn workload(name: &str, recording: &Recording, whole: bool) -> Result<Workload, Error> {
+/// `algorithm`: the one the tasks name; `None` for the template's default (the full report).
+fn workload(
+    name: &str,
+    recording: &Recording,
+    whole: bool,
+    algorithm: Option<&str>,
+) -> Result<Workload, Error> {
     let template = &recording.template;
     let trend_bucket_s = trend_bucket_for(recording.duration_s(), TREND_POINTS);
     let payloads = if whole {
@@ -230,8 +236,8 @@ fn workload(name: &str, recording: &Recording, whole: bool) -> Result<Workload, 
             }
         }
     };
-    let algorithm = template
-        .default_algorithm()
+    let algorithm = algorithm
+        .or(template.default_algorithm())
         .ok_or("template without algorithm")?;
     let task_frames = payloads
         .iter()
@@ -243,7 +249,7 @@ fn workload(name: &str, recording: &Recording, whole: bool) -> Result<Workload, 
                 template_id: template.id.clone(),
                 template_version: template.version,
                 algorithm: algorithm.to_owned(),
-                data: SignedPayload::seal(serde_json::to_string(data)?),
+                data: CheckedPayload::seal(serde_json::to_string(data)?),
             };
             serde_json::to_string(&ServerMessage::Task(packet))
         })
@@ -299,7 +305,7 @@ fn run_once(workload: &Workload) -> Result<(f64, f64, Vec<String>), Error> {
 }
 
 /// Where the time goes, stage by stage, with the crate's public pieces in the order
-/// `receiver::accept_task` and the pipeline use them: frame JSON → payload SHA-256 → payload JSON
+/// `receiver::accept_task` and the pipeline use them: frame JSON → payload CRC-32 → payload JSON
 /// → validation (`DataProcessor::new`) → algorithms (process + finish) → result encode (JSON,
 /// SHA-256, frame). Then each algorithm the template offers, run alone on the same rows, to show
 /// which part of a report costs what. Each figure is the least of `repeats` tries: single stages
@@ -323,7 +329,7 @@ fn stages(workload: &Workload, repeats: usize) -> Result<serde_json::Value, Erro
     let (sums, each) = best.ok_or("no stages")?;
     Ok(serde_json::json!({
         "frame_json_ms": sums[0],
-        "payload_sha256_ms": sums[1],
+        "payload_checksum_ms": sums[1],
         "payload_json_ms": sums[2],
         "validate_ms": sums[3],
         "algorithms_ms": sums[4],
@@ -332,7 +338,7 @@ fn stages(workload: &Workload, repeats: usize) -> Result<serde_json::Value, Erro
     }))
 }
 
-/// (frame JSON, payload SHA-256, payload JSON, validation, algorithms, result encode) ms summed
+/// (frame JSON, payload checksum, payload JSON, validation, algorithms, result encode) ms summed
 /// over the workload's tasks, and each algorithm's ms alone.
 type StageTimes = ([f64; 6], Vec<(String, f64)>);
 
@@ -342,7 +348,7 @@ fn stages_once(workload: &Workload) -> Result<StageTimes, Error> {
         _ => return Err("not a template frame".into()),
     };
     let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
-    // frame JSON, payload SHA-256, payload JSON, validation, algorithms, result encode
+    // frame JSON, payload checksum, payload JSON, validation, algorithms, result encode
     let mut sums = [0.0f64; 6];
     let mut each: Vec<(String, f64)> = template
         .algorithms
@@ -469,10 +475,13 @@ fn main() -> Result<(), Error> {
     .csv;
     let vitals = parse_csv(&vitals_csv, find(RecordingKind::Vitals)?)?;
     let workloads = [
-        workload("ecg-whole", &ecg, true)?,
-        workload("ecg-segments", &ecg, false)?,
-        workload("vitals-whole", &vitals, true)?,
-        workload("vitals-segments", &vitals, false)?,
+        workload("ecg-whole", &ecg, true, None)?,
+        workload("ecg-segments", &ecg, false, None)?,
+        // What neurokit2's peaks-only path computes (R peaks, then time-domain HRV): the
+        // like-for-like comparison.
+        workload("ecg-hrv-whole", &ecg, true, Some(HRV_TIME))?,
+        workload("vitals-whole", &vitals, true, None)?,
+        workload("vitals-segments", &vitals, false, None)?,
     ];
 
     let mut figures = serde_json::Map::new();

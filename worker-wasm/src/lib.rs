@@ -22,3 +22,5 @@ pub mod template;
 /// The WebAssembly facade used by the browser worker.
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+/// Compact, exact encodings of a task's columns of numbers.
+pub mod wire;

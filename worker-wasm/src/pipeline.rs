@@ -223,7 +223,7 @@ fn finish(task: AcceptedTask) -> WorkerMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ServerMessage, SignalColumn, SignedPayload, TaskData};
+    use crate::protocol::{CheckedPayload, ServerMessage, SignalColumn, SignedPayload, TaskData};
     use crate::slicer::Clock;
     use crate::template::{SIGNAL_SUMMARY, builtin_templates};
 
@@ -280,7 +280,7 @@ mod tests {
             template_id: "bedside-vitals".into(),
             template_version: 1,
             algorithm: SIGNAL_SUMMARY.into(),
-            data: SignedPayload::seal(serde_json::to_string(&data).expect("serialises")),
+            data: CheckedPayload::seal(serde_json::to_string(&data).expect("serialises")),
         }
     }
 
@@ -442,7 +442,7 @@ mod tests {
     fn corrupt_task_is_not_queued() {
         let mut pipeline = ready_pipeline(&[]);
         let mut corrupt = packet("a", 10);
-        corrupt.data.sha256 = "0".repeat(64);
+        corrupt.data.crc32 ^= 1;
         let replies = pipeline.receive(&task_frame(corrupt));
         assert!(matches!(
             replies.as_slice(),

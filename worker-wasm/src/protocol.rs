@@ -1,8 +1,13 @@
 //! The packets exchanged between the server and volunteer workers over `/ws/worker`.
 //!
-//! Every frame is one JSON text message. Data-bearing packets (templates, tasks, results) carry their
-//! content as a `payload` string plus the hex SHA-256 of that string's UTF-8 bytes, so integrity is
-//! checked over exactly the bytes that were sent, independent of JSON formatting on either side.
+//! Every frame is one JSON text message. Data-bearing packets carry their content as a `payload`
+//! string plus a digest of that string's UTF-8 bytes, so integrity is checked over exactly the
+//! bytes that were sent, independent of JSON formatting on either side:
+//! - templates and results carry the hex SHA-256 (results are compared across volunteers by it);
+//! - tasks carry a CRC-32, which catches damage in transit as well and costs a browser almost
+//!   nothing on a megabyte of samples, where SHA-256 in WebAssembly (no SHA instructions) cost more
+//!   than the analysis. A task's data comes from the server, so a checksum, not a cryptographic
+//!   digest, is what it needs. Its columns travel packed (see [`crate::wire`]).
 //!
 //! Packets never carry a patient reference, file name, account or wall-clock date: task ids are
 //! opaque and times are seconds relative to the start of the recording.
@@ -13,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Bumped whenever a packet changes shape; a worker speaking another version is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2: task packets carry `crc32` instead of `sha256`, and packed columns.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Messages the server sends to a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +116,26 @@ impl SignedPayload {
     }
 }
 
+/// A task payload with the CRC-32 (IEEE 802.3) of its bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckedPayload {
+    pub payload: String,
+    pub crc32: u32,
+}
+
+impl CheckedPayload {
+    /// Wraps `payload`, computing its checksum.
+    pub fn seal(payload: String) -> Self {
+        let crc32 = crc32fast::hash(payload.as_bytes());
+        Self { payload, crc32 }
+    }
+
+    /// True when the payload still has the announced checksum.
+    pub fn is_intact(&self) -> bool {
+        crc32fast::hash(self.payload.as_bytes()) == self.crc32
+    }
+}
+
 /// One unit of work: a segment of one recording, to be run through one algorithm.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskPacket {
@@ -122,7 +148,7 @@ pub struct TaskPacket {
     pub algorithm: String,
     /// JSON of [`TaskData`].
     #[serde(flatten)]
-    pub data: SignedPayload,
+    pub data: CheckedPayload,
 }
 
 /// A worker's answer to a task.
@@ -139,6 +165,7 @@ pub struct ResultPacket {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskData {
     /// Seconds from the first sample of the recording (not of the segment).
+    #[serde(with = "crate::wire::complete")]
     pub time_s: Vec<f64>,
     /// One entry per signal; `values[i]` belongs to `time_s[i]`; `None` where the cell was empty.
     pub signals: Vec<SignalColumn>,
@@ -155,6 +182,8 @@ pub struct TaskData {
 pub struct SignalColumn {
     /// The template's canonical signal name (`hr`, `spo2`, `ecg`, …).
     pub name: String,
+    /// `values[i]` belongs to `time_s[i]`; `None` where the cell was empty.
+    #[serde(with = "crate::wire::cells")]
     pub values: Vec<Option<f64>>,
 }
 
@@ -176,6 +205,44 @@ mod tests {
     }
 
     #[test]
+    fn the_browser_runtime_speaks_this_protocol_version() {
+        let runtime = include_str!("../../web/src/volunteer/runtime.ts");
+        let line = format!("const PROTOCOL_VERSION = {PROTOCOL_VERSION};");
+        assert!(
+            runtime.contains(&line),
+            "web/src/volunteer/runtime.ts lacks `{line}`"
+        );
+    }
+
+    #[test]
+    fn checked_payload_is_intact_until_a_byte_changes() {
+        let mut checked = CheckedPayload::seal("{\"a\":1}".to_owned());
+        assert!(checked.is_intact());
+        checked.payload = "{\"a\":2}".to_owned();
+        assert!(!checked.is_intact());
+    }
+
+    #[test]
+    fn task_data_round_trips_through_packed_columns() {
+        let data = TaskData {
+            time_s: vec![0.0, 0.5, 1.0, 1.5],
+            signals: vec![SignalColumn {
+                name: "hr".into(),
+                values: vec![Some(70.0), None, Some(71.5), Some(72.0)],
+            }],
+            core_start: 1,
+            core_end: 3,
+            trend_bucket_s: 60.0,
+        };
+        let json = serde_json::to_string(&data).expect("serialises");
+        assert!(json.contains("\"encoding\":\"linear\""), "{json}");
+        assert_eq!(
+            serde_json::from_str::<TaskData>(&json).expect("parses"),
+            data
+        );
+    }
+
+    #[test]
     fn task_packet_round_trips_with_flat_payload_fields() {
         let packet = ServerMessage::Task(TaskPacket {
             task_id: "t1".into(),
@@ -183,11 +250,11 @@ mod tests {
             template_id: "bedside-vitals".into(),
             template_version: 1,
             algorithm: "vitals-summary".into(),
-            data: SignedPayload::seal("{}".into()),
+            data: CheckedPayload::seal("{}".into()),
         });
         let text = serde_json::to_string(&packet).expect("serialises");
         assert!(text.contains("\"type\":\"task\""));
-        assert!(text.contains("\"sha256\":"));
+        assert!(text.contains("\"crc32\":"));
         let back: ServerMessage = serde_json::from_str(&text).expect("parses");
         assert_eq!(back, packet);
     }

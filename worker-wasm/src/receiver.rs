@@ -16,7 +16,7 @@ use crate::template::Template;
 /// Why a task cannot be run (or its result not sent); each maps to a protocol [`ErrorCode`].
 #[derive(Debug, Error)]
 pub enum TaskError {
-    #[error("task payload does not match its SHA-256")]
+    #[error("task payload does not match its CRC-32")]
     Integrity,
     #[error("template {id} v{version} has not been received")]
     UnknownTemplate { id: String, version: u32 },
@@ -205,7 +205,7 @@ fn salvage_ids(frame: &str) -> (Option<String>, Option<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::SignalColumn;
+    use crate::protocol::{CheckedPayload, SignalColumn};
     use crate::template::{SIGNAL_SUMMARY, builtin_templates};
 
     fn template_frame() -> String {
@@ -221,7 +221,7 @@ mod tests {
             template_id: "bedside-vitals".into(),
             template_version: 1,
             algorithm: SIGNAL_SUMMARY.into(),
-            data: SignedPayload::seal(payload),
+            data: CheckedPayload::seal(payload),
         }
     }
 
@@ -277,7 +277,11 @@ mod tests {
     fn corrupt_task_payload_is_dropped_with_integrity_error() {
         let mut receiver = ready_receiver();
         let mut corrupt = packet(good_data());
-        corrupt.data.payload = corrupt.data.payload.replace("70.0", "71.0");
+        corrupt.data.payload = corrupt
+            .data
+            .payload
+            .replace("\"core_end\":2", "\"core_end\":1");
+        assert!(!corrupt.data.is_intact(), "the test changed the payload");
         let received = receive_task(&mut receiver, corrupt);
         assert_eq!(
             error_code(&received),
@@ -310,7 +314,8 @@ mod tests {
     #[test]
     fn task_with_inconsistent_lengths_is_malformed() {
         let mut receiver = ready_receiver();
-        let bad = good_data().replace("[70.0,null]", "[70.0]");
+        // Written by hand in the plain column form: one value for two timestamps.
+        let bad = r#"{"time_s":[0,1],"signals":[{"name":"hr","values":[70.0]}],"core_start":0,"core_end":2,"trend_bucket_s":60}"#.to_owned();
         let received = receive_task(&mut receiver, packet(bad));
         assert_eq!(
             error_code(&received).map(|e| e.0),

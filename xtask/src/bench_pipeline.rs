@@ -377,11 +377,12 @@ fn print_tables(report: &Value) {
 
     println!();
     println!(
-        "Where native time goes (ms, summed over tasks): frame JSON / payload SHA-256 / payload JSON / validate / algorithms / result encode"
+        "Where native time goes (ms, summed over tasks): frame JSON / payload CRC-32 / payload JSON / validate / algorithms / result encode"
     );
     for name in [
         "ecg-whole",
         "ecg-segments",
+        "ecg-hrv-whole",
         "vitals-whole",
         "vitals-segments",
     ] {
@@ -392,7 +393,7 @@ fn print_tables(report: &Value) {
         println!(
             "  {name:<16} {} / {} / {} / {} / {} / {}",
             stage("frame_json_ms"),
-            stage("payload_sha256_ms"),
+            stage("payload_checksum_ms"),
             stage("payload_json_ms"),
             stage("validate_ms"),
             stage("algorithms_ms"),

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 mod bench;
 /// `bench pipeline`: the worker pipeline natively, in Chromium and beside neurokit2.
@@ -55,7 +55,10 @@ impl Profile {
 
 fn workspace_root() -> Result<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(Path::to_path_buf).context("xtask lives inside the workspace")
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask lives inside the workspace")
 }
 
 fn target_dir(root: &Path) -> PathBuf {
@@ -72,7 +75,9 @@ fn npm() -> Command {
 
 fn status(command: &mut Command) -> Result<()> {
     eprintln!("xtask: {command:?}");
-    let status = command.status().with_context(|| format!("starting {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("starting {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed with {status}");
     }
@@ -80,7 +85,11 @@ fn status(command: &mut Command) -> Result<()> {
 }
 
 fn output(command: &mut Command) -> Option<String> {
-    command.output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    command
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 /// Builds everything; returns the path of the `vitalgrid` binary.
@@ -88,7 +97,13 @@ fn build(root: &Path, profile: Profile) -> Result<PathBuf> {
     build_wasm(root)?;
     build_web(root)?;
     let mut server = cargo();
-    server.current_dir(root).args(["build", "--package", "vitalgrid-server", "--bin", "vitalgrid"]);
+    server.current_dir(root).args([
+        "build",
+        "--package",
+        "vitalgrid-server",
+        "--bin",
+        "vitalgrid",
+    ]);
     if profile == Profile::Release {
         server.arg("--release");
     }
@@ -98,8 +113,12 @@ fn build(root: &Path, profile: Profile) -> Result<PathBuf> {
 
 /// The worker pipeline for browsers: wasm32 build, then wasm-bindgen's JS glue into the web app.
 fn build_wasm(root: &Path) -> Result<()> {
-    let installed = output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
-    if !installed.lines().any(|line| line.trim() == "wasm32-unknown-unknown") {
+    let installed =
+        output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
+    if !installed
+        .lines()
+        .any(|line| line.trim() == "wasm32-unknown-unknown")
+    {
         status(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
     }
     let wasm_bindgen = ensure_wasm_bindgen(root)?;
@@ -114,7 +133,14 @@ fn build_wasm(root: &Path) -> Result<()> {
     ]))?;
     let wasm = target_dir(root).join("wasm32-unknown-unknown/release/vitalgrid_worker.wasm");
     let out_dir = root.join("web/src/wasm/pkg");
-    status(Command::new(wasm_bindgen).arg("--target").arg("web").arg("--out-dir").arg(&out_dir).arg(&wasm))
+    status(
+        Command::new(wasm_bindgen)
+            .arg("--target")
+            .arg("web")
+            .arg("--out-dir")
+            .arg(&out_dir)
+            .arg(&wasm),
+    )
 }
 
 /// wasm-bindgen's CLI must match the `wasm-bindgen` crate in Cargo.lock exactly. Installed
@@ -122,7 +148,8 @@ fn build_wasm(root: &Path) -> Result<()> {
 /// machine sees does not list yet.
 fn ensure_wasm_bindgen(root: &Path) -> Result<PathBuf> {
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("reading Cargo.lock")?;
-    let version = locked_version(&lock, "wasm-bindgen").context("Cargo.lock has no wasm-bindgen")?;
+    let version =
+        locked_version(&lock, "wasm-bindgen").context("Cargo.lock has no wasm-bindgen")?;
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
@@ -139,7 +166,11 @@ fn locked_version(lock: &str, package: &str) -> Option<String> {
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
         if line.trim() == format!("name = \"{package}\"") {
-            let version = lines.next()?.trim().strip_prefix("version = \"")?.strip_suffix('"')?;
+            let version = lines
+                .next()?
+                .trim()
+                .strip_prefix("version = \"")?
+                .strip_suffix('"')?;
             return Some(version.to_owned());
         }
     }
@@ -148,9 +179,17 @@ fn locked_version(lock: &str, package: &str) -> Option<String> {
 
 fn build_web(root: &Path) -> Result<()> {
     let web = root.join("web");
-    let install = if web.join("package-lock.json").exists() { "ci" } else { "install" };
+    let install = if web.join("package-lock.json").exists() {
+        "ci"
+    } else {
+        "install"
+    };
     if !web.join("node_modules/.package-lock.json").exists() || install == "install" {
-        status(npm().current_dir(&web).args([install, "--no-audit", "--no-fund"]))?;
+        status(
+            npm()
+                .current_dir(&web)
+                .args([install, "--no-audit", "--no-fund"]),
+        )?;
     }
     status(npm().current_dir(&web).args(["run", "build"]))
 }
@@ -162,7 +201,9 @@ fn run(root: &Path) -> Result<()> {
     if std::env::var_os("VITALGRID_REPLICAS").is_none() {
         // On one machine there is usually one volunteer tab, and a result needs two distinct
         // workers to agree by default: a local demo would wait forever for the second.
-        eprintln!("xtask: local run with VITALGRID_REPLICAS=1 (one volunteer suffices); deployments keep 2");
+        eprintln!(
+            "xtask: local run with VITALGRID_REPLICAS=1 (one volunteer suffices); deployments keep 2"
+        );
         serve.env("VITALGRID_REPLICAS", "1");
     }
     status(&mut serve)
@@ -173,11 +214,18 @@ fn test(root: &Path) -> Result<()> {
     build_web(root)?;
     // `cargo test` builds the `vitalgrid` binary too (the server's integration tests need it), with
     // the same dependency features as the tests; a separate `cargo build` would compile them twice.
-    let binary = target_dir(root).join(Profile::Debug.dir()).join("vitalgrid");
+    let binary = target_dir(root)
+        .join(Profile::Debug.dir())
+        .join("vitalgrid");
     // The Rust tests write a task and its native result here; the Node test then runs the same task
     // through the WebAssembly build and compares the bytes.
     let frames = target_dir(root).join("xtask/byte-identity-frames");
-    status(cargo().current_dir(root).args(["test", "--workspace", "--no-fail-fast"]).env("VITALGRID_FRAMES_DIR", &frames))?;
+    status(
+        cargo()
+            .current_dir(root)
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .env("VITALGRID_FRAMES_DIR", &frames),
+    )?;
     status(
         Command::new("node")
             .current_dir(root)
@@ -188,7 +236,13 @@ fn test(root: &Path) -> Result<()> {
     let web = root.join("web");
     status(npm().current_dir(&web).args(["run", "test"]))?;
     // The end-to-end test has a single volunteer tab; replication is covered by the Rust suites.
-    status(npm().current_dir(&web).args(["run", "test:e2e"]).env("VITALGRID_BIN", &binary).env("VITALGRID_REPLICAS", "1"))
+    status(
+        npm()
+            .current_dir(&web)
+            .args(["run", "test:e2e"])
+            .env("VITALGRID_BIN", &binary)
+            .env("VITALGRID_REPLICAS", "1"),
+    )
 }
 
 #[cfg(test)]
@@ -198,7 +252,10 @@ mod tests {
     #[test]
     fn locked_version_reads_the_named_package() {
         let lock = "[[package]]\nname = \"wasm-bindgen\"\nversion = \"0.2.130\"\n\n[[package]]\nname = \"wasm-bindgen-macro\"\nversion = \"0.2.130\"\n";
-        assert_eq!(locked_version(lock, "wasm-bindgen").as_deref(), Some("0.2.130"));
+        assert_eq!(
+            locked_version(lock, "wasm-bindgen").as_deref(),
+            Some("0.2.130")
+        );
         assert_eq!(locked_version(lock, "serde"), None);
     }
 }

@@ -27,7 +27,7 @@ use sea_orm::{
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 use vitalgrid_worker::protocol::{
-    ErrorCode, ServerMessage, SignedPayload, TaskPacket, WorkerMessage,
+    CheckedPayload, ErrorCode, ServerMessage, SignedPayload, TaskPacket, WorkerMessage,
 };
 
 use crate::clock::Clock;
@@ -687,10 +687,7 @@ impl SenderCore {
             template_id: owner.template_id,
             template_version: owner.template_version as u32,
             algorithm: owner.algorithm,
-            data: SignedPayload {
-                payload,
-                sha256: candidate.payload_sha256,
-            },
+            data: CheckedPayload::seal(payload),
         }))
     }
 
@@ -864,10 +861,7 @@ impl SenderCore {
                 template_id: owner.template_id,
                 template_version: owner.template_version as u32,
                 algorithm: owner.algorithm,
-                data: SignedPayload {
-                    payload,
-                    sha256: known.payload_sha256,
-                },
+                data: CheckedPayload::seal(payload),
             };
             let probe = InFlight {
                 packet: packet.clone(),

@@ -375,7 +375,7 @@ pub async fn run_native_worker(
             corrupted = true;
             let original = text.clone();
             // The payload is a JSON string inside the frame, so its quotes arrive escaped.
-            text = text.replacen("\\\"time_s\\\":[0", "\\\"time_s\\\":[7", 1);
+            text = text.replacen("\\\"core_start\\\":", "\\\"core_start\\\":1", 1);
             assert_ne!(text, original, "the test corrupted the payload");
         }
         let mut outgoing = pipeline.receive(&text);

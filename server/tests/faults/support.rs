@@ -25,7 +25,7 @@ use vitalgrid_synthetic::{VitalsConfig, generate_vitals};
 use vitalgrid_worker::algorithm::merge;
 use vitalgrid_worker::analysis::SegmentResult;
 use vitalgrid_worker::pipeline::run_task;
-use vitalgrid_worker::protocol::{SignedPayload, TaskPacket, sha256_hex};
+use vitalgrid_worker::protocol::{CheckedPayload, TaskPacket, sha256_hex};
 
 pub const PASSWORD: &str = "a long test password";
 
@@ -444,10 +444,9 @@ pub async fn assert_correct_analysis(db: &DatabaseConnection, api: &Api, job_id:
             template_id: owner.template_id.clone(),
             template_version: owner.template_version as u32,
             algorithm: owner.algorithm.clone(),
-            data: SignedPayload {
-                payload: String::from_utf8(stored.payload.clone()).expect("payload is UTF-8"),
-                sha256: stored.payload_sha256.clone(),
-            },
+            data: CheckedPayload::seal(
+                String::from_utf8(stored.payload.clone()).expect("payload is UTF-8"),
+            ),
         };
         let honest = run_task(&template, &packet).expect("the task runs natively");
         assert_eq!(

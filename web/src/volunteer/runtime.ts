@@ -14,7 +14,8 @@
 // record (agreed and disagreed results) across sessions.
 import type { FromWorker, ToWorker } from './messages';
 
-const PROTOCOL_VERSION = 1;
+// Must equal `PROTOCOL_VERSION` in worker-wasm/src/protocol.rs (a Rust test checks).
+const PROTOCOL_VERSION = 2;
 /** How long Stop waits for workers to hand back their tasks before closing anyway. */
 const STOP_TIMEOUT_MS = 3000;
 
