@@ -24,6 +24,7 @@
 //! Present values are finite: the extractor turns non-finite cells into empty ones. A negative
 //! zero arrives as zero (`-0.000` in a file is a zero reading).
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine as _;
@@ -130,85 +131,6 @@ impl PackedColumn {
         let cells: Vec<Option<f64>> = values.iter().copied().map(Some).collect();
         Self::encode(&cells)
     }
-
-    /// The values, `None` for an empty cell.
-    pub fn decode(&self) -> Result<Vec<Option<f64>>, WireError> {
-        let scaled = |scale: u8| -> Result<f64, WireError> {
-            POW10
-                .get(usize::from(scale))
-                .copied()
-                .ok_or(WireError::BadScale(scale))
-        };
-        Ok(match self {
-            Self::Plain(values) => values.clone(),
-            Self::Linear {
-                len,
-                first,
-                step,
-                scale,
-            } => {
-                let divisor = scaled(*scale)?;
-                if *len > MAX_LINEAR_LEN {
-                    return Err(WireError::TooLong(*len));
-                }
-                let last = i64::try_from(len.saturating_sub(1)).map_err(|_| WireError::Overflow)?;
-                step.checked_mul(last)
-                    .and_then(|span| first.checked_add(span))
-                    .ok_or(WireError::Overflow)?;
-                (0..*len as i64)
-                    .map(|i| Some((first + i * step) as f64 / divisor))
-                    .collect()
-            }
-            Self::Delta16 {
-                len,
-                first,
-                scale,
-                deltas,
-            } => {
-                let divisor = scaled(*scale)?;
-                if deltas.len() != *len {
-                    return Err(WireError::LengthMismatch {
-                        len: *len,
-                        found: deltas.len(),
-                    });
-                }
-                let mut n = *first;
-                let mut out = Vec::with_capacity(deltas.len());
-                for &d in deltas {
-                    n = n.checked_add(i64::from(d)).ok_or(WireError::Overflow)?;
-                    out.push(Some(n as f64 / divisor));
-                }
-                out
-            }
-            Self::Int16 { scale, values } => {
-                let divisor = scaled(*scale)?;
-                values
-                    .iter()
-                    .map(|&n| (n != i16::MIN).then(|| f64::from(n) / divisor))
-                    .collect()
-            }
-            Self::Int32 { scale, values } => {
-                let divisor = scaled(*scale)?;
-                values
-                    .iter()
-                    .map(|&n| (n != i32::MIN).then(|| f64::from(n) / divisor))
-                    .collect()
-            }
-            Self::Float64(values) => values
-                .iter()
-                .map(|&v| Some(v).filter(|v| !v.is_nan()))
-                .collect(),
-        })
-    }
-
-    /// The values of a column that may not have empty cells (time).
-    pub fn decode_complete(&self) -> Result<Vec<f64>, WireError> {
-        self.decode()?
-            .into_iter()
-            .enumerate()
-            .map(|(row, v)| v.ok_or(WireError::EmptyCell(row)))
-            .collect()
-    }
 }
 
 /// The least decimal scale at which every present value is an integer that fits i32 (without
@@ -275,10 +197,12 @@ fn delta16(ints: &[Option<i64>], scale: u8) -> Option<PackedColumn> {
     })
 }
 
-/// The JSON object of a packed (non-plain) column.
+/// The JSON object of a packed (non-plain) column. Strings are borrowed from the payload where
+/// they can be, so a megabyte of base64 is not copied before it is decoded.
 #[derive(Serialize, Deserialize)]
-struct PackedRepr {
-    encoding: String,
+struct PackedRepr<'a> {
+    #[serde(borrow)]
+    encoding: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     len: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -287,11 +211,15 @@ struct PackedRepr {
     first: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     step: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    data: Option<String>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    data: Option<Cow<'a, str>>,
 }
 
-impl PackedRepr {
+/// The largest integer magnitude a packed column may reach: every integer up to 2^53 is an exact
+/// f64, and sums of 2^24 i16 deltas from it cannot overflow i64.
+const MAX_MAGNITUDE: i64 = 1 << 53;
+
+impl PackedRepr<'_> {
     fn need<T>(
         value: Option<T>,
         encoding: &'static str,
@@ -300,61 +228,113 @@ impl PackedRepr {
         value.ok_or(WireError::MissingField { encoding, field })
     }
 
-    /// The base64 `data` read as little-endian values of `WIDTH` bytes.
-    fn values<const WIDTH: usize, T>(
-        &self,
-        encoding: &'static str,
-        from_le_bytes: fn([u8; WIDTH]) -> T,
-    ) -> Result<Vec<T>, WireError> {
+    fn divisor(&self, encoding: &'static str) -> Result<f64, WireError> {
+        let scale = Self::need(self.scale, encoding, "scale")?;
+        POW10
+            .get(usize::from(scale))
+            .copied()
+            .ok_or(WireError::BadScale(scale))
+    }
+
+    fn first(&self, encoding: &'static str) -> Result<i64, WireError> {
+        let first = Self::need(self.first, encoding, "first")?;
+        if first.abs() > MAX_MAGNITUDE {
+            return Err(WireError::Overflow);
+        }
+        Ok(first)
+    }
+
+    /// The base64 `data`, checked to hold whole values of `width` bytes.
+    fn bytes(&self, encoding: &'static str, width: usize) -> Result<Vec<u8>, WireError> {
         let data = Self::need(self.data.as_deref(), encoding, "data")?;
         let bytes = BASE64
             .decode(data)
             .map_err(|error| WireError::Base64(error.to_string()))?;
-        let chunks = bytes.chunks_exact(WIDTH);
-        if !chunks.remainder().is_empty() {
+        if bytes.len() % width != 0 {
             return Err(WireError::Ragged {
                 bytes: bytes.len(),
-                width: WIDTH,
+                width,
             });
         }
-        Ok(chunks
-            .map(|chunk| {
-                let mut value = [0; WIDTH];
-                value.copy_from_slice(chunk);
-                from_le_bytes(value)
-            })
-            .collect())
+        Ok(bytes)
     }
 
-    fn into_column(self) -> Result<PackedColumn, WireError> {
-        let column = match self.encoding.as_str() {
-            "linear" => PackedColumn::Linear {
-                len: Self::need(self.len, "linear", "len")?,
-                first: Self::need(self.first, "linear", "first")?,
-                step: Self::need(self.step, "linear", "step")?,
-                scale: Self::need(self.scale, "linear", "scale")?,
-            },
-            "delta16" => PackedColumn::Delta16 {
-                len: Self::need(self.len, "delta16", "len")?,
-                first: Self::need(self.first, "delta16", "first")?,
-                scale: Self::need(self.scale, "delta16", "scale")?,
-                deltas: self.values("delta16", i16::from_le_bytes)?,
-            },
-            "int16" => PackedColumn::Int16 {
-                scale: Self::need(self.scale, "int16", "scale")?,
-                values: self.values("int16", i16::from_le_bytes)?,
-            },
-            "int32" => PackedColumn::Int32 {
-                scale: Self::need(self.scale, "int32", "scale")?,
-                values: self.values("int32", i32::from_le_bytes)?,
-            },
-            "float64" => PackedColumn::Float64(self.values("float64", f64::from_le_bytes)?),
+    /// The column's values, `None` for an empty cell: straight from the bytes to the numbers,
+    /// without an intermediate vector, because this runs on every sample a worker receives.
+    fn decode(&self) -> Result<Vec<Option<f64>>, WireError> {
+        Ok(match self.encoding.as_ref() {
+            "linear" => {
+                let divisor = self.divisor("linear")?;
+                let (first, step) = (
+                    self.first("linear")?,
+                    Self::need(self.step, "linear", "step")?,
+                );
+                let len = Self::need(self.len, "linear", "len")?;
+                if len > MAX_LINEAR_LEN {
+                    return Err(WireError::TooLong(len));
+                }
+                let last = i64::try_from(len.saturating_sub(1))
+                    .ok()
+                    .and_then(|rows| step.checked_mul(rows))
+                    .and_then(|span| first.checked_add(span))
+                    .ok_or(WireError::Overflow)?;
+                if last.abs() > MAX_MAGNITUDE {
+                    return Err(WireError::Overflow);
+                }
+                (0..len as i64)
+                    .map(|i| Some((first + i * step) as f64 / divisor))
+                    .collect()
+            }
+            "delta16" => {
+                let divisor = self.divisor("delta16")?;
+                let first = self.first("delta16")?;
+                let len = Self::need(self.len, "delta16", "len")?;
+                let bytes = self.bytes("delta16", 2)?;
+                if bytes.len() / 2 != len {
+                    return Err(WireError::LengthMismatch {
+                        len,
+                        found: bytes.len() / 2,
+                    });
+                }
+                let mut n = first;
+                bytes
+                    .chunks_exact(2)
+                    .map(|d| {
+                        n += i64::from(i16::from_le_bytes([d[0], d[1]]));
+                        Some(n as f64 / divisor)
+                    })
+                    .collect()
+            }
+            "int16" => {
+                let divisor = self.divisor("int16")?;
+                self.bytes("int16", 2)?
+                    .chunks_exact(2)
+                    .map(|b| {
+                        let n = i16::from_le_bytes([b[0], b[1]]);
+                        (n != i16::MIN).then(|| f64::from(n) / divisor)
+                    })
+                    .collect()
+            }
+            "int32" => {
+                let divisor = self.divisor("int32")?;
+                self.bytes("int32", 4)?
+                    .chunks_exact(4)
+                    .map(|b| {
+                        let n = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                        (n != i32::MIN).then(|| f64::from(n) / divisor)
+                    })
+                    .collect()
+            }
+            "float64" => self
+                .bytes("float64", 8)?
+                .chunks_exact(8)
+                .map(|b| {
+                    let v = f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                    (!v.is_nan()).then_some(v)
+                })
+                .collect(),
             other => return Err(WireError::UnknownEncoding(other.to_owned())),
-        };
-        if let Some(scale) = self.scale.filter(|s| usize::from(*s) >= POW10.len()) {
-            return Err(WireError::BadScale(scale));
-        }
-        Ok(column)
+        })
     }
 }
 
@@ -365,8 +345,8 @@ fn base64_of<const WIDTH: usize, T: Copy>(values: &[T], to_bytes: fn(T) -> [u8; 
 
 impl Serialize for PackedColumn {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let repr = |encoding: &str| PackedRepr {
-            encoding: encoding.to_owned(),
+        let repr = |encoding: &'static str| PackedRepr {
+            encoding: Cow::Borrowed(encoding),
             len: None,
             scale: None,
             first: None,
@@ -396,21 +376,21 @@ impl Serialize for PackedColumn {
                 len: Some(*len),
                 first: Some(*first),
                 scale: Some(*scale),
-                data: Some(base64_of(deltas, i16::to_le_bytes)),
+                data: Some(Cow::Owned(base64_of(deltas, i16::to_le_bytes))),
                 ..repr("delta16")
             },
             Self::Int16 { scale, values } => PackedRepr {
                 scale: Some(*scale),
-                data: Some(base64_of(values, i16::to_le_bytes)),
+                data: Some(Cow::Owned(base64_of(values, i16::to_le_bytes))),
                 ..repr("int16")
             },
             Self::Int32 { scale, values } => PackedRepr {
                 scale: Some(*scale),
-                data: Some(base64_of(values, i32::to_le_bytes)),
+                data: Some(Cow::Owned(base64_of(values, i32::to_le_bytes))),
                 ..repr("int32")
             },
             Self::Float64(values) => PackedRepr {
-                data: Some(base64_of(values, f64::to_le_bytes)),
+                data: Some(Cow::Owned(base64_of(values, f64::to_le_bytes))),
                 ..repr("float64")
             },
         };
@@ -418,29 +398,29 @@ impl Serialize for PackedColumn {
     }
 }
 
-impl<'de> Deserialize<'de> for PackedColumn {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ColumnVisitor;
-        impl<'de> Visitor<'de> for ColumnVisitor {
-            type Value = PackedColumn;
+/// Reads a column in any form (see the module docs), `None` for an empty cell.
+fn deserialize_cells<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Option<f64>>, D::Error> {
+    struct ColumnVisitor;
+    impl<'de> Visitor<'de> for ColumnVisitor {
+        type Value = Vec<Option<f64>>;
 
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an array of numbers or a packed column object")
-            }
-
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                Vec::<Option<f64>>::deserialize(de::value::SeqAccessDeserializer::new(seq))
-                    .map(PackedColumn::Plain)
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                PackedRepr::deserialize(de::value::MapAccessDeserializer::new(map))?
-                    .into_column()
-                    .map_err(de::Error::custom)
-            }
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array of numbers or a packed column object")
         }
-        deserializer.deserialize_any(ColumnVisitor)
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::<Option<f64>>::deserialize(de::value::SeqAccessDeserializer::new(seq))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            PackedRepr::deserialize(de::value::MapAccessDeserializer::new(map))?
+                .decode()
+                .map_err(de::Error::custom)
+        }
     }
+    deserializer.deserialize_any(ColumnVisitor)
 }
 
 /// `#[serde(with = …)]` for a column that may have empty cells.
@@ -457,9 +437,7 @@ pub mod cells {
     pub fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Vec<Option<f64>>, D::Error> {
-        PackedColumn::deserialize(deserializer)?
-            .decode()
-            .map_err(de::Error::custom)
+        deserialize_cells(deserializer)
     }
 }
 
@@ -472,8 +450,11 @@ pub mod complete {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<f64>, D::Error> {
-        PackedColumn::deserialize(deserializer)?
-            .decode_complete()
+        deserialize_cells(deserializer)?
+            .into_iter()
+            .enumerate()
+            .map(|(row, v)| v.ok_or(WireError::EmptyCell(row)))
+            .collect::<Result<_, _>>()
             .map_err(de::Error::custom)
     }
 }
@@ -482,13 +463,20 @@ pub mod complete {
 mod tests {
     use super::*;
 
+    /// A column as a task carries it.
+    #[derive(Debug, Deserialize)]
+    struct Cells(#[serde(with = "cells")] Vec<Option<f64>>);
+
+    fn read(json: &str) -> Result<Vec<Option<f64>>, String> {
+        serde_json::from_str::<Cells>(json)
+            .map(|cells| cells.0)
+            .map_err(|e| e.to_string())
+    }
+
     fn round_trip(values: &[Option<f64>]) -> (PackedColumn, Vec<Option<f64>>) {
         let packed = PackedColumn::encode(values);
         let json = serde_json::to_string(&packed).expect("serialises");
-        let back: PackedColumn = serde_json::from_str(&json).expect("parses");
-        // Compared as JSON: a NaN cell (float64's empty marker) is not equal to itself.
-        assert_eq!(serde_json::to_string(&back).expect("serialises"), json);
-        let decoded = back.decode().expect("decodes");
+        let decoded = read(&json).expect("decodes");
         (packed, decoded)
     }
 
@@ -571,11 +559,7 @@ mod tests {
 
     #[test]
     fn plain_arrays_are_accepted_as_written_by_hand() {
-        let column: PackedColumn = serde_json::from_str("[1, null, 2.5]").expect("parses");
-        assert_eq!(
-            column.decode().expect("decodes"),
-            vec![Some(1.0), None, Some(2.5)]
-        );
+        assert_eq!(read("[1, null, 2.5]"), Ok(vec![Some(1.0), None, Some(2.5)]));
     }
 
     #[test]
@@ -598,18 +582,23 @@ mod tests {
             (r#"{"encoding":"int16","scale":12,"data":""}"#, "scale 12"),
             (r#"{"encoding":"zip","data":""}"#, "unknown column encoding"),
         ] {
-            let error = serde_json::from_str::<PackedColumn>(json)
-                .map_err(|e| e.to_string())
-                .and_then(|c| c.decode().map_err(|e| e.to_string()))
-                .expect_err(json);
+            let error = read(json).expect_err(json);
             assert!(error.contains(expected), "{json}: {error}");
         }
     }
 
     #[test]
     fn a_time_column_may_not_have_empty_cells() {
-        let column = PackedColumn::encode(&[Some(0.0), None]);
-        assert_eq!(column.decode_complete(), Err(WireError::EmptyCell(1)));
+        #[derive(Debug, Deserialize)]
+        struct Times(
+            #[serde(with = "complete")]
+            #[allow(dead_code)]
+            Vec<f64>,
+        );
+        let json =
+            serde_json::to_string(&PackedColumn::encode(&[Some(0.0), None])).expect("serialises");
+        let error = serde_json::from_str::<Times>(&json).expect_err("an empty time cell");
+        assert!(error.to_string().contains("row 1"), "{error}");
     }
 
     #[test]
