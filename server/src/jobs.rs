@@ -8,15 +8,16 @@ use sea_orm::{
     TransactionTrait,
 };
 use serde::Serialize;
-use vitalgrid_worker::protocol::sha256_hex;
+use vitalgrid_worker::protocol::{TaskData, sha256_hex};
 use vitalgrid_worker::template::{RecordingKind, Template};
 
 use crate::app::AppState;
+use crate::config::SchedulerConfig;
 use crate::db::entities::{file, job, result, task};
 use crate::db::{job_status, task_status};
 use crate::error::AppError;
 use crate::events;
-use crate::extract::{SegmentPlan, split_into_tasks, trend_bucket_for};
+use crate::extract::{Recording, SegmentPlan, split_into_tasks, trend_bucket_for};
 use crate::files::{check_upload, find_owned};
 use crate::scheduler::priority::Priority;
 use crate::scheduler::random_id;
@@ -39,6 +40,31 @@ pub fn task_rows(configured_max: usize, typical_rows_per_s: Option<f64>) -> usiz
 
 /// Context sent on each side of an ECG segment, in seconds.
 const ECG_OVERLAP_S: f64 = 3.0;
+
+/// Cuts a recording into the task payloads of one job: segments of `task_rows` rows (from the
+/// configuration and the pool's measured speed, when known) and chart buckets for the whole
+/// recording. Pure, so the pipeline bench cuts its files exactly as a job does.
+pub fn task_payloads(
+    recording: &Recording,
+    kind: RecordingKind,
+    scheduler: &SchedulerConfig,
+    typical_rows_per_s: Option<f64>,
+) -> Vec<TaskData> {
+    let plan = match kind {
+        RecordingKind::Vitals => SegmentPlan {
+            max_rows: task_rows(scheduler.vitals_rows_per_task, typical_rows_per_s),
+            overlap_rows: 0,
+        },
+        // Beat detection needs context on both sides of a cut: filters settle and adaptive
+        // thresholds learn within ~2 s, so each segment carries 3 s more on either side.
+        RecordingKind::Ecg => SegmentPlan {
+            max_rows: task_rows(scheduler.ecg_rows_per_task, typical_rows_per_s),
+            overlap_rows: (ECG_OVERLAP_S * recording.sample_rate_hz()).ceil() as usize,
+        },
+    };
+    let trend_bucket_s = trend_bucket_for(recording.duration_s(), scheduler.trend_points);
+    split_into_tasks(recording, plan, trend_bucket_s)
+}
 
 /// A job as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -128,25 +154,14 @@ pub async fn submit_job(
         .ok_or_else(|| anyhow::anyhow!("file {} names an unknown template", stored.id))?;
     let algorithm = choose_algorithm(&template, algorithm)?;
     let (_, recording) = check_upload(stored.content.clone(), vec![template.clone()]).await?;
-    let scheduler = &state.config.scheduler;
-    let plan = match template.kind {
-        RecordingKind::Vitals => SegmentPlan {
-            max_rows: task_rows(
-                scheduler.vitals_rows_per_task,
-                state.scheduler.typical_speed(),
-            ),
-            overlap_rows: 0,
-        },
-        // Beat detection needs context on both sides of a cut: filters settle and adaptive
-        // thresholds learn within ~2 s, so each segment carries 3 s more on either side.
-        RecordingKind::Ecg => SegmentPlan {
-            max_rows: task_rows(scheduler.ecg_rows_per_task, state.scheduler.typical_speed()),
-            overlap_rows: (ECG_OVERLAP_S * recording.sample_rate_hz()).ceil() as usize,
-        },
-    };
+    let (scheduler, speed) = (
+        state.config.scheduler.clone(),
+        state.scheduler.typical_speed(),
+    );
     let trend_bucket_s = trend_bucket_for(recording.duration_s(), scheduler.trend_points);
+    let kind = template.kind;
     let payloads = tokio::task::spawn_blocking(move || {
-        split_into_tasks(&recording, plan, trend_bucket_s)
+        task_payloads(&recording, kind, &scheduler, speed)
             .iter()
             .map(serde_json::to_string)
             .collect::<Result<Vec<String>, _>>()

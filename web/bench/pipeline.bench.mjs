@@ -1,5 +1,5 @@
 // Throughput of the WebAssembly worker pipeline in headless Chromium, on the exact frames the native
-// bench (worker-wasm/benches/pipeline.rs) timed and wrote out. Part of `cargo xtask bench pipeline`;
+// bench (server/benches/pipeline.rs) timed and wrote out. Part of `cargo xtask bench pipeline`;
 // a benchmark, not a test: it prints figures and asserts nothing about time. It does check that every
 // result frame is byte-identical to the native one, since a fast wrong answer is no answer.
 //

@@ -1,7 +1,7 @@
-//! `cargo xtask bench pipeline`: the worker pipeline's throughput natively (`worker-wasm/benches/
+//! `cargo xtask bench pipeline`: the worker pipeline's throughput natively (`server/benches/
 //! pipeline.rs`) and as WebAssembly in headless Chromium (`web/bench/pipeline.bench.mjs`, on the
 //! very frames the native bench wrote), beside neurokit2 on the same ECG file
-//! (`worker-wasm/benches/neurokit2_bench.py`), all in one run and printed side by side. The
+//! (`server/benches/neurokit2_bench.py`), all in one run and printed side by side. The
 //! machine may be shared, so only figures measured together are compared, and the load average is
 //! printed with them.
 
@@ -91,7 +91,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     status(cargo().current_dir(root).args([
         "bench",
         "--package",
-        "vitalgrid-worker",
+        "vitalgrid-server",
         "--bench",
         "pipeline",
         "--no-run",
@@ -104,7 +104,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .args([
                 "bench",
                 "--package",
-                "vitalgrid-worker",
+                "vitalgrid-server",
                 "--bench",
                 "pipeline",
                 "--",
@@ -142,7 +142,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             }
             Some(json_line(
                 Command::new(python)
-                    .arg(root.join("worker-wasm/benches/neurokit2_bench.py"))
+                    .arg(root.join("server/benches/neurokit2_bench.py"))
                     .arg(&ecg)
                     .args(["--runs", &options.nk_runs.to_string()]),
             )?)

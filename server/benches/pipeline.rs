@@ -1,33 +1,34 @@
 //! Throughput of the whole worker pipeline (frame decode → integrity check → validation →
-//! algorithms → result encode) on a real ECG and a synthetic 24 h vitals log, natively. It also
+//! algorithms → result encode) on a real ECG and a synthetic 24 h vitals log, natively, on the
+//! very frames the server would send: the files are read by the server's extractor and cut by
+//! `jobs::task_payloads` (which is why this bench lives in the server crate). It also
 //! writes the exact frames it timed, so the browser bench (web/bench/pipeline.bench.mjs) times the
 //! same bytes in WebAssembly. A benchmark, not a test: it prints figures and asserts no timings.
 //!
 //! Run through `cargo xtask bench pipeline`, or alone:
-//!   cargo bench -p vitalgrid-worker --bench pipeline -- [--frames-dir DIR] [--runs N] [--ecg CSV]
+//!   cargo bench -p vitalgrid-server --bench pipeline -- [--frames-dir DIR] [--runs N] [--ecg CSV]
 //! The last line of its output is one JSON object with every figure.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use vitalgrid_server::config::SchedulerConfig;
+use vitalgrid_server::extract::{
+    Recording, SegmentPlan, extract, split_into_tasks, trend_bucket_for,
+};
+use vitalgrid_server::jobs::task_payloads;
 use vitalgrid_synthetic::{VitalsConfig, generate_vitals};
 use vitalgrid_worker::algorithm::AlgorithmRun;
 use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::processor::DataProcessor;
 use vitalgrid_worker::protocol::{
-    CheckedPayload, ServerMessage, SignalColumn, SignedPayload, TaskData, TaskPacket, WorkerMessage,
+    CheckedPayload, ServerMessage, SignedPayload, TaskData, TaskPacket, WorkerMessage,
 };
 use vitalgrid_worker::sender;
-use vitalgrid_worker::template::{HRV_TIME, RecordingKind, Template, builtin_templates};
+use vitalgrid_worker::template::{HRV_TIME, Template, builtin_templates};
 
 type Error = Box<dyn std::error::Error>;
 
-// The server's defaults (server/src/config.rs, server/src/jobs.rs), copied rather than imported:
-// depending on the server would compile its whole database and HTTP stack for a bench.
-const ECG_ROWS_PER_TASK: usize = 60_000;
-const VITALS_ROWS_PER_TASK: usize = 3_600;
-const ECG_OVERLAP_S: f64 = 3.0;
-const TREND_POINTS: usize = 1_000;
 const VITALS_SEED: u64 = 20_260_105;
 
 struct Options {
@@ -59,147 +60,23 @@ fn options() -> Result<Options, Error> {
     Ok(options)
 }
 
-/// A recording as the server's DataExtractor makes it: times relative to the first row, the
-/// template's signals column-wise, `None` for empty cells.
-struct Recording {
+/// A file as the server reads an upload, with the built-in template it matched.
+struct Upload {
+    recording: Recording,
     template: Template,
-    time_s: Vec<f64>,
-    signals: Vec<SignalColumn>,
 }
 
-impl Recording {
-    fn duration_s(&self) -> f64 {
-        match (self.time_s.first(), self.time_s.last()) {
-            (Some(first), Some(last)) => (last - first).max(0.0),
-            _ => 0.0,
-        }
-    }
-
-    fn sample_rate_hz(&self) -> f64 {
-        let duration = self.duration_s();
-        if duration > 0.0 {
-            (self.time_s.len() - 1) as f64 / duration
-        } else {
-            0.0
-        }
-    }
-}
-
-/// The subset of `server::extract::extract` these files need: a `time_s` column and unquoted
-/// numeric cells (both inputs are written that way). Columns are taken in template order, as there.
-fn parse_csv(text: &str, template: &Template) -> Result<Recording, Error> {
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().ok_or("empty CSV")?.split(',').collect();
-    let time_index = header
-        .iter()
-        .position(|name| name.trim().eq_ignore_ascii_case("time_s"))
-        .ok_or("no time_s column")?;
-    let columns: Vec<(usize, String)> = template
-        .signals
-        .iter()
-        .filter_map(|rule| {
-            header
-                .iter()
-                .enumerate()
-                .filter(|(index, _)| *index != time_index)
-                .find(|(_, name)| {
-                    template
-                        .match_column(name)
-                        .is_some_and(|r| r.name == rule.name)
-                })
-                .map(|(index, _)| (index, rule.name.clone()))
-        })
-        .collect();
-    if columns.is_empty() {
-        return Err(format!("no column of template {} in {header:?}", template.id).into());
-    }
-    let mut time_s = Vec::new();
-    let mut values = vec![Vec::new(); columns.len()];
-    let mut origin = None;
-    for line in lines.filter(|line| !line.trim().is_empty()) {
-        let cells: Vec<&str> = line.split(',').collect();
-        if cells.len() != header.len() {
-            return Err(format!("ragged row: {line}").into());
-        }
-        let absolute: f64 = cells[time_index].trim().parse()?;
-        time_s.push(absolute - *origin.get_or_insert(absolute));
-        for (slot, (column, _)) in values.iter_mut().zip(&columns) {
-            slot.push(parse_value(cells[*column].trim())?);
-        }
-    }
-    Ok(Recording {
-        template: template.clone(),
-        time_s,
-        signals: columns
-            .into_iter()
-            .zip(values)
-            .map(|((_, name), values)| SignalColumn { name, values })
-            .collect(),
+fn upload(bytes: &[u8]) -> Result<Upload, Error> {
+    let templates = builtin_templates();
+    let recording = extract(bytes, &templates)?;
+    let template = templates
+        .into_iter()
+        .find(|t| t.id == recording.template_id)
+        .ok_or("the recording names no built-in template")?;
+    Ok(Upload {
+        recording,
+        template,
     })
-}
-
-fn parse_value(cell: &str) -> Result<Option<f64>, Error> {
-    if cell.is_empty() || ["na", "nan", "--", "null"].contains(&cell.to_ascii_lowercase().as_str())
-    {
-        return Ok(None);
-    }
-    Ok(Some(cell.parse::<f64>()?).filter(|v| v.is_finite()))
-}
-
-/// `server::extract::trend_bucket_for`.
-fn trend_bucket_for(duration_s: f64, max_points: usize) -> f64 {
-    const NICE: [f64; 20] = [
-        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0,
-        60.0, 120.0, 300.0, 600.0, 900.0,
-    ];
-    let wanted = duration_s / max_points.max(1) as f64;
-    NICE.iter()
-        .copied()
-        .find(|nice| *nice >= wanted)
-        .unwrap_or_else(|| (wanted / 3600.0).ceil() * 3600.0)
-}
-
-/// `server::extract::split_into_tasks`: cores of at most `max_rows` rows, never cutting between
-/// equal timestamps, with `overlap_rows` of context on each side.
-fn split_into_tasks(
-    recording: &Recording,
-    max_rows: usize,
-    overlap_rows: usize,
-    trend_bucket_s: f64,
-) -> Vec<TaskData> {
-    let rows = recording.time_s.len();
-    let max_rows = max_rows.max(1);
-    let mut cuts = vec![0usize];
-    let mut cut = 0usize;
-    while cut < rows {
-        let mut next = (cut + max_rows).min(rows);
-        while next < rows && recording.time_s[next] == recording.time_s[next - 1] {
-            next += 1;
-        }
-        cuts.push(next);
-        cut = next;
-    }
-    cuts.windows(2)
-        .map(|core| {
-            let (core_start, core_end) = (core[0], core[1]);
-            let from = core_start.saturating_sub(overlap_rows);
-            let to = (core_end + overlap_rows).min(rows);
-            TaskData {
-                time_s: recording.time_s[from..to].to_vec(),
-                signals: recording
-                    .signals
-                    .iter()
-                    .map(|signal| SignalColumn {
-                        name: signal.name.clone(),
-                        values: signal.values[from..to].to_vec(),
-                    })
-                    .collect(),
-                core_start: core_start - from,
-                core_end: core_end - from,
-                trend_bucket_s,
-            }
-        })
-        .collect()
 }
 
 /// One timed unit of work: a template frame and the task frames of one recording.
@@ -214,27 +91,25 @@ struct Workload {
 }
 
 /// `algorithm`: the one the tasks name; `None` for the template's default (the full report).
+/// `whole`: the recording as one task; otherwise cut as a job with the default configuration
+/// cuts it (`jobs::task_payloads`).
 fn workload(
     name: &str,
-    recording: &Recording,
+    upload: &Upload,
     whole: bool,
     algorithm: Option<&str>,
 ) -> Result<Workload, Error> {
-    let template = &recording.template;
-    let trend_bucket_s = trend_bucket_for(recording.duration_s(), TREND_POINTS);
+    let (recording, template) = (&upload.recording, &upload.template);
+    let scheduler = SchedulerConfig::default();
     let payloads = if whole {
-        split_into_tasks(recording, usize::MAX, 0, trend_bucket_s)
+        let everything = SegmentPlan {
+            max_rows: usize::MAX,
+            overlap_rows: 0,
+        };
+        let trend_bucket_s = trend_bucket_for(recording.duration_s(), scheduler.trend_points);
+        split_into_tasks(recording, everything, trend_bucket_s)
     } else {
-        match template.kind {
-            RecordingKind::Vitals => {
-                split_into_tasks(recording, VITALS_ROWS_PER_TASK, 0, trend_bucket_s)
-            }
-            RecordingKind::Ecg => {
-                // Rounded up to whole rows, as the server does.
-                let overlap = (ECG_OVERLAP_S * recording.sample_rate_hz()).ceil() as usize;
-                split_into_tasks(recording, ECG_ROWS_PER_TASK, overlap, trend_bucket_s)
-            }
-        }
+        task_payloads(recording, template.kind, &scheduler, None)
     };
     let algorithm = algorithm
         .or(template.default_algorithm())
@@ -259,7 +134,7 @@ fn workload(
     )))?;
     Ok(Workload {
         name: name.to_owned(),
-        samples: recording.time_s.len(),
+        samples: recording.rows(),
         signals: recording.signals.len(),
         template_frame,
         task_frames,
@@ -453,27 +328,20 @@ fn write_frames(dir: &Path, workloads: &[Workload], results: &[Vec<String>]) -> 
 
 fn main() -> Result<(), Error> {
     let options = options()?;
-    let templates = builtin_templates();
-    let find = |kind| {
-        templates
-            .iter()
-            .find(|t| t.kind == kind)
-            .ok_or("no builtin template")
-    };
-    let ecg_text = std::fs::read_to_string(&options.ecg_csv).map_err(|error| {
+    let ecg_bytes = std::fs::read(&options.ecg_csv).map_err(|error| {
         format!(
             "cannot read the ECG recording {}: {error}",
             options.ecg_csv.display()
         )
     })?;
-    let ecg = parse_csv(&ecg_text, find(RecordingKind::Ecg)?)?;
+    let ecg = upload(&ecg_bytes)?;
     let vitals_csv = generate_vitals(&VitalsConfig {
         seed: VITALS_SEED,
         duration_s: 86_400,
         ..VitalsConfig::default()
     })
     .csv;
-    let vitals = parse_csv(&vitals_csv, find(RecordingKind::Vitals)?)?;
+    let vitals = upload(vitals_csv.as_bytes())?;
     let workloads = [
         workload("ecg-whole", &ecg, true, None)?,
         workload("ecg-segments", &ecg, false, None)?,
