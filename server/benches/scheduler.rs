@@ -333,6 +333,7 @@ fn task_payload(seq: usize, bytes: usize) -> String {
             core_start: 0,
             core_end: rows,
             trend_bucket_s: 60.0,
+            reordered_rows: 0,
         };
         let json = serde_json::to_string(&data).expect("task data serialises");
         if json.len() >= bytes || bytes <= 1 {

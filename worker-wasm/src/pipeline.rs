@@ -273,6 +273,7 @@ mod tests {
             core_start: rows.min(2),
             core_end: rows,
             trend_bucket_s: 30.0,
+            reordered_rows: 0,
         };
         TaskPacket {
             task_id: task_id.into(),

@@ -7,6 +7,8 @@
 //!   the timestamp of an overlap row is a duplicate, exactly as in a single pass over the recording.
 //! - A row is *out of order* when its time is earlier than the latest time of any row before it in
 //!   the packet. Rows are then put in order with a stable sort, so equal times keep packet order.
+//!   The server sorts a recording before cutting it into tasks and says how many core rows it
+//!   moved (`TaskData::reordered_rows`); those count as out of order too.
 //! - After ordering, a row whose time equals the previous kept row's time is a *duplicate*: the first
 //!   is kept, later ones are dropped. Times compare exactly (they are copied, never computed).
 //! - Of a kept core row, each template signal's cell is *missing* (empty), *out of range* (outside
@@ -309,7 +311,7 @@ impl DataProcessor {
         let order = self.order.get_or_insert_with(|| {
             let (order, out_of_order) =
                 order_rows(&self.data.time_s, self.data.core_start..self.data.core_end);
-            self.counts.out_of_order = out_of_order;
+            self.counts.out_of_order = out_of_order + self.data.reordered_rows;
             order
         });
         let end = self
@@ -445,6 +447,7 @@ mod tests {
             core_start: 0,
             core_end: rows,
             trend_bucket_s: 60.0,
+            reordered_rows: 0,
         }
     }
 
@@ -464,6 +467,18 @@ mod tests {
         assert_eq!(processor.counts().duplicates_removed, 1);
         assert_eq!(processor.counts().rows, 4);
         assert_eq!(values, vec![(0, 0.0, 60.0), (0, 1.0, 61.0), (0, 2.0, 62.0)]);
+    }
+
+    #[test]
+    fn rows_the_server_put_in_order_count_as_out_of_order() {
+        let mut sorted_upstream = data(
+            vec![0.0, 1.0, 2.0, 3.0],
+            vec![Some(60.0), Some(61.0), Some(62.0), Some(63.0)],
+        );
+        sorted_upstream.reordered_rows = 2;
+        let (processor, values) = run(sorted_upstream);
+        assert_eq!(processor.counts().out_of_order, 2);
+        assert_eq!(values.len(), 4, "nothing else changes");
     }
 
     #[test]
@@ -572,6 +587,7 @@ mod tests {
             core_start: 0,
             core_end: 1,
             trend_bucket_s: 60.0,
+            reordered_rows: 0,
         };
         let processor = DataProcessor::new(task, &vitals()).expect("valid data");
         let names: Vec<&str> = processor

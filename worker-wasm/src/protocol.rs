@@ -176,6 +176,15 @@ pub struct TaskData {
     /// Width and origin of the chart buckets, fixed for the whole recording so segment results merge
     /// bucket by bucket.
     pub trend_bucket_s: f64,
+    /// Core rows that the file listed out of time order and the server put in order before
+    /// cutting (a recording can only be cut once sorted); the worker counts them as out of order,
+    /// as it would had it sorted them itself.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reordered_rows: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,6 +242,7 @@ mod tests {
             core_start: 1,
             core_end: 3,
             trend_bucket_s: 60.0,
+            reordered_rows: 0,
         };
         let json = serde_json::to_string(&data).expect("serialises");
         assert!(json.contains("\"encoding\":\"linear\""), "{json}");

@@ -235,6 +235,7 @@ mod tests {
             core_start: 0,
             core_end: 2,
             trend_bucket_s: 60.0,
+            reordered_rows: 0,
         })
         .expect("serialises")
     }

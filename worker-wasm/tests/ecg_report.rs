@@ -53,6 +53,7 @@ fn task(time_s: &[f64], values: &[f64], core: std::ops::Range<usize>, overlap: u
         core_start: core.start - from,
         core_end: core.end - from,
         trend_bucket_s: 1.0,
+        reordered_rows: 0,
     }
 }
 

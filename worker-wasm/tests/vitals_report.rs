@@ -49,6 +49,7 @@ impl Series {
             core_start: 0,
             core_end: core.len(),
             trend_bucket_s: BUCKET_S,
+            reordered_rows: 0,
         }
     }
 

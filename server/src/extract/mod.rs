@@ -51,6 +51,10 @@ pub struct Recording {
     pub signals: Vec<SignalColumn>,
     /// Headers no template knows, reported to the clinician and not analysed.
     pub ignored_columns: Vec<String>,
+    /// Rows that the file listed after a later time, put in order here: their positions in
+    /// `time_s`, ascending. Cutting a recording into tasks is only sound on sorted rows, and the
+    /// count still reaches the analysis's data-quality section (see `split_into_tasks`).
+    pub reordered_rows: Vec<usize>,
 }
 
 impl Recording {
@@ -129,7 +133,6 @@ pub fn extract(bytes: &[u8], templates: &[Template]) -> Result<Recording, Extrac
 
     let mut time_s = Vec::new();
     let mut values: Vec<Vec<Option<f64>>> = vec![Vec::new(); columns.len()];
-    let mut origin: Option<f64> = None;
     for (line, record) in lines {
         let record = record.map_err(|message| ExtractError::BadRow { line, message })?;
         if record.len() == 1 && record[0].trim().is_empty() {
@@ -155,8 +158,7 @@ pub fn extract(bytes: &[u8], templates: &[Template]) -> Result<Recording, Extrac
                 TimeFormat::Seconds => format!("time_s `{raw_time}` is not a number of seconds"),
             },
         })?;
-        let origin = *origin.get_or_insert(absolute);
-        time_s.push(absolute - origin);
+        time_s.push(absolute);
         for (slot, (column, rule_name)) in values.iter_mut().zip(&columns) {
             let cell = record[*column].trim();
             let value = parse_value(cell).map_err(|()| ExtractError::BadRow {
@@ -169,6 +171,12 @@ pub fn extract(bytes: &[u8], templates: &[Template]) -> Result<Recording, Extrac
     if time_s.is_empty() {
         return Err(ExtractError::NoRows);
     }
+    let reordered_rows = put_in_time_order(&mut time_s, &mut values);
+    // Seconds from the first sample: no wall-clock date leaves the server with a task.
+    let origin = time_s[0];
+    for time in &mut time_s {
+        *time -= origin;
+    }
     Ok(Recording {
         template_id: template.id.clone(),
         template_version: template.version,
@@ -179,7 +187,38 @@ pub fn extract(bytes: &[u8], templates: &[Template]) -> Result<Recording, Extrac
             .map(|((_, name), values)| SignalColumn { name, values })
             .collect(),
         ignored_columns,
+        reordered_rows,
     })
+}
+
+/// Sorts rows by time (stably, so rows with equal times keep their file order and "keep the
+/// first duplicate" means what it says) and returns the new positions of the rows that came
+/// after a later time in the file — the worker's definition of an out-of-order row.
+fn put_in_time_order(time_s: &mut Vec<f64>, columns: &mut [Vec<Option<f64>>]) -> Vec<usize> {
+    let mut latest = f64::NEG_INFINITY;
+    let late: Vec<bool> = time_s
+        .iter()
+        .map(|&t| {
+            let is_late = t < latest;
+            latest = latest.max(t);
+            is_late
+        })
+        .collect();
+    if !late.contains(&true) {
+        return Vec::new();
+    }
+    let mut order: Vec<usize> = (0..time_s.len()).collect();
+    order.sort_by(|&a, &b| time_s[a].total_cmp(&time_s[b]));
+    *time_s = order.iter().map(|&row| time_s[row]).collect();
+    for column in columns.iter_mut() {
+        *column = order.iter().map(|&row| column[row]).collect();
+    }
+    order
+        .iter()
+        .enumerate()
+        .filter(|&(_, &row)| late[row])
+        .map(|(position, _)| position)
+        .collect()
 }
 
 /// The template matching most header columns, with (column index, canonical name) pairs in
@@ -282,6 +321,18 @@ mod tests {
             recording.signals[1].values,
             vec![Some(98.0), None, Some(97.0)]
         );
+    }
+
+    #[test]
+    fn out_of_order_rows_are_put_in_order_and_remembered() {
+        let recording = extract_str("time_s,hr\n10,70\n12,72\n11,71\n13,73\n12,99\n9,69\n")
+            .expect("valid file");
+        assert_eq!(recording.time_s, vec![0.0, 1.0, 2.0, 3.0, 3.0, 4.0]);
+        let hr: Vec<Option<f64>> = recording.signals[0].values.clone();
+        // Equal times keep their file order: 72 (line 3) before 99 (line 6).
+        assert_eq!(hr, [69.0, 70.0, 71.0, 72.0, 99.0, 73.0].map(Some).to_vec());
+        // 11 came after 12, 12 after 13, 9 after everything.
+        assert_eq!(recording.reordered_rows, vec![0, 2, 4]);
     }
 
     #[test]

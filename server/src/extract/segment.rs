@@ -65,9 +65,17 @@ pub fn split_into_tasks(
                 core_start: core_start - from,
                 core_end: core_end - from,
                 trend_bucket_s,
+                reordered_rows: count_within(&recording.reordered_rows, core_start..core_end),
             }
         })
         .collect()
+}
+
+/// How many of the ascending `positions` lie in `range`.
+fn count_within(positions: &[usize], range: std::ops::Range<usize>) -> u64 {
+    let below = positions.partition_point(|&p| p < range.start);
+    let to_end = positions.partition_point(|&p| p < range.end);
+    (to_end - below) as u64
 }
 
 #[cfg(test)]
@@ -84,6 +92,7 @@ mod tests {
                 values: times.iter().map(|t| Some(60.0 + t)).collect(),
             }],
             ignored_columns: vec![],
+            reordered_rows: vec![],
         }
     }
 
@@ -110,6 +119,22 @@ mod tests {
             "overlap before the core"
         );
         assert_eq!(tasks[1].time_s.last(), Some(&9.0), "overlap after the core");
+    }
+
+    #[test]
+    fn reordered_rows_are_counted_in_the_core_that_owns_them() {
+        let mut sorted = recording(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        sorted.reordered_rows = vec![1, 2, 5];
+        let tasks = split_into_tasks(
+            &sorted,
+            SegmentPlan {
+                max_rows: 3,
+                overlap_rows: 2,
+            },
+            1.0,
+        );
+        let counts: Vec<u64> = tasks.iter().map(|t| t.reordered_rows).collect();
+        assert_eq!(counts, vec![2, 1], "overlap rows are not counted twice");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::Value;
 use vitalgrid_server::accounts::Role;
 
 use crate::support::{
-    Backend, Misbehaviour, fast_scheduler, on_every_backend, small_vitals_csv, spawn_app,
+    Backend, Misbehaviour, TestApp, fast_scheduler, on_every_backend, small_vitals_csv, spawn_app,
     spawn_app_on, spawn_app_with, spawn_native_worker,
 };
 
@@ -15,6 +15,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(60);
 
 on_every_backend!(
     native_worker_completes_a_job_and_the_result_counts_every_valid_value,
+    rows_out_of_order_across_task_cuts_are_put_in_order_and_counted,
     corrupt_task_packet_gets_an_error_and_the_task_still_completes,
     worker_vanishing_mid_task_does_not_lose_the_task,
     packets_carry_no_patient_reference_file_name_or_account,
@@ -266,6 +267,74 @@ async fn native_worker_completes_a_job_and_the_result_counts_every_valid_value(b
     assert_eq!(
         log.sent_of_type("result"),
         job["tasks_total"].as_i64().unwrap_or(0) as usize
+    );
+}
+
+/// The analysis of `csv` by one native worker.
+async fn analyse(app: &TestApp, client: &reqwest::Client, csv: &str) -> Value {
+    let (_, job_id) = app
+        .upload_and_submit(client, "PT-001", "night.csv", csv.as_bytes())
+        .await;
+    let (stop, worker) = spawn_native_worker(app, 2, Misbehaviour::default());
+    let job = app.wait_for_job(client, job_id, JOB_TIMEOUT).await;
+    assert_eq!(job["status"], "done", "{job}");
+    assert!(
+        job["tasks_total"].as_i64() > Some(1),
+        "several tasks: {job}"
+    );
+    let _ = stop.send(());
+    worker.await.expect("worker ran");
+    let result: Value = client
+        .get(app.url(&format!("/api/jobs/{job_id}/result")))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    result["analysis"].clone()
+}
+
+async fn rows_out_of_order_across_task_cuts_are_put_in_order_and_counted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = app.user("ana@example.org", Role::Clinician).await;
+    let sorted = small_vitals_csv(3_000);
+    // The same file with seconds 100..110 moved to its end: they now sit in another task.
+    let (header, rows) = sorted.split_once('\n').expect("header");
+    let lines: Vec<&str> = rows.lines().collect();
+    let late: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| {
+            (100..110).contains(
+                &l.split(',')
+                    .next()
+                    .and_then(|t| t.parse::<i32>().ok())
+                    .unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(late.len(), 10);
+    let mut shuffled = format!("{header}\n");
+    for line in lines.iter().filter(|l| !late.contains(l)).chain(&late) {
+        shuffled.push_str(line);
+        shuffled.push('\n');
+    }
+
+    let expected = analyse(&app, &client, &sorted).await;
+    let analysis = analyse(&app, &client, &shuffled).await;
+    assert_eq!(
+        analysis["quality"]["out_of_order"], 10,
+        "{}",
+        analysis["quality"]
+    );
+    assert_eq!(expected["quality"]["out_of_order"], 0);
+    // Put back in order, the rows analyse exactly as the sorted file's.
+    assert_eq!(analysis["signals"], expected["signals"]);
+    assert_eq!(analysis["rows"], expected["rows"]);
+    assert_eq!(
+        analysis["duplicates_removed"],
+        expected["duplicates_removed"]
     );
 }
 

@@ -363,6 +363,7 @@ mod tests {
             core_start: core.start,
             core_end: core.end,
             trend_bucket_s: BUCKET_S,
+            reordered_rows: 0,
         }
     }
 
