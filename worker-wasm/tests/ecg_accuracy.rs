@@ -45,7 +45,7 @@
 //!   with 3 s of context gives exactly the one-pass peaks (0 disagreements), whether or not the
 //!   windows tell the detector where they start in the record (`detect_r_peaks_at`, which aligns
 //!   its 4-sample blocks at 1 kHz with the record's and so guarantees it).
-//! * Speed: 300 000 samples (bsnb_ecg_5min) in about 3 ms in release on this 2-core machine
+//! * Speed: 300 000 samples (bsnb_ecg_5min) in about 2 ms in release on this 2-core machine
 //!   (the detector runs at 250 Hz; it took about 11 ms at the full 1 kHz).
 
 use std::path::PathBuf;

@@ -155,13 +155,12 @@ impl Decimated {
             (factor - offset).min(x.len())
         };
         let (first, rest) = x.split_at(head);
+        let mean = |block: &[f64]| block.iter().sum::<f64>() / block.len() as f64;
         let mut values = Vec::with_capacity(x.len() / factor + 2);
-        values.extend(
-            core::iter::once(first)
-                .filter(|block| !block.is_empty())
-                .chain(rest.chunks(factor))
-                .map(|block| block.iter().sum::<f64>() / block.len() as f64),
-        );
+        if !first.is_empty() {
+            values.push(mean(first));
+        }
+        values.extend(rest.chunks(factor).map(mean));
         Self {
             values,
             factor,
@@ -201,11 +200,14 @@ pub fn centred_moving_average(x: &[f64], half: usize) -> Vec<f64> {
     let width = 2 * half + 1;
     let mut out = Vec::with_capacity(n);
     let mut sum = 0.0;
+    // Counts down to the next fresh sum, every `width` samples from the first.
+    let mut until_fresh = 0;
     for i in 0..n {
         let lo = i.saturating_sub(half);
         let hi = (i + half).min(n - 1);
-        if i % width == 0 {
+        if until_fresh == 0 {
             sum = x[lo..=hi].iter().sum();
+            until_fresh = width;
         } else {
             if hi == i + half {
                 sum += x[hi];
@@ -214,6 +216,7 @@ pub fn centred_moving_average(x: &[f64], half: usize) -> Vec<f64> {
                 sum -= x[lo - 1];
             }
         }
+        until_fresh -= 1;
         // Sums of squares are never negative; cancellation may leave a tiny negative residue.
         out.push(sum.max(0.0) / (hi - lo + 1) as f64);
     }
