@@ -20,39 +20,38 @@ use crate::template::Template;
 /// Index of the trend bucket holding `time_s`; buckets start at time 0 for the whole recording.
 pub fn bucket_index(time_s: f64, trend_bucket_s: f64) -> i64 {
     // `as` saturates, so absurd times land in the extreme buckets instead of wrapping.
-    floor(time_s / trend_bucket_s) as i64
+    floor_to_i64(time_s / trend_bucket_s)
 }
 
 /// Histogram key of `value` at `resolution`.
 pub fn histogram_key(value: f64, resolution: f64) -> i64 {
-    round(value / resolution) as i64
+    round_to_i64(value / resolution)
 }
 
 /// 2^52: from here on every f64 is a whole number.
 const WHOLE_FROM: f64 = 4_503_599_627_370_496.0;
 
-/// The value of `x.round()` (a zero may lose its sign, which no caller sees: they all convert to
-/// integers) without the call into libm that `round` and `floor` become on baseline x86-64 (and
-/// `round` on wasm32), a call per sample that cost a sixth of a summary: truncation to an integer
-/// is one instruction, and the fraction it drops is exact.
-fn round(x: f64) -> f64 {
+/// `x.round() as i64` without the call into libm that `round` and `floor` become on baseline
+/// x86-64 (and `round` on wasm32), a call per value that cost a sixth of a summary: truncation to
+/// an integer is one instruction, and the fraction it drops is exact.
+fn round_to_i64(x: f64) -> i64 {
     if x.abs() < WHOLE_FROM {
         let whole = x as i64;
         let fraction = x - whole as f64;
-        (whole + i64::from(fraction >= 0.5) - i64::from(fraction <= -0.5)) as f64
+        whole + i64::from(fraction >= 0.5) - i64::from(fraction <= -0.5)
     } else {
-        // Already whole, infinite or NaN.
-        x.round()
+        // Already whole, infinite or NaN; `as` saturates.
+        x.round() as i64
     }
 }
 
-/// `x.floor()` the same way as [`round`].
-fn floor(x: f64) -> f64 {
+/// `x.floor() as i64` the same way as [`round_to_i64`].
+fn floor_to_i64(x: f64) -> i64 {
     if x.abs() < WHOLE_FROM {
         let whole = x as i64;
-        (whole - i64::from(whole as f64 > x)) as f64
+        whole - i64::from(whole as f64 > x)
     } else {
-        x.floor()
+        x.floor() as i64
     }
 }
 
@@ -86,7 +85,12 @@ pub fn percentile(histogram: &[(i64, u64)], p: u64, resolution: f64) -> Option<f
 pub fn interval_ms(from_s: f64, to_s: f64, max_gap_s: Option<f64>) -> u64 {
     let span = to_s - from_s;
     let span = max_gap_s.map_or(span, |cap| span.min(cap));
-    round(span * 1000.0).max(0.0) as u64
+    let ms = span * 1000.0;
+    if ms.abs() < WHOLE_FROM {
+        round_to_i64(ms).max(0) as u64
+    } else {
+        ms.round().max(0.0) as u64
+    }
 }
 
 /// Position of `band` in `[below, in, above]`.
@@ -342,50 +346,74 @@ impl SignalSummaryRun {
         if let Some(block) = block_stats(&run.values) {
             run.stats = run.stats.merge(&block);
         }
-        let samples = run.times.iter().copied().zip(run.values.iter().copied());
+        let (times, values) = (&run.times[..], &run.values[..]);
         if self.with_trend {
-            let mut current = run.trend.pop();
-            for (time_s, value) in samples.clone() {
-                let index = bucket_index(time_s, self.trend_bucket_s);
-                match &mut current {
-                    Some(bucket) if bucket.index == index => bucket.push(value),
-                    _ => run
-                        .trend
-                        .extend(current.replace(TrendBucket::single(index, value))),
+            let width = self.trend_bucket_s;
+            let mut start = 0;
+            while let Some(&first) = times.get(start) {
+                let index = bucket_index(first, width);
+                // Times ascend, so bucket indices do too: a bucket's values are one run, found by
+                // bisection rather than by a division per value.
+                let end = start
+                    + 1
+                    + times[start + 1..].partition_point(|&t| bucket_index(t, width) == index);
+                // Built in a local so the loop keeps it in registers.
+                let mut bucket = match run.trend.last() {
+                    Some(last) if last.index == index => run.trend.pop(),
+                    _ => None,
+                };
+                for &value in &values[start..end] {
+                    match &mut bucket {
+                        Some(bucket) => bucket.push(value),
+                        None => bucket = Some(TrendBucket::single(index, value)),
+                    }
                 }
+                run.trend.extend(bucket);
+                start = end;
             }
-            run.trend.extend(current);
         }
         if self.with_distribution {
             let (low, high, resolution) = run.band;
+            for &value in values {
+                run.histogram.add(histogram_key(value, resolution));
+            }
+            // Values are finite, so an open end of the normal range never classifies one.
+            let (low, high) = (
+                low.unwrap_or(f64::NEG_INFINITY),
+                high.unwrap_or(f64::INFINITY),
+            );
             let distribution = &mut run.distribution;
-            let mut ms = [
-                distribution.below_ms,
-                distribution.in_ms,
-                distribution.above_ms,
-            ];
-            if let Some(&first) = run.times.first() {
+            if let Some(&first) = times.first() {
                 distribution.first_time_s.get_or_insert(first);
             }
-            let mut last = distribution.last;
-            for (time_s, value) in samples {
-                run.histogram.add(histogram_key(value, resolution));
-                let band = match (low, high) {
-                    (Some(low), _) if value < low => RangeBand::Below,
-                    (_, Some(high)) if value > high => RangeBand::Above,
-                    _ => RangeBand::In,
-                };
-                if let Some(last) = last {
-                    ms[slot(last.band)] += interval_ms(last.time_s, time_s, self.max_gap_s);
-                }
-                last = Some(LastSample { time_s, band });
-            }
-            [
+            let (mut below, mut inside, mut above) = (
                 distribution.below_ms,
                 distribution.in_ms,
                 distribution.above_ms,
-            ] = ms;
-            distribution.last = last;
+            );
+            let mut open = distribution.last;
+            for (&time_s, &value) in times.iter().zip(values) {
+                if let Some(last) = open {
+                    let ms = interval_ms(last.time_s, time_s, self.max_gap_s);
+                    match last.band {
+                        RangeBand::Below => below += ms,
+                        RangeBand::In => inside += ms,
+                        RangeBand::Above => above += ms,
+                    }
+                }
+                let band = if value < low {
+                    RangeBand::Below
+                } else if value > high {
+                    RangeBand::Above
+                } else {
+                    RangeBand::In
+                };
+                open = Some(LastSample { time_s, band });
+            }
+            distribution.below_ms = below;
+            distribution.in_ms = inside;
+            distribution.above_ms = above;
+            distribution.last = open;
         }
         run.times.clear();
         run.values.clear();
@@ -774,13 +802,8 @@ mod percentile_tests {
             x
         });
         for v in tricky.into_iter().chain(steps) {
-            assert_eq!(round(v) as i64, v.round() as i64, "round {v}");
-            assert_eq!(floor(v) as i64, v.floor() as i64, "floor {v}");
-            assert_eq!(
-                round(v).to_bits() | (1 << 63),
-                v.round().to_bits() | (1 << 63),
-                "{v}"
-            );
+            assert_eq!(round_to_i64(v), v.round() as i64, "round {v}");
+            assert_eq!(floor_to_i64(v), v.floor() as i64, "floor {v}");
         }
     }
 
