@@ -195,6 +195,10 @@ impl Decimated {
 /// that exist are averaged). The running sum is recomputed from scratch every window length so
 /// rounding error cannot build up over a long record, and after a huge artefact the sum cannot
 /// leave a residue that would swamp the small values that follow.
+///
+/// The running sum takes the difference of the entering and the leaving sample in one addition,
+/// and a fresh sum is added up in four partial sums, so the chain of dependent additions from one
+/// output to the next is about one addition long rather than three.
 pub fn centred_moving_average(x: &[f64], half: usize) -> Vec<f64> {
     let n = x.len();
     let width = 2 * half + 1;
@@ -206,21 +210,34 @@ pub fn centred_moving_average(x: &[f64], half: usize) -> Vec<f64> {
         let lo = i.saturating_sub(half);
         let hi = (i + half).min(n - 1);
         if until_fresh == 0 {
-            sum = x[lo..=hi].iter().sum();
+            sum = partial_sums(&x[lo..=hi]);
             until_fresh = width;
         } else {
-            if hi == i + half {
-                sum += x[hi];
-            }
-            if lo > 0 {
-                sum -= x[lo - 1];
-            }
+            let entering = if hi == i + half { x[hi] } else { 0.0 };
+            let leaving = if lo > 0 { x[lo - 1] } else { 0.0 };
+            sum += entering - leaving;
         }
         until_fresh -= 1;
         // Sums of squares are never negative; cancellation may leave a tiny negative residue.
         out.push(sum.max(0.0) / (hi - lo + 1) as f64);
     }
     out
+}
+
+/// Sum of `x` in four interleaved partial sums, added up in a fixed order: independent chains of
+/// additions, and the same bits on every machine.
+fn partial_sums(x: &[f64]) -> f64 {
+    let mut lanes = [0.0; 4];
+    let chunks = x.chunks_exact(4);
+    for (lane, &v) in chunks.remainder().iter().enumerate() {
+        lanes[lane] = v;
+    }
+    for chunk in chunks {
+        for (sum, &v) in lanes.iter_mut().zip(chunk) {
+            *sum += v;
+        }
+    }
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 }
 
 /// Index of the largest value of `x[range]` (first one on ties), or `None` for an empty range.
