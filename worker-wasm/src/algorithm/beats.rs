@@ -2,7 +2,9 @@
 //! and merges the beats of all segments into one beat list, so HRV over segments equals one pass.
 //!
 //! Per segment the detector sees the whole task window (core plus the ≥ 3 s of overlap context the
-//! server sends on each side) and only peaks whose sample lies in the core are kept. The merge
+//! server sends on each side), told where the window starts in the record (its first time × the
+//! sampling rate) so its reduced-rate blocks line up with the record's, and only peaks whose
+//! sample lies in the core are kept. The merge
 //! concatenates beat times in segment order (dropping a repeated time at a boundary) and runs
 //! `nn_intervals` and `hrv_time` on the whole list.
 
