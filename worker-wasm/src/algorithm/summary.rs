@@ -357,18 +357,33 @@ impl SignalSummaryRun {
                 let end = start
                     + 1
                     + times[start + 1..].partition_point(|&t| bucket_index(t, width) == index);
-                // Built in a local so the loop keeps it in registers.
+                let (head, tail) = values[start..end].split_at(1);
                 let mut bucket = match run.trend.last() {
                     Some(last) if last.index == index => run.trend.pop(),
                     _ => None,
-                };
-                for &value in &values[start..end] {
-                    match &mut bucket {
-                        Some(bucket) => bucket.push(value),
-                        None => bucket = Some(TrendBucket::single(index, value)),
-                    }
                 }
-                run.trend.extend(bucket);
+                .map_or_else(
+                    || TrendBucket::single(index, head[0]),
+                    |mut open| {
+                        open.push(head[0]);
+                        open
+                    },
+                );
+                // In locals, so the loop keeps them in registers. Values are never NaN, so plain
+                // comparisons give what `f64::min`/`max` would.
+                let (mut min, mut max, mut sum) = (bucket.min, bucket.max, bucket.sum);
+                for &value in tail {
+                    if value < min {
+                        min = value;
+                    }
+                    if value > max {
+                        max = value;
+                    }
+                    sum += value;
+                }
+                bucket.n += tail.len() as u64;
+                (bucket.min, bucket.max, bucket.sum) = (min, max, sum);
+                run.trend.push(bucket);
                 start = end;
             }
         }
@@ -391,29 +406,42 @@ impl SignalSummaryRun {
                 distribution.in_ms,
                 distribution.above_ms,
             );
-            let mut open = distribution.last;
-            for (&time_s, &value) in times.iter().zip(values) {
-                if let Some(last) = open {
-                    let ms = interval_ms(last.time_s, time_s, self.max_gap_s);
-                    match last.band {
-                        RangeBand::Below => below += ms,
-                        RangeBand::In => inside += ms,
-                        RangeBand::Above => above += ms,
-                    }
-                }
-                let band = if value < low {
+            let mut credit = |band: RangeBand, ms: u64| match band {
+                RangeBand::Below => below += ms,
+                RangeBand::In => inside += ms,
+                RangeBand::Above => above += ms,
+            };
+            let band_of = |value: f64| {
+                if value < low {
                     RangeBand::Below
                 } else if value > high {
                     RangeBand::Above
                 } else {
                     RangeBand::In
-                };
-                open = Some(LastSample { time_s, band });
+                }
+            };
+            // The sample left open by the previous block counts until this block's first; then
+            // each sample until the next.
+            if let (Some(open), Some(&first)) = (distribution.last, times.first()) {
+                credit(open.band, interval_ms(open.time_s, first, self.max_gap_s));
             }
+            for (pair, &value) in times.windows(2).zip(values) {
+                credit(
+                    band_of(value),
+                    interval_ms(pair[0], pair[1], self.max_gap_s),
+                );
+            }
+            let open = times
+                .last()
+                .zip(values.last())
+                .map(|(&time_s, &value)| LastSample {
+                    time_s,
+                    band: band_of(value),
+                });
             distribution.below_ms = below;
             distribution.in_ms = inside;
             distribution.above_ms = above;
-            distribution.last = open;
+            distribution.last = open.or(distribution.last);
         }
         run.times.clear();
         run.values.clear();
