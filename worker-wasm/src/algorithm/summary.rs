@@ -84,7 +84,9 @@ pub fn percentile(histogram: &[(i64, u64)], p: u64, resolution: f64) -> Option<f
 /// milliseconds make the sums exact in any grouping of segments.
 pub fn interval_ms(from_s: f64, to_s: f64, max_gap_s: Option<f64>) -> u64 {
     let span = to_s - from_s;
-    let span = max_gap_s.map_or(span, |cap| span.min(cap));
+    // A comparison rather than `f64::min`, which is a call into libm on wasm32 (for its NaN rule;
+    // the times here are finite, and a NaN span still gives the cap as `min` would).
+    let span = max_gap_s.map_or(span, |cap| if span < cap { span } else { cap });
     let ms = span * 1000.0;
     if ms.abs() < WHOLE_FROM {
         round_to_i64(ms).max(0) as u64
@@ -213,17 +215,24 @@ fn block_stats(values: &[f64]) -> Option<RunningStats> {
     let mut max = [first; 4];
     let chunks = values.chunks_exact(4);
     let rest = chunks.remainder();
+    // Comparisons rather than `f64::min`/`max`, which are calls into libm on wasm32 (for their NaN
+    // rule; the values here are never NaN).
+    let mut add = |lane: usize, v: f64| {
+        sum[lane] += v;
+        if v < min[lane] {
+            min[lane] = v;
+        }
+        if v > max[lane] {
+            max[lane] = v;
+        }
+    };
     for chunk in chunks {
-        for lane in 0..4 {
-            sum[lane] += chunk[lane];
-            min[lane] = min[lane].min(chunk[lane]);
-            max[lane] = max[lane].max(chunk[lane]);
+        for (lane, &v) in chunk.iter().enumerate() {
+            add(lane, v);
         }
     }
     for (lane, &v) in rest.iter().enumerate() {
-        sum[lane] += v;
-        min[lane] = min[lane].min(v);
-        max[lane] = max[lane].max(v);
+        add(lane, v);
     }
     let n = values.len() as f64;
     let mean = ((sum[0] + sum[1]) + (sum[2] + sum[3])) / n;
@@ -241,8 +250,12 @@ fn block_stats(values: &[f64]) -> Option<RunningStats> {
         n: values.len() as u64,
         mean,
         m2: (m2[0] + m2[1]) + (m2[2] + m2[3]),
-        min: min.into_iter().fold(first, f64::min),
-        max: max.into_iter().fold(first, f64::max),
+        min: min
+            .into_iter()
+            .fold(first, |a, b| if b < a { b } else { a }),
+        max: max
+            .into_iter()
+            .fold(first, |a, b| if b > a { b } else { a }),
     })
 }
 

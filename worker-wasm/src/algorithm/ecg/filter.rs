@@ -218,8 +218,10 @@ pub fn centred_moving_average(x: &[f64], half: usize) -> Vec<f64> {
             sum += entering - leaving;
         }
         until_fresh -= 1;
-        // Sums of squares are never negative; cancellation may leave a tiny negative residue.
-        out.push(sum.max(0.0) / (hi - lo + 1) as f64);
+        // Sums of squares are never negative; cancellation may leave a tiny negative residue. (A
+        // comparison: `f64::max` is a call into libm on wasm32.)
+        let clamped = if sum > 0.0 { sum } else { 0.0 };
+        out.push(clamped / (hi - lo + 1) as f64);
     }
     out
 }
