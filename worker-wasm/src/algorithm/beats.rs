@@ -2,7 +2,9 @@
 //! and merges the beats of all segments into one beat list, so HRV over segments equals one pass.
 //!
 //! Per segment the detector sees the whole task window (core plus the ≥ 3 s of overlap context the
-//! server sends on each side) and only peaks whose sample lies in the core are kept. The merge
+//! server sends on each side), told where the window starts in the record (its first time × the
+//! sampling rate) so its reduced-rate blocks line up with the record's, and only peaks whose
+//! sample lies in the core are kept. The merge
 //! concatenates beat times in segment order (dropping a repeated time at a boundary) and runs
 //! `nn_intervals` and `hrv_time` on the whole list.
 
@@ -18,64 +20,117 @@ pub fn segment(processor: &DataProcessor) -> Option<EcgSegment> {
     let data = processor.data();
     let tally = processor.signals().iter().find(|t| t.name == "ecg")?;
     let column = &data.signals.iter().find(|c| c.name == "ecg")?.values;
-    // Kept rows in time order; an unusable cell holds the previous usable value, so the detector
-    // sees a continuous trace.
-    let mut rows: Vec<usize> = Vec::with_capacity(data.time_s.len());
-    for row in processor.rows_in_time_order() {
-        if rows
-            .last()
-            .is_none_or(|&last| data.time_s[last] != data.time_s[row])
-        {
-            rows.push(row);
-        }
-    }
+    let trace = Trace::of(processor);
+    // An unusable cell holds the previous usable value, so the detector sees a continuous trace.
     let mut held = 0.0;
-    let samples: Vec<f64> = rows
-        .iter()
-        .map(|&row| {
-            if let Some(value) = column[row].filter(|v| tally.accepts(*v)) {
-                held = value;
-            }
-            held
-        })
-        .collect();
-    let fs_hz = match (rows.first(), rows.last()) {
-        (Some(&first), Some(&last)) if rows.len() > 1 && data.time_s[last] > data.time_s[first] => {
-            (rows.len() - 1) as f64 / (data.time_s[last] - data.time_s[first])
+    let mut hold = |cell: &Option<f64>| {
+        if let Some(value) = cell.filter(|v| tally.accepts(*v)) {
+            held = value;
         }
-        _ => 0.0,
+        held
+    };
+    let samples: Vec<f64> = match &trace {
+        Trace::AsSent(_) => column.iter().map(&mut hold).collect(),
+        Trace::Rows(rows) => rows.iter().map(|&row| hold(&column[row])).collect(),
+    };
+    let time_at = |position: usize| data.time_s[trace.row(position)];
+    let len = trace.len();
+    let fs_hz = if len > 1 && time_at(len - 1) > time_at(0) {
+        (len - 1) as f64 / (time_at(len - 1) - time_at(0))
+    } else {
+        0.0
     };
     let core = data.core_start..data.core_end;
-    let detection = ecg::detect_r_peaks(&samples, fs_hz);
+    // The first sample's index in the whole record, so the detector's blocks line up across
+    // segments; times count from the start of the record.
+    let first_sample = if len > 0 {
+        (time_at(0) * fs_hz).round() as i64
+    } else {
+        0
+    };
+    let detection = ecg::detect_r_peaks_at(&samples, fs_hz, first_sample);
     let beat_times_s = detection
         .r_peaks
         .iter()
-        .filter_map(|&index| rows.get(index))
+        .filter(|&&position| position < len)
+        .map(|&position| trace.row(position))
         .filter(|row| core.contains(row))
-        .map(|&row| data.time_s[row])
+        .map(|row| data.time_s[row])
         .collect();
     let params = &processor.params().ecg;
     let step = params.strip_s / f64::from(params.strip_max_points.max(1));
     let mut strip: Vec<(f64, f64)> = Vec::new();
     let mut last_bucket = None;
-    for (position, &row) in rows.iter().enumerate() {
-        let time = data.time_s[row];
-        if !core.contains(&row) || !(0.0..params.strip_s).contains(&time) {
+    for (position, &value) in samples.iter().enumerate() {
+        let (row, time) = (trace.row(position), time_at(position));
+        // Positions are in time order, so nothing later can fall inside the strip.
+        if time >= params.strip_s {
+            break;
+        }
+        if !core.contains(&row) || time < 0.0 {
             continue;
         }
         let bucket = (time / step).floor() as i64;
         if last_bucket != Some(bucket) {
             last_bucket = Some(bucket);
-            strip.push((time, samples[position]));
+            strip.push((time, value));
         }
     }
+    let samples_in_core = match &trace {
+        Trace::AsSent(_) => core.len(),
+        Trace::Rows(rows) => rows.iter().filter(|row| core.contains(row)).count(),
+    };
     Some(EcgSegment {
         fs_hz,
-        samples: rows.iter().filter(|row| core.contains(row)).count() as u64,
+        samples: samples_in_core as u64,
         signal_quality: detection.signal_quality,
         beat_times_s,
         strip,
     })
+}
+
+/// The rows the detector sees, in time order, one per distinct time (the first row sent wins).
+enum Trace {
+    /// Times strictly increase through the packet (the common case), so every row is used as sent;
+    /// the count of rows.
+    AsSent(usize),
+    /// Rows reordered by time and with repeated times dropped.
+    Rows(Vec<usize>),
+}
+
+impl Trace {
+    fn of(processor: &DataProcessor) -> Self {
+        let time_s = &processor.data().time_s;
+        // A fold rather than `all`: no early exit, so the check compiles to a vector loop.
+        let increasing = time_s
+            .windows(2)
+            .fold(true, |ok, pair| ok & (pair[0] < pair[1]));
+        if increasing {
+            return Self::AsSent(time_s.len());
+        }
+        let mut rows: Vec<usize> = Vec::with_capacity(time_s.len());
+        for row in processor.rows_in_time_order() {
+            if rows.last().is_none_or(|&last| time_s[last] != time_s[row]) {
+                rows.push(row);
+            }
+        }
+        Self::Rows(rows)
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::AsSent(len) => *len,
+            Self::Rows(rows) => rows.len(),
+        }
+    }
+
+    /// The packet row at `position` in time order.
+    fn row(&self, position: usize) -> usize {
+        match self {
+            Self::AsSent(_) => position,
+            Self::Rows(rows) => rows[position],
+        }
+    }
 }
 
 /// Merges the segments' beats; HRV only when `with_hrv`. `None` when no segment had ECG.

@@ -1,5 +1,6 @@
-//! Zero-phase Butterworth filtering and the small signal helpers the QRS detector is built from,
-//! written with `libm` so the coefficients (and so every result) are the same bits in wasm32.
+//! Zero-phase Butterworth filtering, block-mean decimation and the small signal helpers the QRS
+//! detector is built from, written with `libm` so the coefficients (and so every result) are the
+//! same bits in wasm32.
 
 /// One second-order section in transposed direct form II, normalised so `a0 == 1`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,28 +47,57 @@ impl Biquad {
     fn dc_gain(&self) -> f64 {
         (self.b0 + self.b1 + self.b2) / (1.0 + self.a1 + self.a2)
     }
+}
 
-    /// Filters `x` in place, in the direction given, starting from the steady state that a
-    /// constant input equal to the first sample visited would have reached (as scipy's
-    /// `lfilter_zi` does), so a step at the start does not ring.
-    fn run(&self, x: &mut [f64], forward: bool) {
-        let first = if forward { x.first() } else { x.last() };
-        let Some(&u) = first else { return };
-        let g = self.dc_gain();
-        let mut z1 = (g - self.b0) * u;
-        let mut z2 = (self.b2 - self.a2 * g) * u;
-        let mut step = |v: &mut f64| {
-            let input = *v;
-            let y = self.b0 * input + z1;
-            z1 = self.b1 * input - self.a1 * y + z2;
-            z2 = self.b2 * input - self.a2 * y;
-            *v = y;
+/// A section's last two inputs and outputs (direct form I).
+#[derive(Debug, Clone, Copy)]
+struct Memory {
+    x1: f64,
+    x2: f64,
+    y1: f64,
+    y2: f64,
+}
+
+/// Filters `x` in place through the cascade `sections`, in the direction given, starting from the
+/// steady state that a constant input equal to the first sample visited would have reached (as
+/// scipy's `lfilter_zi` does), so a step at the start does not ring.
+///
+/// All sections run in one loop, so their recurrences overlap instead of each section making its
+/// own pass; and direct form I with the feedback term `a1 * y[n-1]` subtracted last keeps the
+/// chain from one output to the next at one multiply and one subtraction (transposed direct form
+/// II needs two more operations on it). In f64 the two forms agree to rounding for these
+/// second-order sections.
+fn run_cascade<const N: usize>(sections: &[Biquad; N], x: &mut [f64], forward: bool) {
+    let first = if forward { x.first() } else { x.last() };
+    let Some(&start) = first else { return };
+    let mut input = start;
+    let mut memory = sections.map(|s| {
+        let output = s.dc_gain() * input;
+        let m = Memory {
+            x1: input,
+            x2: input,
+            y1: output,
+            y2: output,
         };
-        if forward {
-            x.iter_mut().for_each(&mut step);
-        } else {
-            x.iter_mut().rev().for_each(&mut step);
+        input = output;
+        m
+    });
+    let step = |v: &mut f64| {
+        let mut value = *v;
+        for (s, m) in sections.iter().zip(memory.iter_mut()) {
+            let y = (s.b0 * value + s.b1 * m.x1 + s.b2 * m.x2 - s.a2 * m.y2) - s.a1 * m.y1;
+            m.x2 = m.x1;
+            m.x1 = value;
+            m.y2 = m.y1;
+            m.y1 = y;
+            value = y;
         }
+        *v = value;
+    };
+    if forward {
+        x.iter_mut().for_each(step);
+    } else {
+        x.iter_mut().rev().for_each(step);
     }
 }
 
@@ -81,7 +111,7 @@ fn prewarp(cutoff_hz: f64, fs_hz: f64) -> f64 {
 /// Runs `sections` forwards and then backwards over `x` (zero phase, squared magnitude), after
 /// extending both ends by an odd reflection of up to `pad` samples, as scipy's `filtfilt` does,
 /// so the ends are not distorted by the filters' start-up.
-pub fn filtfilt(sections: &[Biquad], x: &[f64], pad: usize) -> Vec<f64> {
+pub fn filtfilt<const N: usize>(sections: &[Biquad; N], x: &[f64], pad: usize) -> Vec<f64> {
     let n = x.len();
     let (Some(&first), Some(&last)) = (x.first(), x.last()) else {
         return Vec::new();
@@ -91,43 +121,125 @@ pub fn filtfilt(sections: &[Biquad], x: &[f64], pad: usize) -> Vec<f64> {
     ext.extend((1..=pad).rev().map(|k| 2.0 * first - x[k]));
     ext.extend_from_slice(x);
     ext.extend((1..=pad).map(|k| 2.0 * last - x[n - 1 - k]));
-    for section in sections {
-        section.run(&mut ext, true);
-    }
-    for section in sections {
-        section.run(&mut ext, false);
-    }
+    run_cascade(sections, &mut ext, true);
+    run_cascade(sections, &mut ext, false);
     ext.drain(..pad);
     ext.truncate(n);
     ext
+}
+
+/// A signal reduced to the means of blocks of `factor` consecutive samples. Blocks are aligned to
+/// multiples of `factor` in the record's absolute sample index, so a segment cut anywhere from a
+/// record holds the same blocks as the record (only a partial block at either end differs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decimated {
+    /// One mean per block, in order.
+    pub values: Vec<f64>,
+    factor: usize,
+    /// Samples of the first block that lie before the signal: its first sample's absolute index
+    /// modulo `factor`.
+    offset: usize,
+    /// Length of the original signal.
+    len: usize,
+}
+
+impl Decimated {
+    /// Block means of `x`, whose first sample has index `first_sample` in the whole record.
+    /// `factor` 0 is taken as 1.
+    pub fn new(x: &[f64], factor: usize, first_sample: i64) -> Self {
+        let factor = factor.max(1);
+        let offset = first_sample.rem_euclid(factor as i64) as usize;
+        let head = if offset == 0 {
+            0
+        } else {
+            (factor - offset).min(x.len())
+        };
+        let (first, rest) = x.split_at(head);
+        let mean = |block: &[f64]| block.iter().sum::<f64>() / block.len() as f64;
+        let mut values = Vec::with_capacity(x.len() / factor + 2);
+        if !first.is_empty() {
+            values.push(mean(first));
+        }
+        values.extend(rest.chunks(factor).map(mean));
+        Self {
+            values,
+            factor,
+            offset,
+            len: x.len(),
+        }
+    }
+
+    pub fn factor(&self) -> usize {
+        self.factor
+    }
+
+    /// Length of the original signal.
+    pub fn source_len(&self) -> usize {
+        self.len
+    }
+
+    /// The block holding sample `index` of the original signal.
+    pub fn block_of(&self, index: usize) -> usize {
+        (index + self.offset) / self.factor
+    }
+
+    /// The original sample at the middle of `block` (clamped to the signal).
+    pub fn centre_of(&self, block: usize) -> usize {
+        (block * self.factor + self.factor / 2)
+            .saturating_sub(self.offset)
+            .min(self.len.saturating_sub(1))
+    }
 }
 
 /// Centred moving average over `2 * half + 1` samples (shorter at the ends, where only the samples
 /// that exist are averaged). The running sum is recomputed from scratch every window length so
 /// rounding error cannot build up over a long record, and after a huge artefact the sum cannot
 /// leave a residue that would swamp the small values that follow.
+///
+/// The running sum takes the difference of the entering and the leaving sample in one addition,
+/// and a fresh sum is added up in four partial sums, so the chain of dependent additions from one
+/// output to the next is about one addition long rather than three.
 pub fn centred_moving_average(x: &[f64], half: usize) -> Vec<f64> {
     let n = x.len();
     let width = 2 * half + 1;
     let mut out = Vec::with_capacity(n);
     let mut sum = 0.0;
+    // Counts down to the next fresh sum, every `width` samples from the first.
+    let mut until_fresh = 0;
     for i in 0..n {
         let lo = i.saturating_sub(half);
         let hi = (i + half).min(n - 1);
-        if i % width == 0 {
-            sum = x[lo..=hi].iter().sum();
+        if until_fresh == 0 {
+            sum = partial_sums(&x[lo..=hi]);
+            until_fresh = width;
         } else {
-            if hi == i + half {
-                sum += x[hi];
-            }
-            if lo > 0 {
-                sum -= x[lo - 1];
-            }
+            let entering = if hi == i + half { x[hi] } else { 0.0 };
+            let leaving = if lo > 0 { x[lo - 1] } else { 0.0 };
+            sum += entering - leaving;
         }
-        // Sums of squares are never negative; cancellation may leave a tiny negative residue.
-        out.push(sum.max(0.0) / (hi - lo + 1) as f64);
+        until_fresh -= 1;
+        // Sums of squares are never negative; cancellation may leave a tiny negative residue. (A
+        // comparison: `f64::max` is a call into libm on wasm32.)
+        let clamped = if sum > 0.0 { sum } else { 0.0 };
+        out.push(clamped / (hi - lo + 1) as f64);
     }
     out
+}
+
+/// Sum of `x` in four interleaved partial sums, added up in a fixed order: independent chains of
+/// additions, and the same bits on every machine.
+fn partial_sums(x: &[f64]) -> f64 {
+    let mut lanes = [0.0; 4];
+    let chunks = x.chunks_exact(4);
+    for (lane, &v) in chunks.remainder().iter().enumerate() {
+        lanes[lane] = v;
+    }
+    for chunk in chunks {
+        for (sum, &v) in lanes.iter_mut().zip(chunk) {
+            *sum += v;
+        }
+    }
+    (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 }
 
 /// Index of the largest value of `x[range]` (first one on ties), or `None` for an empty range.
@@ -220,6 +332,24 @@ mod tests {
             let direct = x[lo..=hi].iter().sum::<f64>() / (hi - lo + 1) as f64;
             assert!((y[i] - direct).abs() < 1e-9, "at {i}: {} vs {direct}", y[i]);
         }
+    }
+
+    #[test]
+    fn decimation_blocks_follow_the_absolute_sample_index() {
+        let x: Vec<f64> = (0..10).map(f64::from).collect();
+        let aligned = Decimated::new(&x, 4, 8);
+        assert_eq!(aligned.values, vec![1.5, 5.5, 8.5]);
+        assert_eq!((aligned.block_of(5), aligned.centre_of(1)), (1, 6));
+        // Starting at absolute index 3: the first block holds only sample 3 (x[0]).
+        let shifted = Decimated::new(&x, 4, 3);
+        assert_eq!(shifted.values, vec![0.0, 2.5, 6.5, 9.0]);
+        assert_eq!((shifted.block_of(0), shifted.block_of(1)), (0, 1));
+        assert_eq!((shifted.centre_of(0), shifted.centre_of(1)), (0, 3));
+        // A segment of the record starting at sample 5 shares the record's full blocks.
+        let record: Vec<f64> = (0..40).map(|i| f64::from(i * i % 7)).collect();
+        let whole = Decimated::new(&record, 4, 0);
+        let part = Decimated::new(&record[5..], 4, 5);
+        assert_eq!(part.values[1..], whole.values[2..]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Inform 2015;19(3):832–838), made local so it needs no global template; weighting by time makes
 //! drop-outs and QRS-free stretches count, which a share of beats alone would not see.
 
-use super::filter::{Biquad, filtfilt};
+use super::filter::{Biquad, Decimated, filtfilt};
 
 /// Half-width of the compared stretch around each R peak: the QRS and a little of PR and ST.
 const HALF_WINDOW_S: f64 = 0.100;
@@ -16,18 +16,27 @@ const MIN_CORRELATION: f64 = 0.8;
 /// The longest interval that still counts as covered: the longest plausible RR.
 const MAX_COVERED_S: f64 = 2.5;
 
-/// Share (0..=1) of the `raw.len()` samples lying between two consecutive clean beats at most
+/// Share (0..=1) of the record's samples lying between two consecutive clean beats at most
 /// 2.5 s apart, or between an end of the record and a clean beat at most 2.5 s from it (the
 /// record's first and last partial intervals). A beat is clean when its ±100 ms of ECG, filtered
 /// 1–40 Hz, correlates at ≥ 0.8 (Pearson) with that of at least one of the 4 beats before or after
 /// it; beats too close to an end for a full window cannot be judged and count as clean. With fewer
 /// than two beats the quality is 0.
-pub fn clean_share(raw: &[f64], peaks: &[usize], fs_hz: f64) -> f64 {
-    let n = raw.len();
+///
+/// `peaks` index the record sampled at `fs_hz`; the complexes are compared in `coarse`, the
+/// record at the detector's reduced rate (about 250 Hz), whose block means pass the 1–40 Hz band
+/// nearly unchanged (at most 4 % lower at 40 Hz) at a quarter of the cost or less.
+pub fn clean_share(coarse: &Decimated, peaks: &[usize], fs_hz: f64) -> f64 {
+    let n = coarse.source_len();
     if peaks.len() < 2 || n == 0 {
         return 0.0;
     }
-    let clean = clean_beats(raw, peaks, fs_hz);
+    let coarse_peaks: Vec<usize> = peaks.iter().map(|&p| coarse.block_of(p)).collect();
+    let clean = clean_beats(
+        &coarse.values,
+        &coarse_peaks,
+        fs_hz / coarse.factor() as f64,
+    );
     let longest = (MAX_COVERED_S * fs_hz).round() as usize;
     let mut covered = 0usize;
     if let (Some(&first), Some(&true)) = (peaks.first(), clean.first()) {
@@ -50,17 +59,23 @@ pub fn clean_share(raw: &[f64], peaks: &[usize], fs_hz: f64) -> f64 {
     (covered as f64 / n as f64).min(1.0)
 }
 
-/// Per beat: whether its complex matches a neighbour's (see [`clean_share`]).
-fn clean_beats(raw: &[f64], peaks: &[usize], fs_hz: f64) -> Vec<bool> {
+/// Per beat: whether its complex matches a neighbour's (see [`clean_share`]); `peaks` index `x`,
+/// sampled at `fs_hz`.
+fn clean_beats(x: &[f64], peaks: &[usize], fs_hz: f64) -> Vec<bool> {
     let half = (HALF_WINDOW_S * fs_hz).round() as usize;
-    let n = raw.len();
+    let n = x.len();
     let pad = (fs_hz.round() as usize).min(n.saturating_sub(1));
-    let mut sections = vec![Biquad::butterworth_highpass(1.0, fs_hz)];
+    let high_pass = Biquad::butterworth_highpass(1.0, fs_hz);
     // At low sampling rates 40 Hz is at or above Nyquist and the low-pass would do nothing useful.
-    if fs_hz > 100.0 {
-        sections.push(Biquad::butterworth_lowpass(40.0, fs_hz));
-    }
-    let filtered = filtfilt(&sections, raw, pad);
+    let filtered = if fs_hz > 100.0 {
+        filtfilt(
+            &[high_pass, Biquad::butterworth_lowpass(40.0, fs_hz)],
+            x,
+            pad,
+        )
+    } else {
+        filtfilt(&[high_pass], x, pad)
+    };
     let windows: Vec<Option<Vec<f64>>> = peaks
         .iter()
         .map(|&p| {
@@ -129,19 +144,22 @@ mod tests {
     #[test]
     fn regular_identical_beats_cover_the_whole_record() {
         let (x, peaks) = spikes(2500, 100, 200, 2450);
-        assert!((clean_share(&x, &peaks, 250.0) - 1.0).abs() < 1e-12);
+        assert!((clean_share(&Decimated::new(&x, 1, 0), &peaks, 250.0) - 1.0).abs() < 1e-12);
     }
 
     #[test]
     fn a_stretch_without_beats_is_not_covered() {
         // 10 s at 250 Hz with beats only in the first 4 s: the last 6 s are not covered.
         let (x, peaks) = spikes(2500, 100, 200, 1000);
-        let share = clean_share(&x, &peaks, 250.0);
+        let share = clean_share(&Decimated::new(&x, 1, 0), &peaks, 250.0);
         assert!((share - 0.36).abs() < 1e-12, "{share}");
     }
 
     #[test]
     fn too_few_beats_have_no_quality() {
-        assert_eq!(clean_share(&[0.0; 1000], &[500], 250.0), 0.0);
+        assert_eq!(
+            clean_share(&Decimated::new(&[0.0; 1000], 1, 0), &[500], 250.0),
+            0.0
+        );
     }
 }
