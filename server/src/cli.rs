@@ -12,7 +12,7 @@ use crate::accounts::{self, Role};
 use crate::app::{AppState, connect_database, redact};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DatabaseArgs, ServeArgs};
-use crate::router::build_router;
+use crate::router::{build_router, without_nagle};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -105,7 +105,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, database = %redact(&args.database.database_url), "serving");
     println!("VitalGrid listening on http://{address}");
-    axum::serve(listener, build_router(state))
+    axum::serve(without_nagle(listener), build_router(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -19,7 +19,7 @@ use vitalgrid_server::app::{AppState, connect_database};
 use vitalgrid_server::clock::SystemClock;
 use vitalgrid_server::config::{Config, SchedulerConfig};
 use vitalgrid_server::db::entities::{file, job, job_event, result, task};
-use vitalgrid_server::router::build_router;
+use vitalgrid_server::router::{build_router, without_nagle};
 use vitalgrid_server::templates::TemplateStore;
 use vitalgrid_synthetic::{VitalsConfig, generate_vitals};
 use vitalgrid_worker::algorithm::merge;
@@ -196,7 +196,7 @@ pub async fn spawn_app(backend: Backend, scheduler: SchedulerConfig) -> TestApp 
         .expect("binds");
     let address = listener.local_addr().expect("has an address");
     let router = build_router(state.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(async move { axum::serve(without_nagle(listener), router).await });
     TestApp {
         base: format!("http://{address}"),
         ws_url: format!("ws://{address}/ws/worker"),
