@@ -105,7 +105,8 @@ pub struct SchedulerConfig {
     pub lease_ttl: Duration,
     /// Period of the sweep that renews live leases, requeues expired ones and resends un-ACKed tasks.
     pub sweep_interval: Duration,
-    /// Attempts after which a task, and its job, fail with a reason instead of looping forever.
+    /// Failed attempts (a lease that expired, was never ACKed, was refused or came back broken)
+    /// after which a task, and its job, fail with a reason instead of looping forever.
     pub max_attempts: i32,
     /// Rows per task: about a second of volunteer CPU each.
     pub vitals_rows_per_task: usize,

@@ -73,14 +73,12 @@ pub fn mariadb_url() -> Option<String> {
 }
 
 /// Timings short enough that ACK timeouts, lease expiry and resends all happen within a test.
-/// `max_attempts` is generous because every lease counts as an attempt — the replicas that
-/// succeed as well as the deliberate deserters and corrupters of these tests.
+/// `max_attempts` is the default: only leases that went wrong count, not the replicas that succeed.
 pub fn fault_scheduler() -> SchedulerConfig {
     SchedulerConfig {
         ack_timeout: Duration::from_millis(600),
         lease_ttl: Duration::from_secs(2),
         sweep_interval: Duration::from_millis(100),
-        max_attempts: 20,
         vitals_rows_per_task: 300,
         replicas: 2,
         ..SchedulerConfig::default()
