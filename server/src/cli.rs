@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use vitalgrid_synthetic::{VitalsConfig, generate_vitals};
 
 use crate::accounts::{self, Role};
-use crate::app::{AppState, connect_database, redact};
+use crate::app::{AppState, connect_database, connect_database_with, redact};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DatabaseArgs, ServeArgs};
 use crate::router::{build_router, without_nagle};
@@ -91,7 +91,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let db = connect_database(&args.database.database_url).await?;
+    let db = connect_database_with(
+        &args.database.database_url,
+        args.database.sqlite_synchronous,
+    )
+    .await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     ensure_first_admin(&db, clock.now_ms()).await?;
     let config = Config::from_args(&args);
