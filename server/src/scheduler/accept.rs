@@ -4,11 +4,11 @@
 //! one was being committed (group commit). Workers caught disagreeing with the agreed result are
 //! banned and their unreplicated results redone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use rand::Rng;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{CaseStatement, Expr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
@@ -339,10 +339,16 @@ impl Committer {
         let _turn = self.write_turns.take().await;
         let transaction = self.db.begin().await?;
         let mut effects = GroupEffects::default();
-        let mut outcomes = Vec::with_capacity(group.len());
-        for pending in group {
-            outcomes.push(record_answer(&transaction, pending, self.replicas, &mut effects).await?);
-        }
+        let outcomes = if group.len() > 1 {
+            record_together(&transaction, group, self.replicas, &mut effects).await?
+        } else {
+            let mut outcomes = Vec::with_capacity(group.len());
+            for pending in group {
+                outcomes
+                    .push(record_answer(&transaction, pending, self.replicas, &mut effects).await?);
+            }
+            outcomes
+        };
         let now_ms = group.iter().map(|p| p.now_ms).max().unwrap_or_default();
         effects.apply(&transaction, now_ms, &self.templates).await?;
         transaction.commit().await?;
@@ -480,6 +486,48 @@ async fn record_answer(
     else {
         return Ok(Outcome::Stale);
     };
+    let stored = StoredTask {
+        job_id,
+        seq,
+        replicas_needed: stored_replicas_needed,
+    };
+    decide_answer(db, pending, stored, configured_replicas, effects, None).await
+}
+
+/// What deciding an answer reads of its task.
+#[derive(Debug, Clone, Copy)]
+struct StoredTask {
+    job_id: i64,
+    seq: i32,
+    replicas_needed: i32,
+}
+
+/// A decided task whose result is the answer's own bytes, written with others in one UPDATE.
+#[derive(Debug)]
+struct Decided<'a> {
+    task_id: &'a str,
+    result: &'a str,
+    sha256: &'a str,
+    replicas_needed: i32,
+}
+
+/// Decides a recorded answer's task: how many agreeing workers it needs (set by its first
+/// answer), whether they agree, and what follows. `batch` collects the results to write when the
+/// caller writes many at once; without it the result is written here.
+async fn decide_answer<'a>(
+    db: &impl ConnectionTrait,
+    pending: &'a PendingAnswer,
+    stored: StoredTask,
+    configured_replicas: u32,
+    effects: &mut GroupEffects,
+    batch: Option<&mut Vec<Decided<'a>>>,
+) -> Result<Outcome, DbErr> {
+    let (packet, key, now_ms) = (&pending.packet, pending.key.as_str(), pending.now_ms);
+    let StoredTask {
+        job_id,
+        seq,
+        replicas_needed: stored_replicas_needed,
+    } = stored;
     // `replicas_needed` is 0 until a task's first answer is recorded, which sets it (a redo sets
     // it too): so while it is 0, this answer is the task's only one.
     let first_answer = stored_replicas_needed == 0;
@@ -568,27 +616,40 @@ async fn record_answer(
             dissenting,
         } => {
             // Equal hashes are equal results: this answer's bytes serve unless another one won.
-            let winning = if sha256 == packet.data.sha256 {
-                packet.data.payload.as_bytes().to_vec()
+            let own = sha256 == packet.data.sha256;
+            let winning = if let (true, Some(batch)) = (own, batch) {
+                batch.push(Decided {
+                    task_id: &packet.task_id,
+                    result: &packet.data.payload,
+                    sha256: &packet.data.sha256,
+                    replicas_needed: needed,
+                });
+                None
+            } else if own {
+                Some(packet.data.payload.as_bytes().to_vec())
             } else {
-                task_result::Entity::find()
-                    .select_only()
-                    .column(task_result::Column::Result)
-                    .filter(task_result::Column::TaskId.eq(&packet.task_id))
-                    .filter(task_result::Column::ResultSha256.eq(&sha256))
-                    .into_tuple::<Vec<u8>>()
-                    .one(db)
-                    .await?
-                    .ok_or_else(|| DbErr::Custom("the agreed result vanished".to_owned()))?
+                Some(
+                    task_result::Entity::find()
+                        .select_only()
+                        .column(task_result::Column::Result)
+                        .filter(task_result::Column::TaskId.eq(&packet.task_id))
+                        .filter(task_result::Column::ResultSha256.eq(&sha256))
+                        .into_tuple::<Vec<u8>>()
+                        .one(db)
+                        .await?
+                        .ok_or_else(|| DbErr::Custom("the agreed result vanished".to_owned()))?,
+                )
             };
-            task::Entity::update_many()
-                .col_expr(task::Column::Status, Expr::value(task_status::DONE))
-                .col_expr(task::Column::Result, Expr::value(winning))
-                .col_expr(task::Column::ResultSha256, Expr::value(sha256))
-                .col_expr(task::Column::ReplicasNeeded, Expr::value(needed))
-                .filter(task::Column::Id.eq(&packet.task_id))
-                .exec(db)
-                .await?;
+            if let Some(winning) = winning {
+                task::Entity::update_many()
+                    .col_expr(task::Column::Status, Expr::value(task_status::DONE))
+                    .col_expr(task::Column::Result, Expr::value(winning))
+                    .col_expr(task::Column::ResultSha256, Expr::value(sha256))
+                    .col_expr(task::Column::ReplicasNeeded, Expr::value(needed))
+                    .filter(task::Column::Id.eq(&packet.task_id))
+                    .exec(db)
+                    .await?;
+            }
             for worker in &agreeing {
                 *effects.agreed.entry(worker.clone()).or_default() += 1;
             }
@@ -611,6 +672,155 @@ async fn record_answer(
             Ok(Outcome::Decided { dissenting })
         }
     }
+}
+
+/// Bytes of results written by one statement: well under MySQL's default `max_allowed_packet`
+/// (16 MiB) whatever the mix of small and large results.
+const RESULT_BYTES_PER_STATEMENT: usize = 4 * 1024 * 1024;
+/// Answers written by one statement, whatever their size (each binds a few parameters).
+const ANSWERS_PER_STATEMENT: usize = 200;
+
+/// Records a group of answers in a few statements for all of them rather than several each: the
+/// fences in one conditional UPDATE, the answers in one multi-row INSERT, their tasks read back in
+/// one SELECT, and the results that stand written in one UPDATE. Each answer is decided exactly as
+/// `record_answer` decides it. When an answer of the group is not under its task's current lease,
+/// one UPDATE cannot tell which, so the group fails with nothing applied and the committer records
+/// its answers one by one, each under its own fence.
+async fn record_together(
+    db: &impl ConnectionTrait,
+    group: &[PendingAnswer],
+    configured_replicas: u32,
+    effects: &mut GroupEffects,
+) -> Result<Vec<Outcome>, DbErr> {
+    let ids: Vec<String> = group.iter().map(|p| p.packet.task_id.clone()).collect();
+    if ids.iter().collect::<std::collections::HashSet<_>>().len() != ids.len() {
+        return Err(not_all_current());
+    }
+    for chunk in by_size(group, |p| p.packet.data.payload.len()) {
+        let lease_of = chunk.iter().fold(CaseStatement::new(), |case, p| {
+            case.case(
+                task::Column::Id.eq(p.packet.task_id.as_str()),
+                Expr::value(p.packet.lease as i64),
+            )
+        });
+        let fenced = task::Entity::update_many()
+            .col_expr(task::Column::Status, Expr::value(task_status::QUEUED))
+            .col_expr(
+                task::Column::LeaseWorker,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                task::Column::LeaseExpiresAtMs,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(task::Column::Id.is_in(chunk.iter().map(|p| p.packet.task_id.clone())))
+            .filter(task::Column::Status.eq(task_status::LEASED))
+            .filter(Expr::col(task::Column::Lease).eq(lease_of))
+            .exec(db)
+            .await?
+            .rows_affected;
+        if fenced as usize != chunk.len() {
+            return Err(not_all_current());
+        }
+        let answers = chunk.iter().map(|p| task_result::ActiveModel {
+            task_id: Set(p.packet.task_id.clone()),
+            lease: Set(p.packet.lease as i64),
+            worker_key: Set(p.key.clone()),
+            result_sha256: Set(p.packet.data.sha256.clone()),
+            result: Set(p.packet.data.payload.as_bytes().to_vec()),
+            received_at_ms: Set(p.now_ms),
+            ..Default::default()
+        });
+        task_result::Entity::insert_many(answers).exec(db).await?;
+    }
+    let mut stored: HashMap<String, StoredTask> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ANSWERS_PER_STATEMENT) {
+        let rows = task::Entity::find()
+            .select_only()
+            .column(task::Column::Id)
+            .column(task::Column::JobId)
+            .column(task::Column::Seq)
+            .column(task::Column::ReplicasNeeded)
+            .filter(task::Column::Id.is_in(chunk.iter().cloned()))
+            .into_tuple::<(String, i64, i32, i32)>()
+            .all(db)
+            .await?;
+        for (id, job_id, seq, replicas_needed) in rows {
+            stored.insert(
+                id,
+                StoredTask {
+                    job_id,
+                    seq,
+                    replicas_needed,
+                },
+            );
+        }
+    }
+    let mut decided = Vec::with_capacity(group.len());
+    let mut outcomes = Vec::with_capacity(group.len());
+    for pending in group {
+        let task = stored
+            .get(&pending.packet.task_id)
+            .copied()
+            .ok_or_else(|| DbErr::RecordNotFound(format!("task {}", pending.packet.task_id)))?;
+        outcomes.push(
+            decide_answer(
+                db,
+                pending,
+                task,
+                configured_replicas,
+                effects,
+                Some(&mut decided),
+            )
+            .await?,
+        );
+    }
+    for chunk in by_size(&decided, |d| d.result.len()) {
+        let (mut result, mut sha256, mut replicas) = (
+            CaseStatement::new(),
+            CaseStatement::new(),
+            CaseStatement::new(),
+        );
+        for d in chunk {
+            let this = || task::Column::Id.eq(d.task_id);
+            result = result.case(this(), Expr::value(d.result.as_bytes().to_vec()));
+            sha256 = sha256.case(this(), Expr::value(d.sha256));
+            replicas = replicas.case(this(), Expr::value(d.replicas_needed));
+        }
+        task::Entity::update_many()
+            .col_expr(task::Column::Status, Expr::value(task_status::DONE))
+            .col_expr(task::Column::Result, result.into())
+            .col_expr(task::Column::ResultSha256, sha256.into())
+            .col_expr(task::Column::ReplicasNeeded, replicas.into())
+            .filter(task::Column::Id.is_in(chunk.iter().map(|d| d.task_id.to_owned())))
+            .exec(db)
+            .await?;
+    }
+    Ok(outcomes)
+}
+
+fn not_all_current() -> DbErr {
+    DbErr::Custom("an answer of the group is not under its current lease".to_owned())
+}
+
+/// Consecutive runs of `items` of at most `ANSWERS_PER_STATEMENT` items and, unless one item alone
+/// is larger, `RESULT_BYTES_PER_STATEMENT` bytes.
+fn by_size<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    let (mut start, mut total) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let size = bytes(item);
+        let full = i - start == ANSWERS_PER_STATEMENT || total + size > RESULT_BYTES_PER_STATEMENT;
+        if i > start && full {
+            runs.push(&items[start..i]);
+            (start, total) = (i, 0);
+        }
+        total += size;
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
 }
 
 /// Puts a task whose accepted result is no longer trusted back in the queue, with full replication,
@@ -760,4 +970,25 @@ async fn finish_job(
     }
     update.update(db).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_cut_by_count_and_by_bytes_but_never_split_an_item() {
+        let sizes = vec![1usize; ANSWERS_PER_STATEMENT + 1];
+        let runs: Vec<usize> = by_size(&sizes, |n| *n).iter().map(|r| r.len()).collect();
+        assert_eq!(runs, [ANSWERS_PER_STATEMENT, 1]);
+
+        let big = RESULT_BYTES_PER_STATEMENT;
+        let sizes = [big / 2, big / 2, 1, big * 2, 3];
+        let runs: Vec<Vec<usize>> = by_size(&sizes, |n| *n).iter().map(|r| r.to_vec()).collect();
+        assert_eq!(
+            runs,
+            [vec![big / 2, big / 2], vec![1], vec![big * 2], vec![3]]
+        );
+        assert!(by_size(&[] as &[usize], |n| *n).is_empty());
+    }
 }
