@@ -16,7 +16,7 @@ use sea_orm::{
 };
 
 use super::priority::{ActiveJob, Priority};
-use super::{InFlight, SenderCore};
+use super::{InFlight, SenderCore, without_payload};
 use crate::db::entities::{job, task, task_result};
 use crate::db::{job_status, task_status};
 use crate::events::{self, NewEvent};
@@ -339,98 +339,119 @@ impl SenderCore {
         Ok(wanted)
     }
 
-    /// Sends the tasks just claimed, each preceded by its template where the worker lacks it. A
-    /// worker gone since the round began has its task put back at once.
+    /// Sends the tasks just claimed, each preceded by its template where the worker lacks it, a
+    /// few payloads at a time (a round can hand out hundreds of multi-megabyte tasks). A worker
+    /// gone since the round began has its task put back at once.
     async fn send_claimed(
         &self,
         claimed: Vec<Assignment>,
         jobs: &HashMap<i64, RoundJob>,
     ) -> Result<(), DbErr> {
-        let mut payloads = match self.payloads_of(&claimed, jobs).await {
-            Ok(payloads) => payloads,
-            Err(error) => {
-                for a in &claimed {
-                    self.release(&a.task_id, a.lease as u64, false, "it could not be sent")
-                        .await?;
-                }
-                return Err(error);
-            }
-        };
-        for a in claimed {
-            let packet = match (payloads.remove(&a.task_id), jobs.get(&a.job_id)) {
-                (Some(stored), Some(job)) => Self::task_packet(&a, job, stored),
-                _ => Err(DbErr::RecordNotFound(format!("task {}", a.task_id))),
-            };
-            let packet = match packet {
-                Ok(packet) => packet,
+        if let Err(error) = self.cache_templates(&claimed, jobs).await {
+            self.put_back(&claimed).await?;
+            return Err(error);
+        }
+        for (n, chunk) in claimed.chunks(PAYLOADS_PER_QUERY).enumerate() {
+            let mut payloads = match self.payloads_of(chunk).await {
+                Ok(payloads) => payloads,
                 Err(error) => {
-                    tracing::error!(task.id = %a.task_id, %error, "a claimed task cannot be sent");
-                    let reason = format!("it could not be sent: {error}");
-                    self.release(&a.task_id, a.lease as u64, true, &reason)
+                    self.put_back(&claimed[n * PAYLOADS_PER_QUERY..]).await?;
+                    return Err(error);
+                }
+            };
+            for a in chunk {
+                let packet = match (payloads.remove(&a.task_id), jobs.get(&a.job_id)) {
+                    (Some(stored), Some(job)) => Self::task_packet(a, job, stored),
+                    _ => Err(DbErr::RecordNotFound(format!("task {}", a.task_id))),
+                };
+                let packet = match packet {
+                    Ok(packet) => packet,
+                    Err(error) => {
+                        tracing::error!(task.id = %a.task_id, %error, "a claimed task cannot be sent");
+                        let reason = format!("it could not be sent: {error}");
+                        self.release(&a.task_id, a.lease as u64, true, &reason)
+                            .await?;
+                        continue;
+                    }
+                };
+                let (packet, kept) = without_payload(packet);
+                let in_flight = InFlight {
+                    packet: kept,
+                    payload_of: a.task_id.clone(),
+                    job_id: a.job_id,
+                    sent_at_ms: self.clock.now_ms(),
+                    acked: false,
+                    resends: 0,
+                    known_answer: None,
+                };
+                let still_connected = match self.workers().get_mut(&a.worker_id) {
+                    Some(worker) => {
+                        worker.in_flight.insert(a.task_id.clone(), in_flight);
+                        true
+                    }
+                    None => false,
+                };
+                if still_connected {
+                    self.send_task(&a.worker_id, packet);
+                } else {
+                    self.release(&a.task_id, a.lease as u64, false, "the worker disconnected")
                         .await?;
-                    continue;
                 }
-            };
-            let in_flight = InFlight {
-                packet: packet.clone(),
-                job_id: a.job_id,
-                sent_at_ms: self.clock.now_ms(),
-                acked: false,
-                resends: 0,
-                known_answer: None,
-            };
-            let still_connected = match self.workers().get_mut(&a.worker_id) {
-                Some(worker) => {
-                    worker.in_flight.insert(a.task_id.clone(), in_flight);
-                    true
-                }
-                None => false,
-            };
-            if still_connected {
-                self.send_task(&a.worker_id, packet);
-            } else {
-                self.release(&a.task_id, a.lease as u64, false, "the worker disconnected")
-                    .await?;
             }
         }
         Ok(())
     }
 
-    /// The payloads of claimed tasks, after making sure their templates are in the cache (which
-    /// `send_task` reads).
-    async fn payloads_of(
+    /// Makes sure the claimed tasks' templates are in the cache, which `send_task` reads.
+    async fn cache_templates(
         &self,
         claimed: &[Assignment],
         jobs: &HashMap<i64, RoundJob>,
-    ) -> Result<HashMap<String, StoredPayload>, DbErr> {
+    ) -> Result<(), DbErr> {
         let job_ids: BTreeSet<i64> = claimed.iter().map(|a| a.job_id).collect();
         for job in job_ids.iter().filter_map(|id| jobs.get(id)) {
             self.templates
                 .get(&job.template_id, job.template_version)
                 .await?;
         }
-        let mut payloads = HashMap::with_capacity(claimed.len());
-        for chunk in claimed.chunks(PAYLOADS_PER_QUERY) {
-            let rows = task::Entity::find()
-                .select_only()
-                .column(task::Column::Id)
-                .column(task::Column::Payload)
-                .column(task::Column::PayloadSha256)
-                .filter(task::Column::Id.is_in(chunk.iter().map(|a| a.task_id.clone())))
-                .into_tuple::<(String, Vec<u8>, String)>()
-                .all(&self.db)
+        Ok(())
+    }
+
+    /// Returns claimed tasks that could not be sent to the queue, without counting an attempt.
+    async fn put_back(&self, claimed: &[Assignment]) -> Result<(), DbErr> {
+        for a in claimed {
+            self.release(&a.task_id, a.lease as u64, false, "it could not be sent")
                 .await?;
-            for (id, payload, payload_sha256) in rows {
-                payloads.insert(
+        }
+        Ok(())
+    }
+
+    /// The payloads of some claimed tasks.
+    async fn payloads_of(
+        &self,
+        claimed: &[Assignment],
+    ) -> Result<HashMap<String, StoredPayload>, DbErr> {
+        let rows = task::Entity::find()
+            .select_only()
+            .column(task::Column::Id)
+            .column(task::Column::Payload)
+            .column(task::Column::PayloadSha256)
+            .filter(task::Column::Id.is_in(claimed.iter().map(|a| a.task_id.clone())))
+            .into_tuple::<(String, Vec<u8>, String)>()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, payload, payload_sha256)| {
+                (
                     id,
                     StoredPayload {
                         payload,
                         payload_sha256,
                     },
-                );
-            }
-        }
-        Ok(payloads)
+                )
+            })
+            .collect())
     }
 }
 

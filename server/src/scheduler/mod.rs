@@ -97,7 +97,11 @@ struct ConnectedWorker {
 /// A task packet this process sent and has not yet had an answer to.
 #[derive(Debug, Clone)]
 struct InFlight {
+    /// The packet as sent but without its payload, which stays in the database and is read again
+    /// for a resend: a worker holding several multi-megabyte tasks costs no copy of each here.
     packet: TaskPacket,
+    /// The stored task whose payload the packet carries (for a probe, the validated task it copies).
+    payload_of: String,
     /// The task's job (for a probe, the job of the task it copies).
     job_id: i64,
     sent_at_ms: i64,
@@ -428,16 +432,13 @@ impl SenderCore {
                 in_flight.resends += 1;
                 in_flight.sent_at_ms = self.clock.now_ms();
                 in_flight.acked = false;
-                Some(in_flight.packet.clone())
+                Some((in_flight.packet.clone(), in_flight.payload_of.clone()))
             } else {
                 None
             }
         };
         match resend {
-            Some(packet) => {
-                self.send_task(worker_id, packet);
-                Ok(())
-            }
+            Some((packet, payload_of)) => self.resend(worker_id, packet, &payload_of).await,
             None => {
                 let Some(in_flight) = lease
                     .and_then(|lease| self.take_in_flight(worker_id, task_id, lease))
@@ -456,6 +457,32 @@ impl SenderCore {
                 Ok(())
             }
         }
+    }
+
+    /// Sends a packet kept without its payload again, with the payload read back from the database.
+    async fn resend(
+        &self,
+        worker_id: &str,
+        mut packet: TaskPacket,
+        payload_of: &str,
+    ) -> Result<(), DbErr> {
+        let stored = task::Entity::find_by_id(payload_of)
+            .select_only()
+            .column(task::Column::Payload)
+            .into_tuple::<Vec<u8>>()
+            .one(&self.db)
+            .await?;
+        match stored.map(String::from_utf8) {
+            Some(Ok(payload)) => {
+                packet.data.payload = payload;
+                self.send_task(worker_id, packet);
+            }
+            // Its job was deleted meanwhile: without an ACK, the sweep gives the packet up.
+            _ => {
+                tracing::info!(task.id = %packet.task_id, "no stored payload to resend");
+            }
+        }
+        Ok(())
     }
 
     /// Sends a task, preceded by its template if this worker has not had it yet.
@@ -681,8 +708,10 @@ impl SenderCore {
                     sha256: known.payload_sha256,
                 },
             };
+            let (packet, kept) = without_payload(packet);
             let probe = InFlight {
-                packet: packet.clone(),
+                packet: kept,
+                payload_of: known.id,
                 job_id: known.job_id,
                 sent_at_ms: self.clock.now_ms(),
                 acked: false,
@@ -747,15 +776,19 @@ impl SenderCore {
                 if in_flight.resends < MAX_RESENDS {
                     in_flight.resends += 1;
                     in_flight.sent_at_ms = now;
-                    resend.push((worker_id.clone(), in_flight.packet.clone()));
+                    resend.push((
+                        worker_id.clone(),
+                        in_flight.packet.clone(),
+                        in_flight.payload_of.clone(),
+                    ));
                 } else {
                     give_up.push((worker_id.clone(), task_id.clone(), in_flight.packet.lease));
                 }
             }
         }
-        for (worker_id, packet) in resend {
+        for (worker_id, packet, payload_of) in resend {
             tracing::info!(worker.id = %worker_id, task.id = %packet.task_id, "no ACK in time; resending");
-            self.send_task(&worker_id, packet);
+            self.resend(&worker_id, packet, &payload_of).await?;
         }
         for (worker_id, task_id, lease) in give_up {
             if self.take_in_flight(&worker_id, &task_id, lease).is_some() {
@@ -771,6 +804,14 @@ impl SenderCore {
         }
         Ok(())
     }
+}
+
+/// Splits a packet into the one to send and a copy without its payload to keep while it is out.
+fn without_payload(mut packet: TaskPacket) -> (TaskPacket, TaskPacket) {
+    let payload = std::mem::take(&mut packet.data.payload);
+    let kept = packet.clone();
+    packet.data.payload = payload;
+    (packet, kept)
 }
 
 /// Keys are opaque to the server, but bounded and printable so they can be stored and shown.
