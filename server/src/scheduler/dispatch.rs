@@ -52,6 +52,9 @@ struct QueuedTask {
     job_id: i64,
     lease: i64,
     attempts: i32,
+    /// Whether any answer to it was ever recorded: `replicas_needed` is set by the first one (and
+    /// by a redo), so a task still at 0 has none and no worker needs to be kept from it.
+    may_have_answers: bool,
 }
 
 /// A queued task planned for a worker's free slot. Once claimed, `lease` is the new fencing token.
@@ -103,7 +106,14 @@ impl SenderCore {
                 .unwrap_or_else(PoisonError::into_inner)
                 .plan(&active, free.len());
             let answered = self
-                .answered(queued.values().flatten().map(|t| t.id.clone()).collect())
+                .answered(
+                    queued
+                        .values()
+                        .flatten()
+                        .filter(|t| t.may_have_answers)
+                        .map(|t| t.id.clone())
+                        .collect(),
+                )
                 .await?;
             let assignments = assign(&plan, &mut queued, &mut free, &answered);
             if assignments.is_empty() {
@@ -160,19 +170,21 @@ impl SenderCore {
                 .column(task::Column::Id)
                 .column(task::Column::Lease)
                 .column(task::Column::Attempts)
+                .column(task::Column::ReplicasNeeded)
                 .filter(task::Column::Status.eq(task_status::QUEUED))
                 .filter(task::Column::JobId.eq(row.id))
                 .order_by_asc(task::Column::Seq)
                 .limit(limit)
-                .into_tuple::<(String, i64, i32)>()
+                .into_tuple::<(String, i64, i32, i32)>()
                 .all(&self.db)
                 .await?
                 .into_iter()
-                .map(|(id, lease, attempts)| QueuedTask {
+                .map(|(id, lease, attempts, replicas_needed)| QueuedTask {
                     id,
                     job_id: row.id,
                     lease,
                     attempts,
+                    may_have_answers: replicas_needed > 0,
                 })
                 .collect();
             if tasks.is_empty() {
@@ -516,6 +528,7 @@ mod tests {
                 job_id,
                 lease: 3,
                 attempts: 0,
+                may_have_answers: true,
             })
             .collect()
     }
