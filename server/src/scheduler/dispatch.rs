@@ -392,6 +392,7 @@ impl SenderCore {
                     payload_of: a.task_id.clone(),
                     job_id: a.job_id,
                     sent_at_ms: self.clock.now_ms(),
+                    lease_renewed_at_ms: self.clock.now_ms(),
                     acked: false,
                     resends: 0,
                     known_answer: None,

@@ -105,6 +105,8 @@ struct InFlight {
     /// The task's job (for a probe, the job of the task it copies).
     job_id: i64,
     sent_at_ms: i64,
+    /// When its lease was last set to expire a full `lease_ttl` later (at the claim, then by sweeps).
+    lease_renewed_at_ms: i64,
     acked: bool,
     resends: u32,
     /// For a known-answer probe: the hash of the validated result the worker must reproduce.
@@ -714,6 +716,7 @@ impl SenderCore {
                 payload_of: known.id,
                 job_id: known.job_id,
                 sent_at_ms: self.clock.now_ms(),
+                lease_renewed_at_ms: self.clock.now_ms(),
                 acked: false,
                 resends: 0,
                 known_answer: Some(expected),
@@ -731,14 +734,20 @@ impl SenderCore {
     async fn sweep(&self) -> Result<(), DbErr> {
         let now = self.clock.now_ms();
         // Only the tasks a live connection actually holds are renewed: a lease this process lost
-        // track of (say, after a failed transaction) expires like any other.
-        let held: Vec<String> = self
+        // track of (say, after a failed transaction) expires like any other. A lease is renewed once
+        // a third of it has passed, not at every sweep: two thirds of it always remain, and a sweep
+        // every few seconds does not rewrite every lease each time.
+        let renew_after = self.lease_ttl_ms() / 3;
+        let mut due: Vec<String> = self
             .workers()
             .values()
-            .flat_map(|w| w.in_flight.keys().cloned())
+            .flat_map(|w| w.in_flight.iter())
+            .filter(|(_, f)| now - f.lease_renewed_at_ms >= renew_after)
+            .map(|(task_id, _)| task_id.clone())
             .collect();
+        due.sort_unstable();
         let turn = self.write_turns.take().await;
-        for chunk in held.chunks(500) {
+        for chunk in due.chunks(500) {
             task::Entity::update_many()
                 .col_expr(
                     task::Column::LeaseExpiresAtMs,
@@ -750,6 +759,13 @@ impl SenderCore {
                 .await?;
         }
         drop(turn);
+        for worker in self.workers().values_mut() {
+            for (task_id, in_flight) in worker.in_flight.iter_mut() {
+                if due.binary_search(task_id).is_ok() {
+                    in_flight.lease_renewed_at_ms = now;
+                }
+            }
+        }
         let expired = task::Entity::find()
             .select_only()
             .column(task::Column::Id)
