@@ -123,7 +123,8 @@ pub struct SchedulerConfig {
     /// A task not ACKed this long after sending is sent again; after a second silence it goes to
     /// another worker.
     pub ack_timeout: Duration,
-    /// How long a lease lasts without news; live connections renew their leases at each sweep.
+    /// How long a lease lasts without news; the sweep renews the leases of live connections once a
+    /// third of them has passed.
     pub lease_ttl: Duration,
     /// Period of the sweep that renews live leases, requeues expired ones and resends un-ACKed tasks.
     pub sweep_interval: Duration,

@@ -351,7 +351,7 @@ impl SenderCore {
                 },
             ),
             // Neither needs a write of its own: the sweep renews the lease of every task a live
-            // connection holds, long before it could expire (`sweep_interval` ≪ `lease_ttl`).
+            // connection holds, long before it could expire (`sweep_interval` ≪ `lease_ttl` / 3).
             WorkerMessage::Ack { task_id, lease } => self.mark_acked(worker_id, &task_id, lease),
             WorkerMessage::Progress { .. } => {}
             WorkerMessage::Result(result) => self.accept_result(worker_id, result).await?,
