@@ -401,13 +401,15 @@ impl GroupEffects {
             return Ok(());
         }
         let job_ids: Vec<i64> = self.decided.keys().copied().collect();
-        for (n, ids) in by_increment(self.decided) {
+        // One statement per job, in the order of their ids (a group touches few jobs): two servers
+        // updating the same jobs then lock them in the same order and never deadlock.
+        for (job_id, n) in self.decided {
             job::Entity::update_many()
                 .col_expr(
                     job::Column::TasksDone,
                     Expr::col(job::Column::TasksDone).add(n),
                 )
-                .filter(job::Column::Id.is_in(ids))
+                .filter(job::Column::Id.eq(job_id))
                 .exec(db)
                 .await?;
         }
