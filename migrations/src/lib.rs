@@ -9,6 +9,7 @@ mod m20261126_000001_create_accounts;
 mod m20261126_000002_create_files_and_jobs;
 mod m20261126_000003_create_templates;
 mod m20261126_000004_add_replication_priorities_events;
+mod m20261126_140000_index_jobs_by_status;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_create_files_and_jobs::Migration),
             Box::new(m20261126_000003_create_templates::Migration),
             Box::new(m20261126_000004_add_replication_priorities_events::Migration),
+            Box::new(m20261126_140000_index_jobs_by_status::Migration),
         ]
     }
 }

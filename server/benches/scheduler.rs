@@ -51,6 +51,8 @@ struct Args {
     json: Option<PathBuf>,
     /// The server's sweep period; also how soon it notices jobs written straight into the database.
     sweep_ms: u64,
+    /// The server's `--sqlite-synchronous` (`full`, its default, or `normal`).
+    sqlite_synchronous: String,
 }
 
 fn parse_args() -> Args {
@@ -64,6 +66,7 @@ fn parse_args() -> Args {
         workers: vec![100, 1_000],
         json: None,
         sweep_ms: 20,
+        sqlite_synchronous: "full".to_owned(),
     };
     let mut raw = std::env::args().skip(1);
     while let Some(flag) = raw.next() {
@@ -82,6 +85,7 @@ fn parse_args() -> Args {
             }
             "--json" => args.json = Some(PathBuf::from(value())),
             "--sweep-ms" => args.sweep_ms = value().parse().expect("--sweep-ms N"),
+            "--sqlite-synchronous" => args.sqlite_synchronous = value(),
             // `cargo bench` passes `--bench`; anything else is a mistake worth hearing about.
             "--bench" => {}
             other => panic!("unknown flag {other}"),
@@ -135,7 +139,7 @@ async fn bench_backend(name: &str, mysql: Option<&String>, args: &Args) -> Value
     let owner = create_account(&db, "bench@example.org", PASSWORD, Role::Clinician, 0)
         .await
         .expect("account");
-    let mut server = start_server(&url, &dir.join("server.log"), args.sweep_ms).await;
+    let mut server = start_server(&url, &dir.join("server.log"), args).await;
     let file_id = upload_small_file(&server.base).await;
     let source = file::Entity::find_by_id(file_id)
         .one(&db)
@@ -193,6 +197,7 @@ async fn bench_backend(name: &str, mysql: Option<&String>, args: &Args) -> Value
     let _ = std::fs::remove_dir_all(&dir);
     json!({
         "backend": name,
+        "sqlite_synchronous": &args.sqlite_synchronous,
         "round_trip_p50_ms": p50,
         "round_trip_p99_ms": p99,
         "round_trips": args.round_trips,
@@ -244,7 +249,7 @@ impl Server {
     }
 }
 
-async fn start_server(url: &str, log: &std::path::Path, sweep_ms: u64) -> Server {
+async fn start_server(url: &str, log: &std::path::Path, args: &Args) -> Server {
     let log_file = std::fs::File::create(log).expect("server log");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vitalgrid"))
         .args([
@@ -258,7 +263,9 @@ async fn start_server(url: &str, log: &std::path::Path, sweep_ms: u64) -> Server
         ])
         .args([
             "--sweep-interval-ms",
-            &sweep_ms.to_string(),
+            &args.sweep_ms.to_string(),
+            "--sqlite-synchronous",
+            &args.sqlite_synchronous,
             "--ack-timeout-ms",
             "30000",
             "--lease-ttl-ms",

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sea_orm::sqlx::sqlite::SqliteSynchronous;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use vitalgrid_migrations::{Migrator, MigratorTrait};
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, SqliteSync};
 use crate::scheduler::SenderCore;
 use crate::templates::TemplateStore;
 
@@ -63,8 +64,16 @@ impl AppState {
 }
 
 /// Opens the database named by `url`, creating the SQLite file's folder when needed, and brings
-/// the schema up to date.
+/// the schema up to date. SQLite commits are flushed to disk one by one (`SqliteSync::Full`).
 pub async fn connect_database(url: &str) -> anyhow::Result<DatabaseConnection> {
+    connect_database_with(url, SqliteSync::Full).await
+}
+
+/// `connect_database`, with SQLite's durability chosen (`--sqlite-synchronous`).
+pub async fn connect_database_with(
+    url: &str,
+    sqlite_sync: SqliteSync,
+) -> anyhow::Result<DatabaseConnection> {
     if let Some(path) = sqlite_path(url) {
         if let Some(parent) = std::path::Path::new(path)
             .parent()
@@ -80,7 +89,14 @@ pub async fn connect_database(url: &str) -> anyhow::Result<DatabaseConnection> {
         .max_connections(if sqlite_path(url).is_some() { 4 } else { 16 })
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // A per-connection setting, so it is made on every connection of the pool.
+        .map_sqlx_sqlite_opts(move |options| {
+            options.synchronous(match sqlite_sync {
+                SqliteSync::Full => SqliteSynchronous::Full,
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+            })
+        });
     let db = Database::connect(options)
         .await
         .with_context(|| format!("connecting to {}", redact(url)))?;

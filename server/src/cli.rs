@@ -9,10 +9,10 @@ use clap::{Parser, Subcommand};
 use vitalgrid_synthetic::{VitalsConfig, generate_vitals};
 
 use crate::accounts::{self, Role};
-use crate::app::{AppState, connect_database, redact};
+use crate::app::{AppState, connect_database, connect_database_with, redact};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, DatabaseArgs, ServeArgs};
-use crate::router::build_router;
+use crate::router::{build_router, without_nagle};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -91,7 +91,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let db = connect_database(&args.database.database_url).await?;
+    let db = connect_database_with(
+        &args.database.database_url,
+        args.database.sqlite_synchronous,
+    )
+    .await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     ensure_first_admin(&db, clock.now_ms()).await?;
     let config = Config::from_args(&args);
@@ -105,7 +109,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, database = %redact(&args.database.database_url), "serving");
     println!("VitalGrid listening on http://{address}");
-    axum::serve(listener, build_router(state))
+    axum::serve(without_nagle(listener), build_router(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -1,8 +1,11 @@
-//! `build_router`: every route of the server, used by `main` and by every test.
+//! `build_router`: every route of the server, used by `main` and by every test; `without_nagle`:
+//! the listener they serve it on.
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
+use axum::serve::{ListenerExt, TapIo};
+use tokio::net::{TcpListener, TcpStream};
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 
@@ -53,4 +56,18 @@ pub fn build_router(state: AppState) -> Router {
         .fallback_service(spa)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The listener to serve the router on: every accepted socket sends small writes at once
+/// (`TCP_NODELAY`). A worker's ACK and result, or the server's task packet after a result, are
+/// small frames written back to back; with Nagle's algorithm the second waits for the peer's
+/// delayed ACK of the first, up to 40 ms on Linux, which would dwarf the scheduler's own work.
+pub fn without_nagle(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
+    listener.tap_io(set_nodelay)
+}
+
+fn set_nodelay(stream: &mut TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "TCP_NODELAY could not be set on an accepted socket");
+    }
 }

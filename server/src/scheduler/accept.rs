@@ -1,31 +1,39 @@
 //! Accepting a worker's result: check it, record it, and once enough distinct workers agree on its
 //! hash, apply it exactly once under the fencing token, merging the job's analysis when its last
-//! task lands — all in one transaction. Workers caught disagreeing with the agreed result are
+//! task lands — all in one transaction, shared with the results that arrived while the previous
+//! one was being committed (group commit). Workers caught disagreeing with the agreed result are
 //! banned and their unreplicated results redone.
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
 use rand::Rng;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{CaseStatement, Expr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
+use tokio::sync::{mpsc, oneshot};
 use vitalgrid_worker::algorithm::merge;
 use vitalgrid_worker::analysis::SegmentResult;
 use vitalgrid_worker::protocol::{ErrorCode, ResultPacket, ServerMessage};
 
-use super::SenderCore;
 use super::replication::{Verdict, decide, replicas_needed};
+use super::{SenderCore, WriteTurns};
 use crate::db::entities::{job, result, task, task_result, worker_record};
 use crate::db::{job_status, task_status};
-use crate::events;
+use crate::events::{self, NewEvent};
 use crate::templates::TemplateStore;
+
+/// Most results applied in one transaction.
+const MAX_GROUP: usize = 512;
 
 /// Distinct workers asked at most before disagreeing answers fail the task.
 const EXTRA_REPLICAS_ON_MISMATCH: usize = 3;
 
 /// What became of an accepted result.
 #[derive(Debug, PartialEq)]
-enum Outcome {
+pub(super) enum Outcome {
     /// Not under the current lease: recorded nowhere, applied nowhere.
     Stale,
     /// Recorded; the task waits for another worker's answer.
@@ -108,35 +116,28 @@ impl SenderCore {
             .map(|w| w.key.clone())
             .unwrap_or_else(|| worker_id.to_owned());
         let spot_check_draw: f64 = rand::thread_rng().r#gen();
-        let recorded = async {
-            let transaction = self.db.begin().await?;
-            let outcome = record_answer(
-                &transaction,
-                &packet,
-                &key,
-                now,
-                self.config.replicas,
-                spot_check_draw,
-                &self.templates,
-            )
-            .await?;
-            transaction.commit().await?;
-            Ok::<_, DbErr>(outcome)
-        }
-        .await;
+        let lease = packet.lease;
+        let (reply, outcome) = oneshot::channel();
+        let pending = PendingAnswer {
+            packet,
+            job_id: in_flight.job_id,
+            key,
+            now_ms: now,
+            spot_check_draw,
+            reply,
+        };
+        let recorded = match self.answers.send(pending) {
+            Ok(()) => outcome.await.unwrap_or_else(|_| Err(committer_gone())),
+            Err(_) => Err(committer_gone()),
+        };
         let outcome = match recorded {
             Ok(outcome) => outcome,
             Err(error) => {
                 // A deadlock or lost connection rolled the answer back; the task must not stay
                 // leased to a worker that no longer holds it, so it goes back to the queue.
                 tracing::warn!(task.id = %task_id, %error, "recording a result failed; task requeued");
-                self.release(
-                    &task_id,
-                    packet.lease,
-                    false,
-                    "the result could not be stored",
-                )
-                .await?;
+                self.release(&task_id, lease, false, "the result could not be stored")
+                    .await?;
                 self.notify();
                 return Ok(());
             }
@@ -267,17 +268,182 @@ impl SenderCore {
     }
 }
 
+/// A checked result on its way to the next group commit; the outcome goes back on `reply` once
+/// its transaction has committed (or failed).
+#[derive(Debug)]
+pub(super) struct PendingAnswer {
+    packet: ResultPacket,
+    job_id: i64,
+    /// The worker's key, under which agreement and credibility are kept.
+    key: String,
+    now_ms: i64,
+    spot_check_draw: f64,
+    reply: oneshot::Sender<Result<Outcome, DbErr>>,
+}
+
+fn committer_gone() -> DbErr {
+    DbErr::Custom("the result committer has stopped".to_owned())
+}
+
+/// What the group committer works with.
+#[derive(Debug)]
+pub(super) struct Committer {
+    pub(super) db: DatabaseConnection,
+    pub(super) replicas: u32,
+    pub(super) templates: Arc<TemplateStore>,
+    pub(super) write_turns: Arc<WriteTurns>,
+}
+
+/// Applies results in groups: the results that arrive while one transaction commits go together
+/// into the next, so a hundred results share one log flush (fsync) instead of paying one each.
+/// Each result goes through exactly the checks it would alone (`record_answer`). If a group's
+/// transaction fails, nothing of it was applied, and its results are retried one transaction each,
+/// so one that cannot be stored does not cost the others theirs.
+pub(super) async fn commit_answers(
+    committer: Committer,
+    mut queue: mpsc::UnboundedReceiver<PendingAnswer>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        // The same order in every process: on MySQL two servers' groups then take their row locks
+        // in the same order, and wait for each other instead of deadlocking.
+        group.sort_by(|a, b| (a.job_id, &a.packet.task_id).cmp(&(b.job_id, &b.packet.task_id)));
+        match committer.record(&group).await {
+            Ok(outcomes) => {
+                for (pending, outcome) in group.drain(..).zip(outcomes) {
+                    let _ = pending.reply.send(Ok(outcome));
+                }
+            }
+            Err(error) if group.len() == 1 => {
+                if let Some(pending) = group.pop() {
+                    let _ = pending.reply.send(Err(error));
+                }
+            }
+            Err(error) => {
+                tracing::info!(%error, results = group.len(), "a group of results rolled back; recording them one by one");
+                for pending in group.drain(..) {
+                    let outcome = committer
+                        .record(std::slice::from_ref(&pending))
+                        .await
+                        .and_then(|mut outcomes| outcomes.pop().ok_or_else(committer_gone));
+                    let _ = pending.reply.send(outcome);
+                }
+            }
+        }
+    }
+}
+
+impl Committer {
+    /// Records the answers of a group in one transaction; one outcome per answer, in order.
+    async fn record(&self, group: &[PendingAnswer]) -> Result<Vec<Outcome>, DbErr> {
+        let _turn = self.write_turns.take().await;
+        let transaction = self.db.begin().await?;
+        let mut effects = GroupEffects::default();
+        let outcomes = if group.len() > 1 {
+            record_together(&transaction, group, self.replicas, &mut effects).await?
+        } else {
+            let mut outcomes = Vec::with_capacity(group.len());
+            for pending in group {
+                outcomes
+                    .push(record_answer(&transaction, pending, self.replicas, &mut effects).await?);
+            }
+            outcomes
+        };
+        let now_ms = group.iter().map(|p| p.now_ms).max().unwrap_or_default();
+        effects.apply(&transaction, now_ms, &self.templates).await?;
+        transaction.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+/// The writes a group's answers share, made once per group after every answer is recorded: the
+/// events in one multi-row insert, the credibility counters and the jobs' progress one statement
+/// per distinct increment, then the merge of each job whose last task landed.
+#[derive(Debug, Default)]
+struct GroupEffects {
+    events: Vec<NewEvent>,
+    agreed: BTreeMap<String, i64>,
+    disagreed: BTreeMap<String, i64>,
+    /// Tasks decided in this group, by job.
+    decided: BTreeMap<i64, i64>,
+}
+
+impl GroupEffects {
+    /// Agreements and disagreements of `key` recorded earlier in this group but not yet written,
+    /// so that a credibility read within the group sees them as it would between transactions.
+    fn pending_record(&self, key: &str) -> (i64, i64) {
+        (
+            self.agreed.get(key).copied().unwrap_or(0),
+            self.disagreed.get(key).copied().unwrap_or(0),
+        )
+    }
+
+    async fn apply(
+        self,
+        db: &impl ConnectionTrait,
+        now_ms: i64,
+        templates: &TemplateStore,
+    ) -> Result<(), DbErr> {
+        for (column, counts) in [
+            (worker_record::Column::Agreed, self.agreed),
+            (worker_record::Column::Disagreed, self.disagreed),
+        ] {
+            for (n, keys) in by_increment(counts) {
+                worker_record::Entity::update_many()
+                    .col_expr(column, Expr::col(column).add(n))
+                    .filter(worker_record::Column::WorkerKey.is_in(keys))
+                    .exec(db)
+                    .await?;
+            }
+        }
+        events::record_all(db, self.events).await?;
+        if self.decided.is_empty() {
+            return Ok(());
+        }
+        let job_ids: Vec<i64> = self.decided.keys().copied().collect();
+        // One statement per job, in the order of their ids (a group touches few jobs): two servers
+        // updating the same jobs then lock them in the same order and never deadlock.
+        for (job_id, n) in self.decided {
+            job::Entity::update_many()
+                .col_expr(
+                    job::Column::TasksDone,
+                    Expr::col(job::Column::TasksDone).add(n),
+                )
+                .filter(job::Column::Id.eq(job_id))
+                .exec(db)
+                .await?;
+        }
+        let jobs = job::Entity::find()
+            .filter(job::Column::Id.is_in(job_ids))
+            .all(db)
+            .await?;
+        for owner in jobs {
+            if owner.tasks_done >= owner.tasks_total && owner.status == job_status::RUNNING {
+                finish_job(db, owner, now_ms, templates).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Groups keys by the amount to add to each, so one UPDATE serves all keys with the same amount.
+fn by_increment<K: Ord>(counts: BTreeMap<K, i64>) -> BTreeMap<i64, Vec<K>> {
+    let mut groups: BTreeMap<i64, Vec<K>> = BTreeMap::new();
+    for (key, n) in counts {
+        groups.entry(n).or_default().push(key);
+    }
+    groups
+}
+
 /// Records one worker's answer to a task under the current lease, and decides the task when enough
-/// distinct workers agree.
+/// distinct workers agree. Writes shared with the rest of the group go to `effects`.
 async fn record_answer(
     db: &impl ConnectionTrait,
-    packet: &ResultPacket,
-    key: &str,
-    now_ms: i64,
+    pending: &PendingAnswer,
     configured_replicas: u32,
-    spot_check_draw: f64,
-    templates: &TemplateStore,
+    effects: &mut GroupEffects,
 ) -> Result<Outcome, DbErr> {
+    let (packet, key, now_ms) = (&pending.packet, pending.key.as_str(), pending.now_ms);
     // The fence: only the current lease's answer counts, and only once.
     let fenced = task::Entity::update_many()
         .col_expr(task::Column::Status, Expr::value(task_status::QUEUED))
@@ -310,78 +476,140 @@ async fn record_answer(
     }
     .insert(db)
     .await?;
-    let Some(mut current) = task::Entity::find_by_id(&packet.task_id).one(db).await? else {
+    // Only what is decided on: the payload and an earlier result can run to megabytes.
+    let Some((job_id, seq, stored_replicas_needed)) = task::Entity::find_by_id(&packet.task_id)
+        .select_only()
+        .column(task::Column::JobId)
+        .column(task::Column::Seq)
+        .column(task::Column::ReplicasNeeded)
+        .into_tuple::<(i64, i32, i32)>()
+        .one(db)
+        .await?
+    else {
         return Ok(Outcome::Stale);
     };
-    if current.replicas_needed == 0 {
+    let stored = StoredTask {
+        job_id,
+        seq,
+        replicas_needed: stored_replicas_needed,
+    };
+    decide_answer(db, pending, stored, configured_replicas, effects, None).await
+}
+
+/// What deciding an answer reads of its task.
+#[derive(Debug, Clone, Copy)]
+struct StoredTask {
+    job_id: i64,
+    seq: i32,
+    replicas_needed: i32,
+}
+
+/// A decided task whose result is the answer's own bytes, written with others in one UPDATE.
+#[derive(Debug)]
+struct Decided<'a> {
+    task_id: &'a str,
+    result: &'a str,
+    sha256: &'a str,
+    replicas_needed: i32,
+}
+
+/// Decides a recorded answer's task: how many agreeing workers it needs (set by its first
+/// answer), whether they agree, and what follows. `batch` collects the results to write when the
+/// caller writes many at once; without it the result is written here.
+async fn decide_answer<'a>(
+    db: &impl ConnectionTrait,
+    pending: &'a PendingAnswer,
+    stored: StoredTask,
+    configured_replicas: u32,
+    effects: &mut GroupEffects,
+    batch: Option<&mut Vec<Decided<'a>>>,
+) -> Result<Outcome, DbErr> {
+    let (packet, key, now_ms) = (&pending.packet, pending.key.as_str(), pending.now_ms);
+    let StoredTask {
+        job_id,
+        seq,
+        replicas_needed: stored_replicas_needed,
+    } = stored;
+    // `replicas_needed` is 0 until a task's first answer is recorded, which sets it (a redo sets
+    // it too): so while it is 0, this answer is the task's only one.
+    let first_answer = stored_replicas_needed == 0;
+    let needed = if !first_answer {
+        stored_replicas_needed
+    } else if configured_replicas <= 1 {
+        // A trusted pool: one answer stands, whatever the worker's record says.
+        1
+    } else {
         let record = worker_record::Entity::find_by_id(key).one(db).await?;
         let (agreed, disagreed, banned) =
             record.map_or((0, 0, false), |r| (r.agreed, r.disagreed, r.banned));
-        current.replicas_needed = replicas_needed(
+        let (agreed_here, disagreed_here) = effects.pending_record(key);
+        replicas_needed(
             configured_replicas,
-            agreed,
-            disagreed,
+            agreed + agreed_here,
+            disagreed + disagreed_here,
             banned,
-            spot_check_draw,
-        ) as i32;
-        task::Entity::update_many()
-            .col_expr(
-                task::Column::ReplicasNeeded,
-                Expr::value(current.replicas_needed),
-            )
-            .filter(task::Column::Id.eq(&current.id))
-            .exec(db)
-            .await?;
+            pending.spot_check_draw,
+        ) as i32
     }
-    let answers: Vec<(String, String)> = task_result::Entity::find()
-        .filter(task_result::Column::TaskId.eq(&current.id))
-        .order_by_asc(task_result::Column::Id)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|a| (a.worker_key, a.result_sha256))
-        .collect();
-    let needed = current.replicas_needed.max(1) as usize;
-    match decide(&answers, needed, needed + EXTRA_REPLICAS_ON_MISMATCH) {
+    .max(1);
+    let answers: Vec<(String, String)> = if first_answer {
+        vec![(key.to_owned(), packet.data.sha256.clone())]
+    } else {
+        task_result::Entity::find()
+            .select_only()
+            .column(task_result::Column::WorkerKey)
+            .column(task_result::Column::ResultSha256)
+            .filter(task_result::Column::TaskId.eq(&packet.task_id))
+            .order_by_asc(task_result::Column::Id)
+            .into_tuple()
+            .all(db)
+            .await?
+    };
+    let wanted = needed as usize;
+    match decide(&answers, wanted, wanted + EXTRA_REPLICAS_ON_MISMATCH) {
         Verdict::NeedMore => {
+            if first_answer {
+                task::Entity::update_many()
+                    .col_expr(task::Column::ReplicasNeeded, Expr::value(needed))
+                    .filter(task::Column::Id.eq(&packet.task_id))
+                    .exec(db)
+                    .await?;
+            }
             let detail = format!(
-                "{} of {needed} agreeing answers",
-                answers.len().min(needed - 1).max(1)
+                "{} of {wanted} agreeing answers",
+                answers.len().min(wanted - 1).max(1)
             );
-            events::record(
-                db,
-                current.job_id,
-                Some(&current.id),
-                Some(key),
-                "awaiting_replica",
+            effects.events.push(NewEvent {
+                job_id,
+                task_id: Some(packet.task_id.clone()),
+                worker: Some(key.to_owned()),
+                kind: "awaiting_replica",
                 detail,
-                now_ms,
-            )
-            .await?;
+                at_ms: now_ms,
+            });
             Ok(Outcome::AwaitingReplica)
         }
         Verdict::Undecidable => {
             task::Entity::update_many()
                 .col_expr(task::Column::Status, Expr::value(task_status::FAILED))
-                .filter(task::Column::Id.eq(&current.id))
+                .col_expr(task::Column::ReplicasNeeded, Expr::value(needed))
+                .filter(task::Column::Id.eq(&packet.task_id))
                 .exec(db)
                 .await?;
             let message = format!(
                 "part {} of the analysis got {} different answers from volunteers",
-                current.seq + 1,
+                seq + 1,
                 answers.len()
             );
-            fail_job(db, current.job_id, &message, now_ms).await?;
-            events::record(
-                db,
-                current.job_id,
-                Some(&current.id),
-                None,
-                "failed",
-                message,
-                now_ms,
-            )
-            .await?;
+            fail_job(db, job_id, &message, now_ms).await?;
+            effects.events.push(NewEvent {
+                job_id,
+                task_id: Some(packet.task_id.clone()),
+                worker: None,
+                kind: "failed",
+                detail: message,
+                at_ms: now_ms,
+            });
             Ok(Outcome::Undecidable)
         }
         Verdict::Agreed {
@@ -389,62 +617,212 @@ async fn record_answer(
             agreeing,
             dissenting,
         } => {
-            let winning = task_result::Entity::find()
-                .filter(task_result::Column::TaskId.eq(&current.id))
-                .filter(task_result::Column::ResultSha256.eq(&sha256))
-                .one(db)
-                .await?
-                .ok_or_else(|| DbErr::Custom("the agreed result vanished".to_owned()))?;
-            task::Entity::update_many()
-                .col_expr(task::Column::Status, Expr::value(task_status::DONE))
-                .col_expr(task::Column::Result, Expr::value(winning.result))
-                .col_expr(task::Column::ResultSha256, Expr::value(sha256))
-                .filter(task::Column::Id.eq(&current.id))
-                .exec(db)
-                .await?;
-            for (keys, column) in [
-                (&agreeing, worker_record::Column::Agreed),
-                (&dissenting, worker_record::Column::Disagreed),
-            ] {
-                if !keys.is_empty() {
-                    worker_record::Entity::update_many()
-                        .col_expr(column, Expr::col(column).add(1))
-                        .filter(worker_record::Column::WorkerKey.is_in(keys.iter().cloned()))
-                        .exec(db)
-                        .await?;
-                }
-            }
-            let detail = format!(
-                "agreed by {} worker(s); {} disagreed",
-                agreeing.len(),
-                dissenting.len()
-            );
-            events::record(
-                db,
-                current.job_id,
-                Some(&current.id),
-                Some(key),
-                "result_accepted",
-                detail,
-                now_ms,
-            )
-            .await?;
-            job::Entity::update_many()
-                .col_expr(
-                    job::Column::TasksDone,
-                    Expr::col(job::Column::TasksDone).add(1),
+            // Equal hashes are equal results: this answer's bytes serve unless another one won.
+            let own = sha256 == packet.data.sha256;
+            let winning = if let (true, Some(batch)) = (own, batch) {
+                batch.push(Decided {
+                    task_id: &packet.task_id,
+                    result: &packet.data.payload,
+                    sha256: &packet.data.sha256,
+                    replicas_needed: needed,
+                });
+                None
+            } else if own {
+                Some(packet.data.payload.as_bytes().to_vec())
+            } else {
+                Some(
+                    task_result::Entity::find()
+                        .select_only()
+                        .column(task_result::Column::Result)
+                        .filter(task_result::Column::TaskId.eq(&packet.task_id))
+                        .filter(task_result::Column::ResultSha256.eq(&sha256))
+                        .into_tuple::<Vec<u8>>()
+                        .one(db)
+                        .await?
+                        .ok_or_else(|| DbErr::Custom("the agreed result vanished".to_owned()))?,
                 )
-                .filter(job::Column::Id.eq(current.job_id))
-                .exec(db)
-                .await?;
-            if let Some(owner) = job::Entity::find_by_id(current.job_id).one(db).await? {
-                if owner.tasks_done >= owner.tasks_total && owner.status == job_status::RUNNING {
-                    finish_job(db, owner, now_ms, templates).await?;
-                }
+            };
+            if let Some(winning) = winning {
+                task::Entity::update_many()
+                    .col_expr(task::Column::Status, Expr::value(task_status::DONE))
+                    .col_expr(task::Column::Result, Expr::value(winning))
+                    .col_expr(task::Column::ResultSha256, Expr::value(sha256))
+                    .col_expr(task::Column::ReplicasNeeded, Expr::value(needed))
+                    .filter(task::Column::Id.eq(&packet.task_id))
+                    .exec(db)
+                    .await?;
             }
+            for worker in &agreeing {
+                *effects.agreed.entry(worker.clone()).or_default() += 1;
+            }
+            for worker in &dissenting {
+                *effects.disagreed.entry(worker.clone()).or_default() += 1;
+            }
+            effects.events.push(NewEvent {
+                job_id,
+                task_id: Some(packet.task_id.clone()),
+                worker: Some(key.to_owned()),
+                kind: "result_accepted",
+                detail: format!(
+                    "agreed by {} worker(s); {} disagreed",
+                    agreeing.len(),
+                    dissenting.len()
+                ),
+                at_ms: now_ms,
+            });
+            *effects.decided.entry(job_id).or_default() += 1;
             Ok(Outcome::Decided { dissenting })
         }
     }
+}
+
+/// Bytes of results written by one statement: well under MySQL's default `max_allowed_packet`
+/// (16 MiB) whatever the mix of small and large results.
+const RESULT_BYTES_PER_STATEMENT: usize = 4 * 1024 * 1024;
+/// Answers written by one statement, whatever their size (each binds a few parameters).
+const ANSWERS_PER_STATEMENT: usize = 200;
+
+/// Records a group of answers in a few statements for all of them rather than several each: the
+/// fences in one conditional UPDATE, the answers in one multi-row INSERT, their tasks read back in
+/// one SELECT, and the results that stand written in one UPDATE. Each answer is decided exactly as
+/// `record_answer` decides it. When an answer of the group is not under its task's current lease,
+/// one UPDATE cannot tell which, so the group fails with nothing applied and the committer records
+/// its answers one by one, each under its own fence.
+async fn record_together(
+    db: &impl ConnectionTrait,
+    group: &[PendingAnswer],
+    configured_replicas: u32,
+    effects: &mut GroupEffects,
+) -> Result<Vec<Outcome>, DbErr> {
+    let ids: Vec<String> = group.iter().map(|p| p.packet.task_id.clone()).collect();
+    if ids.iter().collect::<std::collections::HashSet<_>>().len() != ids.len() {
+        return Err(not_all_current());
+    }
+    for chunk in by_size(group, |p| p.packet.data.payload.len()) {
+        let lease_of = chunk.iter().fold(CaseStatement::new(), |case, p| {
+            case.case(
+                task::Column::Id.eq(p.packet.task_id.as_str()),
+                Expr::value(p.packet.lease as i64),
+            )
+        });
+        let fenced = task::Entity::update_many()
+            .col_expr(task::Column::Status, Expr::value(task_status::QUEUED))
+            .col_expr(
+                task::Column::LeaseWorker,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                task::Column::LeaseExpiresAtMs,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(task::Column::Id.is_in(chunk.iter().map(|p| p.packet.task_id.clone())))
+            .filter(task::Column::Status.eq(task_status::LEASED))
+            .filter(Expr::col(task::Column::Lease).eq(lease_of))
+            .exec(db)
+            .await?
+            .rows_affected;
+        if fenced as usize != chunk.len() {
+            return Err(not_all_current());
+        }
+        let answers = chunk.iter().map(|p| task_result::ActiveModel {
+            task_id: Set(p.packet.task_id.clone()),
+            lease: Set(p.packet.lease as i64),
+            worker_key: Set(p.key.clone()),
+            result_sha256: Set(p.packet.data.sha256.clone()),
+            result: Set(p.packet.data.payload.as_bytes().to_vec()),
+            received_at_ms: Set(p.now_ms),
+            ..Default::default()
+        });
+        task_result::Entity::insert_many(answers).exec(db).await?;
+    }
+    let mut stored: HashMap<String, StoredTask> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ANSWERS_PER_STATEMENT) {
+        let rows = task::Entity::find()
+            .select_only()
+            .column(task::Column::Id)
+            .column(task::Column::JobId)
+            .column(task::Column::Seq)
+            .column(task::Column::ReplicasNeeded)
+            .filter(task::Column::Id.is_in(chunk.iter().cloned()))
+            .into_tuple::<(String, i64, i32, i32)>()
+            .all(db)
+            .await?;
+        for (id, job_id, seq, replicas_needed) in rows {
+            stored.insert(
+                id,
+                StoredTask {
+                    job_id,
+                    seq,
+                    replicas_needed,
+                },
+            );
+        }
+    }
+    let mut decided = Vec::with_capacity(group.len());
+    let mut outcomes = Vec::with_capacity(group.len());
+    for pending in group {
+        let task = stored
+            .get(&pending.packet.task_id)
+            .copied()
+            .ok_or_else(|| DbErr::RecordNotFound(format!("task {}", pending.packet.task_id)))?;
+        outcomes.push(
+            decide_answer(
+                db,
+                pending,
+                task,
+                configured_replicas,
+                effects,
+                Some(&mut decided),
+            )
+            .await?,
+        );
+    }
+    for chunk in by_size(&decided, |d| d.result.len()) {
+        let (mut result, mut sha256, mut replicas) = (
+            CaseStatement::new(),
+            CaseStatement::new(),
+            CaseStatement::new(),
+        );
+        for d in chunk {
+            let this = || task::Column::Id.eq(d.task_id);
+            result = result.case(this(), Expr::value(d.result.as_bytes().to_vec()));
+            sha256 = sha256.case(this(), Expr::value(d.sha256));
+            replicas = replicas.case(this(), Expr::value(d.replicas_needed));
+        }
+        task::Entity::update_many()
+            .col_expr(task::Column::Status, Expr::value(task_status::DONE))
+            .col_expr(task::Column::Result, result.into())
+            .col_expr(task::Column::ResultSha256, sha256.into())
+            .col_expr(task::Column::ReplicasNeeded, replicas.into())
+            .filter(task::Column::Id.is_in(chunk.iter().map(|d| d.task_id.to_owned())))
+            .exec(db)
+            .await?;
+    }
+    Ok(outcomes)
+}
+
+fn not_all_current() -> DbErr {
+    DbErr::Custom("an answer of the group is not under its current lease".to_owned())
+}
+
+/// Consecutive runs of `items` of at most `ANSWERS_PER_STATEMENT` items and, unless one item alone
+/// is larger, `RESULT_BYTES_PER_STATEMENT` bytes.
+fn by_size<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    let (mut start, mut total) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let size = bytes(item);
+        let full = i - start == ANSWERS_PER_STATEMENT || total + size > RESULT_BYTES_PER_STATEMENT;
+        if i > start && full {
+            runs.push(&items[start..i]);
+            (start, total) = (i, 0);
+        }
+        total += size;
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
 }
 
 /// Puts a task whose accepted result is no longer trusted back in the queue, with full replication,
@@ -594,4 +972,25 @@ async fn finish_job(
     }
     update.update(db).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_cut_by_count_and_by_bytes_but_never_split_an_item() {
+        let sizes = vec![1usize; ANSWERS_PER_STATEMENT + 1];
+        let runs: Vec<usize> = by_size(&sizes, |n| *n).iter().map(|r| r.len()).collect();
+        assert_eq!(runs, [ANSWERS_PER_STATEMENT, 1]);
+
+        let big = RESULT_BYTES_PER_STATEMENT;
+        let sizes = [big / 2, big / 2, 1, big * 2, 3];
+        let runs: Vec<Vec<usize>> = by_size(&sizes, |n| *n).iter().map(|r| r.to_vec()).collect();
+        assert_eq!(
+            runs,
+            [vec![big / 2, big / 2], vec![1], vec![big * 2], vec![3]]
+        );
+        assert!(by_size(&[] as &[usize], |n| *n).is_empty());
+    }
 }

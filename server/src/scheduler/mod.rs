@@ -11,6 +11,7 @@
 //! live connections, requeues expired ones and resends packets nobody ACKed.
 
 mod accept;
+mod dispatch;
 pub mod priority;
 pub mod replication;
 
@@ -19,10 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rand::{Rng, RngCore};
 use sea_orm::sea_query::Expr;
-use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
@@ -36,7 +36,9 @@ use crate::db::entities::{job, task, task_result, worker_record};
 use crate::db::{job_status, task_status};
 use crate::events;
 use crate::templates::TemplateStore;
-use priority::{ActiveJob, FairQueue, Priority};
+use accept::PendingAnswer;
+use dispatch::{Assignment, RoundJob, StoredPayload};
+use priority::FairQueue;
 
 /// Resends of a packet the worker reported as damaged, or never ACKed, before it goes elsewhere.
 const MAX_RESENDS: u32 = 2;
@@ -50,6 +52,30 @@ pub struct SenderCore {
     workers: Mutex<HashMap<String, ConnectedWorker>>,
     fair_queue: Mutex<FairQueue>,
     wake: Notify,
+    /// Results on their way to the next group commit (`accept::commit_answers`).
+    answers: mpsc::UnboundedSender<PendingAnswer>,
+    write_turns: Arc<WriteTurns>,
+}
+
+/// Turns at writing for the scheduler's transactions on SQLite, which lets one connection write at
+/// a time: waiting here is a queue, while waiting inside SQLite's busy handler means sleeping 1, 2,
+/// 5, 10… ms between retries. MySQL/MariaDB lock rows, not the database, so there every write goes
+/// ahead at once.
+#[derive(Debug)]
+struct WriteTurns(Option<tokio::sync::Mutex<()>>);
+
+impl WriteTurns {
+    fn for_backend(backend: DbBackend) -> Self {
+        Self((backend == DbBackend::Sqlite).then(|| tokio::sync::Mutex::new(())))
+    }
+
+    /// Waits for this writer's turn, which lasts as long as the guard.
+    async fn take(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.0 {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
+        }
+    }
 }
 
 /// A worker connected to this process.
@@ -71,8 +97,16 @@ struct ConnectedWorker {
 /// A task packet this process sent and has not yet had an answer to.
 #[derive(Debug, Clone)]
 struct InFlight {
+    /// The packet as sent but without its payload, which stays in the database and is read again
+    /// for a resend: a worker holding several multi-megabyte tasks costs no copy of each here.
     packet: TaskPacket,
+    /// The stored task whose payload the packet carries (for a probe, the validated task it copies).
+    payload_of: String,
+    /// The task's job (for a probe, the job of the task it copies).
+    job_id: i64,
     sent_at_ms: i64,
+    /// When its lease was last set to expire a full `lease_ttl` later (at the claim, then by sweeps).
+    lease_renewed_at_ms: i64,
     acked: bool,
     resends: u32,
     /// For a known-answer probe: the hash of the validated result the worker must reproduce.
@@ -101,13 +135,25 @@ pub struct WorkerInfo {
 }
 
 impl SenderCore {
-    /// Creates the core and spawns its dispatch/sweep loop on the current Tokio runtime.
+    /// Creates the core and spawns its dispatch/sweep loop and its result committer on the current
+    /// Tokio runtime.
     pub fn start(
         db: DatabaseConnection,
         config: SchedulerConfig,
         clock: Arc<dyn Clock>,
         templates: Arc<TemplateStore>,
     ) -> Arc<Self> {
+        let write_turns = Arc::new(WriteTurns::for_backend(db.get_database_backend()));
+        let (answers, queued_answers) = mpsc::unbounded_channel();
+        tokio::spawn(accept::commit_answers(
+            accept::Committer {
+                db: db.clone(),
+                replicas: config.replicas,
+                templates: Arc::clone(&templates),
+                write_turns: Arc::clone(&write_turns),
+            },
+            queued_answers,
+        ));
         let core = Arc::new(Self {
             db,
             config,
@@ -116,6 +162,8 @@ impl SenderCore {
             workers: Mutex::new(HashMap::new()),
             fair_queue: Mutex::new(FairQueue::default()),
             wake: Notify::new(),
+            answers,
+            write_turns,
         });
         tokio::spawn(Arc::clone(&core).run());
         core
@@ -130,16 +178,23 @@ impl SenderCore {
         let mut sweep = tokio::time::interval(self.config.sweep_interval);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                () = self.wake.notified() => {}
+            let swept = tokio::select! {
+                () = self.wake.notified() => false,
                 _ = sweep.tick() => {
                     if let Err(error) = self.sweep().await {
                         tracing::warn!(%error, "scheduler sweep failed");
                     }
+                    true
                 }
-            }
+            };
             if let Err(error) = self.dispatch().await {
                 tracing::warn!(%error, "dispatch failed");
+            }
+            // After dispatch, so a probe only fills a slot that real work left empty.
+            if swept {
+                if let Err(error) = self.probe_idle_workers().await {
+                    tracing::warn!(%error, "sending known-answer probes failed");
+                }
             }
         }
     }
@@ -295,16 +350,10 @@ impl SenderCore {
                     message: "hello was already received on this connection".to_owned(),
                 },
             ),
-            WorkerMessage::Ack { task_id, lease } => {
-                if self.mark_acked(worker_id, &task_id, lease) {
-                    self.renew_lease(&task_id, lease).await?;
-                }
-            }
-            WorkerMessage::Progress { task_id, lease, .. } => {
-                if self.holds(worker_id, &task_id, lease) {
-                    self.renew_lease(&task_id, lease).await?;
-                }
-            }
+            // Neither needs a write of its own: the sweep renews the lease of every task a live
+            // connection holds, long before it could expire (`sweep_interval` ≪ `lease_ttl` / 3).
+            WorkerMessage::Ack { task_id, lease } => self.mark_acked(worker_id, &task_id, lease),
+            WorkerMessage::Progress { .. } => {}
             WorkerMessage::Result(result) => self.accept_result(worker_id, result).await?,
             WorkerMessage::Error {
                 task_id: Some(task_id),
@@ -334,24 +383,14 @@ impl SenderCore {
         Ok(())
     }
 
-    fn holds(&self, worker_id: &str, task_id: &str, lease: u64) -> bool {
-        self.workers()
-            .get(worker_id)
-            .and_then(|w| w.in_flight.get(task_id))
-            .is_some_and(|f| f.packet.lease == lease)
-    }
-
-    fn mark_acked(&self, worker_id: &str, task_id: &str, lease: u64) -> bool {
+    fn mark_acked(&self, worker_id: &str, task_id: &str, lease: u64) {
         let mut workers = self.workers();
-        match workers
+        if let Some(in_flight) = workers
             .get_mut(worker_id)
             .and_then(|w| w.in_flight.get_mut(task_id))
+            .filter(|f| f.packet.lease == lease)
         {
-            Some(in_flight) if in_flight.packet.lease == lease => {
-                in_flight.acked = true;
-                true
-            }
-            _ => false,
+            in_flight.acked = true;
         }
     }
 
@@ -395,16 +434,13 @@ impl SenderCore {
                 in_flight.resends += 1;
                 in_flight.sent_at_ms = self.clock.now_ms();
                 in_flight.acked = false;
-                Some(in_flight.packet.clone())
+                Some((in_flight.packet.clone(), in_flight.payload_of.clone()))
             } else {
                 None
             }
         };
         match resend {
-            Some(packet) => {
-                self.send_task(worker_id, packet);
-                Ok(())
-            }
+            Some((packet, payload_of)) => self.resend(worker_id, packet, &payload_of).await,
             None => {
                 let Some(in_flight) = lease
                     .and_then(|lease| self.take_in_flight(worker_id, task_id, lease))
@@ -423,6 +459,32 @@ impl SenderCore {
                 Ok(())
             }
         }
+    }
+
+    /// Sends a packet kept without its payload again, with the payload read back from the database.
+    async fn resend(
+        &self,
+        worker_id: &str,
+        mut packet: TaskPacket,
+        payload_of: &str,
+    ) -> Result<(), DbErr> {
+        let stored = task::Entity::find_by_id(payload_of)
+            .select_only()
+            .column(task::Column::Payload)
+            .into_tuple::<Vec<u8>>()
+            .one(&self.db)
+            .await?;
+        match stored.map(String::from_utf8) {
+            Some(Ok(payload)) => {
+                packet.data.payload = payload;
+                self.send_task(worker_id, packet);
+            }
+            // Its job was deleted meanwhile: without an ACK, the sweep gives the packet up.
+            _ => {
+                tracing::info!(task.id = %packet.task_id, "no stored payload to resend");
+            }
+        }
+        Ok(())
     }
 
     /// Sends a task, preceded by its template if this worker has not had it yet.
@@ -449,250 +511,30 @@ impl SenderCore {
         let _ = worker.outbox.send(ServerMessage::Task(packet));
     }
 
-    /// Hands queued tasks to workers with free slots until either runs out. Slots are served in
-    /// the order of the fair queue (priorities, then clinicians in turn); the fastest workers get
-    /// work first; a worker never gets a task it has already answered (replicas must be distinct).
-    async fn dispatch(&self) -> Result<(), DbErr> {
-        loop {
-            let mut free: Vec<(String, String, f64)> = Vec::new();
-            for (id, w) in self.workers().iter() {
-                let open = (w.slots as usize).saturating_sub(w.in_flight.len());
-                free.extend(std::iter::repeat_n(
-                    (id.clone(), w.key.clone(), w.rows_per_s.unwrap_or(0.0)),
-                    open,
-                ));
-            }
-            if free.is_empty() {
-                return Ok(());
-            }
-            free.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-
-            let active = self.active_jobs().await?;
-            if active.is_empty() {
-                return Ok(());
-            }
-            let plan = self
-                .fair_queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .plan(&active, free.len());
-            let mut wanted: Vec<(i64, u64)> = Vec::new();
-            for job_id in &plan {
-                match wanted.iter_mut().find(|(id, _)| id == job_id) {
-                    Some((_, n)) => *n += 1,
-                    None => wanted.push((*job_id, 1)),
-                }
-            }
-            let mut candidates: HashMap<i64, std::collections::VecDeque<task::Model>> =
-                HashMap::new();
-            for (job_id, n) in &wanted {
-                // A few extra, in case some were already answered by the free workers.
-                let tasks = task::Entity::find()
-                    .filter(task::Column::JobId.eq(*job_id))
-                    .filter(task::Column::Status.eq(task_status::QUEUED))
-                    .order_by_asc(task::Column::Seq)
-                    .limit(n * 2 + 2)
-                    .all(&self.db)
-                    .await?;
-                candidates.insert(*job_id, tasks.into());
-            }
-            let ids: Vec<String> = candidates
-                .values()
-                .flatten()
-                .map(|t| t.id.clone())
-                .collect();
-            let answered: HashSet<(String, String)> = task_result::Entity::find()
-                .select_only()
-                .column(task_result::Column::TaskId)
-                .column(task_result::Column::WorkerKey)
-                .filter(task_result::Column::TaskId.is_in(ids))
-                .into_tuple::<(String, String)>()
-                .all(&self.db)
-                .await?
-                .into_iter()
-                .collect();
-
-            let mut progress = false;
-            for job_id in plan {
-                let Some(queue) = candidates.get_mut(&job_id) else {
-                    continue;
-                };
-                let Some(position) = queue.iter().position(|t| {
-                    free.iter()
-                        .any(|(_, key, _)| !answered.contains(&(t.id.clone(), key.clone())))
-                }) else {
-                    continue;
-                };
-                let Some(candidate) = queue.remove(position) else {
-                    continue;
-                };
-                let Some(slot) = free.iter().position(|(_, key, _)| {
-                    !answered.contains(&(candidate.id.clone(), key.clone()))
-                }) else {
-                    continue;
-                };
-                let (worker_id, _, _) = free.remove(slot);
-                let Some(packet) = self.claim(candidate, &worker_id).await? else {
-                    continue;
-                };
-                progress = true;
-                let in_flight = InFlight {
-                    packet: packet.clone(),
-                    sent_at_ms: self.clock.now_ms(),
-                    acked: false,
-                    resends: 0,
-                    known_answer: None,
-                };
-                let still_connected = match self.workers().get_mut(&worker_id) {
-                    Some(worker) => {
-                        worker.in_flight.insert(packet.task_id.clone(), in_flight);
-                        true
-                    }
-                    None => false,
-                };
-                if still_connected {
-                    self.send_task(&worker_id, packet);
-                } else {
-                    self.release(
-                        &packet.task_id,
-                        packet.lease,
-                        false,
-                        "the worker disconnected",
-                    )
-                    .await?;
-                }
-            }
-            if !progress {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Jobs with queued tasks, with their owner and priority.
-    async fn active_jobs(&self) -> Result<Vec<ActiveJob>, DbErr> {
-        let counts: Vec<(i64, i64)> = task::Entity::find()
-            .select_only()
-            .column(task::Column::JobId)
-            .column_as(Expr::col(task::Column::Id).count(), "queued")
-            .filter(task::Column::Status.eq(task_status::QUEUED))
-            .group_by(task::Column::JobId)
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        if counts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let jobs = job::Entity::find()
-            .filter(job::Column::Id.is_in(counts.iter().map(|(id, _)| *id)))
-            .filter(job::Column::Status.is_in([job_status::QUEUED, job_status::RUNNING]))
-            .all(&self.db)
-            .await?;
-        Ok(jobs
-            .into_iter()
-            .filter_map(|j| {
-                let queued = counts.iter().find(|(id, _)| *id == j.id)?.1;
-                Some(ActiveJob {
-                    job_id: j.id,
-                    owner_id: j.owner_id,
-                    priority: Priority::parse(&j.priority).unwrap_or_default(),
-                    queued_tasks: queued as usize,
-                })
-            })
-            .collect())
-    }
-
-    /// Leases `candidate` to `worker_id` unless another process got there first.
-    async fn claim(
-        &self,
-        candidate: task::Model,
-        worker_id: &str,
-    ) -> Result<Option<TaskPacket>, DbErr> {
-        let now = self.clock.now_ms();
-        let transaction = self.db.begin().await?;
-        if self.db.get_database_backend() == DbBackend::MySql {
-            // Several servers share the queue: lock the row, skipping rows another server holds,
-            // so they spread over different tasks instead of racing for the same one. (SQLite
-            // has one writer at a time; the conditional UPDATE below is the guard there, and the
-            // final word everywhere.)
-            let free = task::Entity::find_by_id(&candidate.id)
-                .select_only()
-                .column(task::Column::Id)
-                .filter(task::Column::Status.eq(task_status::QUEUED))
-                .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-                .into_tuple::<String>()
-                .one(&transaction)
-                .await?;
-            if free.is_none() {
-                return Ok(None);
-            }
-        }
-        let claimed = task::Entity::update_many()
-            .col_expr(task::Column::Status, Expr::value(task_status::LEASED))
-            .col_expr(task::Column::Lease, Expr::col(task::Column::Lease).add(1))
-            .col_expr(task::Column::LeaseWorker, Expr::value(worker_id))
-            .col_expr(
-                task::Column::LeaseExpiresAtMs,
-                Expr::value(now + self.lease_ttl_ms()),
-            )
-            .col_expr(
-                task::Column::Attempts,
-                Expr::col(task::Column::Attempts).add(1),
-            )
-            .filter(task::Column::Id.eq(&candidate.id))
-            .filter(task::Column::Status.eq(task_status::QUEUED))
-            .filter(task::Column::Lease.eq(candidate.lease))
-            .exec(&transaction)
-            .await?
-            .rows_affected
-            == 1;
-        transaction.commit().await?;
-        if !claimed {
-            return Ok(None);
-        }
-        job::Entity::update_many()
-            .col_expr(job::Column::Status, Expr::value(job_status::RUNNING))
-            .filter(job::Column::Id.eq(candidate.job_id))
-            .filter(job::Column::Status.eq(job_status::QUEUED))
-            .exec(&self.db)
-            .await?;
-        let Some(owner) = job::Entity::find_by_id(candidate.job_id)
-            .one(&self.db)
-            .await?
-        else {
-            return Ok(None);
-        };
-        self.templates
-            .get(&owner.template_id, owner.template_version as u32)
-            .await?;
-        let detail = format!(
-            "lease {} (attempt {})",
-            candidate.lease + 1,
-            candidate.attempts + 1
-        );
-        events::record(
-            &self.db,
-            owner.id,
-            Some(&candidate.id),
-            Some(worker_id),
-            "leased",
-            detail,
-            now,
-        )
-        .await?;
+    /// The packet of a task just claimed: its payload as stored, under its new lease.
+    fn task_packet(
+        claimed: &Assignment,
+        job: &RoundJob,
+        candidate: StoredPayload,
+    ) -> Result<TaskPacket, DbErr> {
         let payload = String::from_utf8(candidate.payload)
             .map_err(|e| DbErr::Custom(format!("task payload is not UTF-8: {e}")))?;
-        Ok(Some(TaskPacket {
-            task_id: candidate.id,
-            lease: candidate.lease as u64 + 1,
-            template_id: owner.template_id,
-            template_version: owner.template_version as u32,
-            algorithm: owner.algorithm,
+        Ok(TaskPacket {
+            task_id: claimed.task_id.clone(),
+            lease: claimed.lease as u64,
+            template_id: job.template_id.clone(),
+            template_version: job.template_version,
+            algorithm: job.algorithm.clone(),
             data: CheckedPayload::seal(payload),
-        }))
+        })
     }
 
     /// Puts a leased task back in the queue, or fails it (and its job) once it has used up its
     /// attempts. `lease` fences out a release that arrives after the task moved on.
+    ///
+    /// Only leases that went wrong count as attempts (`counts_as_attempt`): a worker that vanished,
+    /// never ACKed, refused the task or sent a broken result. A claim itself does not, so a task
+    /// answered by several replicas, or handed back by a volunteer who stopped, keeps its attempts.
     async fn release(
         &self,
         task_id: &str,
@@ -710,10 +552,10 @@ impl SenderCore {
                 task::Column::LeaseExpiresAtMs,
                 Expr::value(Option::<i64>::None),
             );
-        if !counts_as_attempt {
+        if counts_as_attempt {
             update = update.col_expr(
                 task::Column::Attempts,
-                Expr::col(task::Column::Attempts).sub(1),
+                Expr::col(task::Column::Attempts).add(1),
             );
         }
         let released = update
@@ -725,10 +567,16 @@ impl SenderCore {
             .rows_affected
             == 1;
         if released {
-            if let Some(found) = task::Entity::find_by_id(task_id).one(&self.db).await? {
+            let job_id = task::Entity::find_by_id(task_id)
+                .select_only()
+                .column(task::Column::JobId)
+                .into_tuple::<i64>()
+                .one(&self.db)
+                .await?;
+            if let Some(job_id) = job_id {
                 events::record(
                     &self.db,
-                    found.job_id,
+                    job_id,
                     Some(task_id),
                     None,
                     "requeued",
@@ -745,10 +593,20 @@ impl SenderCore {
     }
 
     async fn fail_if_exhausted(&self, task_id: &str, reason: &str) -> Result<(), DbErr> {
-        let Some(found) = task::Entity::find_by_id(task_id).one(&self.db).await? else {
+        // Only what is read: the payload can run to megabytes.
+        let Some((job_id, seq, status, attempts)) = task::Entity::find_by_id(task_id)
+            .select_only()
+            .column(task::Column::JobId)
+            .column(task::Column::Seq)
+            .column(task::Column::Status)
+            .column(task::Column::Attempts)
+            .into_tuple::<(i64, i32, String, i32)>()
+            .one(&self.db)
+            .await?
+        else {
             return Ok(());
         };
-        if found.status != task_status::QUEUED || found.attempts < self.config.max_attempts {
+        if status != task_status::QUEUED || attempts < self.config.max_attempts {
             return Ok(());
         }
         task::Entity::update_many()
@@ -758,14 +616,13 @@ impl SenderCore {
             .exec(&self.db)
             .await?;
         let message = format!(
-            "part {} of the analysis failed {} times; last reason: {reason}",
-            found.seq + 1,
-            found.attempts
+            "part {} of the analysis failed {attempts} times; last reason: {reason}",
+            seq + 1,
         );
-        tracing::warn!(job.id = found.job_id, task.id = %task_id, %message, "job failed");
+        tracing::warn!(job.id = job_id, task.id = %task_id, %message, "job failed");
         events::record(
             &self.db,
-            found.job_id,
+            job_id,
             Some(task_id),
             None,
             "failed",
@@ -777,22 +634,8 @@ impl SenderCore {
             .col_expr(job::Column::Status, Expr::value(job_status::FAILED))
             .col_expr(job::Column::Error, Expr::value(message))
             .col_expr(job::Column::FinishedAtMs, Expr::value(self.clock.now_ms()))
-            .filter(job::Column::Id.eq(found.job_id))
+            .filter(job::Column::Id.eq(job_id))
             .filter(job::Column::Status.is_in([job_status::QUEUED, job_status::RUNNING]))
-            .exec(&self.db)
-            .await?;
-        Ok(())
-    }
-
-    async fn renew_lease(&self, task_id: &str, lease: u64) -> Result<(), DbErr> {
-        task::Entity::update_many()
-            .col_expr(
-                task::Column::LeaseExpiresAtMs,
-                Expr::value(self.clock.now_ms() + self.lease_ttl_ms()),
-            )
-            .filter(task::Column::Id.eq(task_id))
-            .filter(task::Column::Lease.eq(lease as i64))
-            .filter(task::Column::Status.eq(task_status::LEASED))
             .exec(&self.db)
             .await?;
         Ok(())
@@ -802,8 +645,6 @@ impl SenderCore {
         self.config.lease_ttl.as_millis() as i64
     }
 
-    /// Renews the leases of live connections, requeues expired leases (their holder is gone, maybe
-    /// with a crashed process) and resends or reassigns packets that were never ACKed.
     /// Sends known-answer probes to some idle workers that have not earned trust yet, so a forger
     /// is caught even when its results would otherwise have stood alone or gone unreplicated.
     async fn probe_idle_workers(&self) -> Result<(), DbErr> {
@@ -863,9 +704,13 @@ impl SenderCore {
                 algorithm: owner.algorithm,
                 data: CheckedPayload::seal(payload),
             };
+            let (packet, kept) = without_payload(packet);
             let probe = InFlight {
-                packet: packet.clone(),
+                packet: kept,
+                payload_of: known.id,
+                job_id: known.job_id,
                 sent_at_ms: self.clock.now_ms(),
+                lease_renewed_at_ms: self.clock.now_ms(),
                 acked: false,
                 resends: 0,
                 known_answer: Some(expected),
@@ -878,16 +723,25 @@ impl SenderCore {
         Ok(())
     }
 
+    /// Renews the leases of live connections, requeues expired leases (their holder is gone, maybe
+    /// with a crashed process) and resends or reassigns packets that were never ACKed.
     async fn sweep(&self) -> Result<(), DbErr> {
         let now = self.clock.now_ms();
         // Only the tasks a live connection actually holds are renewed: a lease this process lost
-        // track of (say, after a failed transaction) expires like any other.
-        let held: Vec<String> = self
+        // track of (say, after a failed transaction) expires like any other. A lease is renewed once
+        // a third of it has passed, not at every sweep: two thirds of it always remain, and a sweep
+        // every few seconds does not rewrite every lease each time.
+        let renew_after = self.lease_ttl_ms() / 3;
+        let mut due: Vec<String> = self
             .workers()
             .values()
-            .flat_map(|w| w.in_flight.keys().cloned())
+            .flat_map(|w| w.in_flight.iter())
+            .filter(|(_, f)| now - f.lease_renewed_at_ms >= renew_after)
+            .map(|(task_id, _)| task_id.clone())
             .collect();
-        for chunk in held.chunks(500) {
+        due.sort_unstable();
+        let turn = self.write_turns.take().await;
+        for chunk in due.chunks(500) {
             task::Entity::update_many()
                 .col_expr(
                     task::Column::LeaseExpiresAtMs,
@@ -897,6 +751,14 @@ impl SenderCore {
                 .filter(task::Column::Id.is_in(chunk.iter().cloned()))
                 .exec(&self.db)
                 .await?;
+        }
+        drop(turn);
+        for worker in self.workers().values_mut() {
+            for (task_id, in_flight) in worker.in_flight.iter_mut() {
+                if due.binary_search(task_id).is_ok() {
+                    in_flight.lease_renewed_at_ms = now;
+                }
+            }
         }
         let expired = task::Entity::find()
             .select_only()
@@ -924,15 +786,19 @@ impl SenderCore {
                 if in_flight.resends < MAX_RESENDS {
                     in_flight.resends += 1;
                     in_flight.sent_at_ms = now;
-                    resend.push((worker_id.clone(), in_flight.packet.clone()));
+                    resend.push((
+                        worker_id.clone(),
+                        in_flight.packet.clone(),
+                        in_flight.payload_of.clone(),
+                    ));
                 } else {
                     give_up.push((worker_id.clone(), task_id.clone(), in_flight.packet.lease));
                 }
             }
         }
-        for (worker_id, packet) in resend {
+        for (worker_id, packet, payload_of) in resend {
             tracing::info!(worker.id = %worker_id, task.id = %packet.task_id, "no ACK in time; resending");
-            self.send_task(&worker_id, packet);
+            self.resend(&worker_id, packet, &payload_of).await?;
         }
         for (worker_id, task_id, lease) in give_up {
             if self.take_in_flight(&worker_id, &task_id, lease).is_some() {
@@ -946,9 +812,16 @@ impl SenderCore {
                     .await?;
             }
         }
-        self.probe_idle_workers().await?;
         Ok(())
     }
+}
+
+/// Splits a packet into the one to send and a copy without its payload to keep while it is out.
+fn without_payload(mut packet: TaskPacket) -> (TaskPacket, TaskPacket) {
+    let payload = std::mem::take(&mut packet.data.payload);
+    let kept = packet.clone();
+    packet.data.payload = payload;
+    (packet, kept)
 }
 
 /// Keys are opaque to the server, but bounded and printable so they can be stored and shown.

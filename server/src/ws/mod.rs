@@ -15,6 +15,13 @@ use crate::scheduler::SenderCore;
 
 /// Largest frame accepted from a worker: a result with its chart buckets, with ample room.
 const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// Read buffer allocated up front for each connection. Most frames are ACKs and small results;
+/// a larger frame grows the buffer to its size. (tungstenite's default, 128 KiB, made a thousand
+/// idle workers cost over 100 MB.)
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Bytes a connection may have waiting to be written when its peer reads slowly: room for the
+/// largest task packet (several MB of rows) many times over. A bound, not an allocation.
+const MAX_UNSENT_BYTES: usize = 64 * 1024 * 1024;
 /// A connection must introduce itself this quickly.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most tasks one connection may hold at once, whatever it announces.
@@ -23,7 +30,13 @@ const MAX_SLOTS: u32 = 64;
 pub async fn worker_socket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     let core = Arc::clone(&state.scheduler);
     upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Each message goes to the socket as it is sent: the session flushes after every message
+        // anyway, so a write buffer would only hold memory.
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_UNSENT_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| serve_socket(core, socket))
 }
 

@@ -13,7 +13,7 @@ use vitalgrid_server::app::{AppState, connect_database};
 use vitalgrid_server::clock::SystemClock;
 use vitalgrid_server::config::Config;
 pub use vitalgrid_server::config::SchedulerConfig;
-use vitalgrid_server::router::build_router;
+use vitalgrid_server::router::{build_router, without_nagle};
 use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::protocol::{PROTOCOL_VERSION, ServerMessage, WorkerMessage};
 
@@ -150,7 +150,7 @@ pub async fn spawn_app_on(
         .expect("binds");
     let address = listener.local_addr().expect("has an address");
     let router = build_router(state.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(async move { axum::serve(without_nagle(listener), router).await });
     TestApp {
         base: format!("http://{address}"),
         ws_url: format!("ws://{address}/ws/worker"),

@@ -19,7 +19,7 @@ use vitalgrid_server::app::{AppState, connect_database};
 use vitalgrid_server::clock::SystemClock;
 use vitalgrid_server::config::{Config, SchedulerConfig};
 use vitalgrid_server::db::entities::{file, job, job_event, result, task};
-use vitalgrid_server::router::build_router;
+use vitalgrid_server::router::{build_router, without_nagle};
 use vitalgrid_server::templates::TemplateStore;
 use vitalgrid_synthetic::{VitalsConfig, generate_vitals};
 use vitalgrid_worker::algorithm::merge;
@@ -73,14 +73,12 @@ pub fn mariadb_url() -> Option<String> {
 }
 
 /// Timings short enough that ACK timeouts, lease expiry and resends all happen within a test.
-/// `max_attempts` is generous because every lease counts as an attempt — the replicas that
-/// succeed as well as the deliberate deserters and corrupters of these tests.
+/// `max_attempts` is the default: only leases that went wrong count, not the replicas that succeed.
 pub fn fault_scheduler() -> SchedulerConfig {
     SchedulerConfig {
         ack_timeout: Duration::from_millis(600),
         lease_ttl: Duration::from_secs(2),
         sweep_interval: Duration::from_millis(100),
-        max_attempts: 20,
         vitals_rows_per_task: 300,
         replicas: 2,
         ..SchedulerConfig::default()
@@ -196,7 +194,7 @@ pub async fn spawn_app(backend: Backend, scheduler: SchedulerConfig) -> TestApp 
         .expect("binds");
     let address = listener.local_addr().expect("has an address");
     let router = build_router(state.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    tokio::spawn(async move { axum::serve(without_nagle(listener), router).await });
     TestApp {
         base: format!("http://{address}"),
         ws_url: format!("ws://{address}/ws/worker"),

@@ -1,0 +1,564 @@
+//! A dispatch round: every free slot is planned at once, the planned tasks are claimed together in
+//! one transaction, and only then are their payloads read and sent.
+//!
+//! A round costs a few statements and one commit whatever the number of tasks it hands out: the
+//! jobs with queued work, a bounded look at each one's queue (ids and fencing tokens, no payloads),
+//! the answers already given, one conditional UPDATE per few hundred claims, one job update and one
+//! multi-row event insert.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::PoisonError;
+
+use sea_orm::sea_query::{CaseStatement, Expr, LockBehavior, LockType};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
+};
+
+use super::priority::{ActiveJob, Priority};
+use super::{InFlight, SenderCore, without_payload};
+use crate::db::entities::{job, task, task_result};
+use crate::db::{job_status, task_status};
+use crate::events::{self, NewEvent};
+
+/// Most tasks claimed by one UPDATE (each adds three bound parameters) or read by one query.
+const TASKS_PER_STATEMENT: usize = 250;
+/// Payloads read per query: a few MB each at most, so a few tens of MB at once at most.
+const PAYLOADS_PER_QUERY: usize = 16;
+
+/// A free slot of a connected worker.
+#[derive(Debug, Clone)]
+struct FreeSlot {
+    worker_id: String,
+    key: String,
+    rows_per_s: f64,
+}
+
+/// What a round needs of a job with queued tasks, read once per round.
+#[derive(Debug, Clone)]
+pub(super) struct RoundJob {
+    status: String,
+    owner_id: i64,
+    priority: Priority,
+    pub(super) template_id: String,
+    pub(super) template_version: u32,
+    pub(super) algorithm: String,
+}
+
+/// A queued task as a round sees it: enough to choose and claim it, without its payload.
+#[derive(Debug, Clone, PartialEq)]
+struct QueuedTask {
+    id: String,
+    job_id: i64,
+    lease: i64,
+    attempts: i32,
+    /// Whether any answer to it was ever recorded: `replicas_needed` is set by the first one (and
+    /// by a redo), so a task still at 0 has none and no worker needs to be kept from it.
+    may_have_answers: bool,
+}
+
+/// A queued task planned for a worker's free slot. Once claimed, `lease` is the new fencing token.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Assignment {
+    pub(super) task_id: String,
+    pub(super) job_id: i64,
+    pub(super) lease: i64,
+    attempts: i32,
+    pub(super) worker_id: String,
+}
+
+/// A claimed task's stored payload (the packet's CRC-32 is computed as it is sent).
+#[derive(Debug)]
+pub(super) struct StoredPayload {
+    pub(super) payload: Vec<u8>,
+}
+
+impl SenderCore {
+    /// Hands queued tasks to workers with free slots until either runs out. Slots are served in
+    /// the order of the fair queue (priorities, then clinicians in turn); the fastest workers get
+    /// work first; a worker never gets a task it has already answered (replicas must be distinct).
+    pub(super) async fn dispatch(&self) -> Result<(), DbErr> {
+        loop {
+            let mut free = self.free_slots();
+            if free.is_empty() {
+                return Ok(());
+            }
+            let (jobs, mut queued) = self.queued_work(free.len()).await?;
+            if queued.is_empty() {
+                return Ok(());
+            }
+            let active: Vec<ActiveJob> = queued
+                .iter()
+                .filter_map(|(job_id, tasks)| {
+                    let job = jobs.get(job_id)?;
+                    Some(ActiveJob {
+                        job_id: *job_id,
+                        owner_id: job.owner_id,
+                        priority: job.priority,
+                        queued_tasks: tasks.len(),
+                    })
+                })
+                .collect();
+            let plan = self
+                .fair_queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .plan(&active, free.len());
+            let answered = self
+                .answered(
+                    queued
+                        .values()
+                        .flatten()
+                        .filter(|t| t.may_have_answers)
+                        .map(|t| t.id.clone())
+                        .collect(),
+                )
+                .await?;
+            let assignments = assign(&plan, &mut queued, &mut free, &answered);
+            if assignments.is_empty() {
+                return Ok(());
+            }
+            let claimed = self.claim(assignments, &jobs).await?;
+            if claimed.is_empty() {
+                return Ok(());
+            }
+            self.send_claimed(claimed, &jobs).await?;
+        }
+    }
+
+    /// Every open slot of every connected worker, fastest workers first.
+    fn free_slots(&self) -> Vec<FreeSlot> {
+        let mut free = Vec::new();
+        for (id, w) in self.workers().iter() {
+            let open = (w.slots as usize).saturating_sub(w.in_flight.len());
+            free.extend(std::iter::repeat_n(
+                FreeSlot {
+                    worker_id: id.clone(),
+                    key: w.key.clone(),
+                    rows_per_s: w.rows_per_s.unwrap_or(0.0),
+                },
+                open,
+            ));
+        }
+        free.sort_by(|a, b| {
+            b.rows_per_s
+                .total_cmp(&a.rows_per_s)
+                .then_with(|| a.worker_id.cmp(&b.worker_id))
+        });
+        free
+    }
+
+    /// The unfinished jobs, and the first `2 × slots + 2` queued tasks of each one that has any
+    /// (more than the slots, in case the free workers already answered some). Reading a bounded
+    /// prefix of each queue through the `(status, job_id, seq)` index keeps a round's cost
+    /// independent of how many tasks wait.
+    async fn queued_work(
+        &self,
+        slots: usize,
+    ) -> Result<(HashMap<i64, RoundJob>, BTreeMap<i64, VecDeque<QueuedTask>>), DbErr> {
+        let limit = (slots * 2 + 2) as u64;
+        let unfinished = job::Entity::find()
+            .filter(job::Column::Status.is_in([job_status::QUEUED, job_status::RUNNING]))
+            .all(&self.db)
+            .await?;
+        let mut jobs = HashMap::new();
+        let mut queued = BTreeMap::new();
+        for row in unfinished {
+            let tasks: VecDeque<QueuedTask> = task::Entity::find()
+                .select_only()
+                .column(task::Column::Id)
+                .column(task::Column::Lease)
+                .column(task::Column::Attempts)
+                .column(task::Column::ReplicasNeeded)
+                .filter(task::Column::Status.eq(task_status::QUEUED))
+                .filter(task::Column::JobId.eq(row.id))
+                .order_by_asc(task::Column::Seq)
+                .limit(limit)
+                .into_tuple::<(String, i64, i32, i32)>()
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .map(|(id, lease, attempts, replicas_needed)| QueuedTask {
+                    id,
+                    job_id: row.id,
+                    lease,
+                    attempts,
+                    may_have_answers: replicas_needed > 0,
+                })
+                .collect();
+            if tasks.is_empty() {
+                continue;
+            }
+            queued.insert(row.id, tasks);
+            jobs.insert(
+                row.id,
+                RoundJob {
+                    status: row.status,
+                    owner_id: row.owner_id,
+                    priority: Priority::parse(&row.priority).unwrap_or_default(),
+                    template_id: row.template_id,
+                    template_version: row.template_version as u32,
+                    algorithm: row.algorithm,
+                },
+            );
+        }
+        Ok((jobs, queued))
+    }
+
+    /// Which workers (by key) already answered each of these tasks.
+    async fn answered(&self, task_ids: Vec<String>) -> Result<HashMap<String, Vec<String>>, DbErr> {
+        let mut answered: HashMap<String, Vec<String>> = HashMap::new();
+        for chunk in task_ids.chunks(TASKS_PER_STATEMENT) {
+            let rows = task_result::Entity::find()
+                .select_only()
+                .column(task_result::Column::TaskId)
+                .column(task_result::Column::WorkerKey)
+                .filter(task_result::Column::TaskId.is_in(chunk.iter().cloned()))
+                .into_tuple::<(String, String)>()
+                .all(&self.db)
+                .await?;
+            for (task_id, key) in rows {
+                answered.entry(task_id).or_default().push(key);
+            }
+        }
+        Ok(answered)
+    }
+
+    /// Leases the planned tasks to their workers in one transaction. The conditional UPDATE (still
+    /// `queued`, still under the fencing token the round read) lets only one server process win a
+    /// task; on MySQL the rows are first locked with `SKIP LOCKED`, so servers sharing the queue
+    /// spread over different tasks instead of waiting for each other. Returns the assignments won,
+    /// under their new lease.
+    async fn claim(
+        &self,
+        assignments: Vec<Assignment>,
+        jobs: &HashMap<i64, RoundJob>,
+    ) -> Result<Vec<Assignment>, DbErr> {
+        let now = self.clock.now_ms();
+        let _turn = self.write_turns.take().await;
+        let transaction = self.db.begin().await?;
+        let mut won = Vec::with_capacity(assignments.len());
+        for chunk in assignments.chunks(TASKS_PER_STATEMENT) {
+            won.extend(self.claim_chunk(&transaction, chunk, now).await?);
+        }
+        if won.is_empty() {
+            return Ok(won);
+        }
+        let starting: BTreeSet<i64> = won
+            .iter()
+            .map(|a| a.job_id)
+            .filter(|id| jobs.get(id).is_some_and(|j| j.status == job_status::QUEUED))
+            .collect();
+        if !starting.is_empty() {
+            job::Entity::update_many()
+                .col_expr(job::Column::Status, Expr::value(job_status::RUNNING))
+                .filter(job::Column::Id.is_in(starting))
+                .filter(job::Column::Status.eq(job_status::QUEUED))
+                .exec(&transaction)
+                .await?;
+        }
+        let leased = won
+            .iter()
+            .map(|a| NewEvent {
+                job_id: a.job_id,
+                task_id: Some(a.task_id.clone()),
+                worker: Some(a.worker_id.clone()),
+                kind: "leased",
+                detail: format!("lease {} (attempt {})", a.lease, a.attempts + 1),
+                at_ms: now,
+            })
+            .collect();
+        events::record_all(&transaction, leased).await?;
+        transaction.commit().await?;
+        Ok(won)
+    }
+
+    async fn claim_chunk(
+        &self,
+        transaction: &DatabaseTransaction,
+        chunk: &[Assignment],
+        now: i64,
+    ) -> Result<Vec<Assignment>, DbErr> {
+        let mut wanted: Vec<Assignment> = chunk.to_vec();
+        if transaction.get_database_backend() == DbBackend::MySql {
+            // SQLite has one writer at a time; the conditional UPDATE below is the guard there,
+            // and the final word everywhere.
+            let free: HashSet<String> = task::Entity::find()
+                .select_only()
+                .column(task::Column::Id)
+                .filter(task::Column::Id.is_in(wanted.iter().map(|a| a.task_id.clone())))
+                .filter(task::Column::Status.eq(task_status::QUEUED))
+                .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+                .into_tuple::<String>()
+                .all(transaction)
+                .await?
+                .into_iter()
+                .collect();
+            wanted.retain(|a| free.contains(&a.task_id));
+        }
+        if wanted.is_empty() {
+            return Ok(wanted);
+        }
+        let (mut worker_of, mut lease_of) = (CaseStatement::new(), CaseStatement::new());
+        for a in &wanted {
+            worker_of = worker_of.case(
+                task::Column::Id.eq(a.task_id.as_str()),
+                Expr::value(a.worker_id.as_str()),
+            );
+            lease_of = lease_of.case(
+                task::Column::Id.eq(a.task_id.as_str()),
+                Expr::value(a.lease),
+            );
+        }
+        let ids = || wanted.iter().map(|a| a.task_id.clone());
+        let updated = task::Entity::update_many()
+            .col_expr(task::Column::Status, Expr::value(task_status::LEASED))
+            .col_expr(task::Column::Lease, Expr::col(task::Column::Lease).add(1))
+            .col_expr(task::Column::LeaseWorker, worker_of.into())
+            .col_expr(
+                task::Column::LeaseExpiresAtMs,
+                Expr::value(now + self.lease_ttl_ms()),
+            )
+            .filter(task::Column::Id.is_in(ids()))
+            .filter(task::Column::Status.eq(task_status::QUEUED))
+            .filter(Expr::col(task::Column::Lease).eq(lease_of))
+            .exec(transaction)
+            .await?
+            .rows_affected;
+        if updated as usize != wanted.len() {
+            // Another process won some of them: keep the rows this UPDATE leased (worker ids are
+            // random per connection, so no other claim wrote the same worker and lease).
+            let leased: HashSet<(String, i64, Option<String>)> = task::Entity::find()
+                .select_only()
+                .column(task::Column::Id)
+                .column(task::Column::Lease)
+                .column(task::Column::LeaseWorker)
+                .filter(task::Column::Id.is_in(ids()))
+                .filter(task::Column::Status.eq(task_status::LEASED))
+                .into_tuple()
+                .all(transaction)
+                .await?
+                .into_iter()
+                .collect();
+            wanted.retain(|a| {
+                leased.contains(&(a.task_id.clone(), a.lease + 1, Some(a.worker_id.clone())))
+            });
+        }
+        for a in &mut wanted {
+            a.lease += 1;
+        }
+        Ok(wanted)
+    }
+
+    /// Sends the tasks just claimed, each preceded by its template where the worker lacks it, a
+    /// few payloads at a time (a round can hand out hundreds of multi-megabyte tasks). A worker
+    /// gone since the round began has its task put back at once.
+    async fn send_claimed(
+        &self,
+        claimed: Vec<Assignment>,
+        jobs: &HashMap<i64, RoundJob>,
+    ) -> Result<(), DbErr> {
+        if let Err(error) = self.cache_templates(&claimed, jobs).await {
+            self.put_back(&claimed).await?;
+            return Err(error);
+        }
+        for (n, chunk) in claimed.chunks(PAYLOADS_PER_QUERY).enumerate() {
+            let mut payloads = match self.payloads_of(chunk).await {
+                Ok(payloads) => payloads,
+                Err(error) => {
+                    self.put_back(&claimed[n * PAYLOADS_PER_QUERY..]).await?;
+                    return Err(error);
+                }
+            };
+            for a in chunk {
+                let packet = match (payloads.remove(&a.task_id), jobs.get(&a.job_id)) {
+                    (Some(stored), Some(job)) => Self::task_packet(a, job, stored),
+                    _ => Err(DbErr::RecordNotFound(format!("task {}", a.task_id))),
+                };
+                let packet = match packet {
+                    Ok(packet) => packet,
+                    Err(error) => {
+                        tracing::error!(task.id = %a.task_id, %error, "a claimed task cannot be sent");
+                        let reason = format!("it could not be sent: {error}");
+                        self.release(&a.task_id, a.lease as u64, true, &reason)
+                            .await?;
+                        continue;
+                    }
+                };
+                let (packet, kept) = without_payload(packet);
+                let in_flight = InFlight {
+                    packet: kept,
+                    payload_of: a.task_id.clone(),
+                    job_id: a.job_id,
+                    sent_at_ms: self.clock.now_ms(),
+                    lease_renewed_at_ms: self.clock.now_ms(),
+                    acked: false,
+                    resends: 0,
+                    known_answer: None,
+                };
+                let still_connected = match self.workers().get_mut(&a.worker_id) {
+                    Some(worker) => {
+                        worker.in_flight.insert(a.task_id.clone(), in_flight);
+                        true
+                    }
+                    None => false,
+                };
+                if still_connected {
+                    self.send_task(&a.worker_id, packet);
+                } else {
+                    self.release(&a.task_id, a.lease as u64, false, "the worker disconnected")
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the claimed tasks' templates are in the cache, which `send_task` reads.
+    async fn cache_templates(
+        &self,
+        claimed: &[Assignment],
+        jobs: &HashMap<i64, RoundJob>,
+    ) -> Result<(), DbErr> {
+        let job_ids: BTreeSet<i64> = claimed.iter().map(|a| a.job_id).collect();
+        for job in job_ids.iter().filter_map(|id| jobs.get(id)) {
+            self.templates
+                .get(&job.template_id, job.template_version)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Returns claimed tasks that could not be sent to the queue, without counting an attempt.
+    async fn put_back(&self, claimed: &[Assignment]) -> Result<(), DbErr> {
+        for a in claimed {
+            self.release(&a.task_id, a.lease as u64, false, "it could not be sent")
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The payloads of some claimed tasks.
+    async fn payloads_of(
+        &self,
+        claimed: &[Assignment],
+    ) -> Result<HashMap<String, StoredPayload>, DbErr> {
+        let rows = task::Entity::find()
+            .select_only()
+            .column(task::Column::Id)
+            .column(task::Column::Payload)
+            .filter(task::Column::Id.is_in(claimed.iter().map(|a| a.task_id.clone())))
+            .into_tuple::<(String, Vec<u8>)>()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, payload)| (id, StoredPayload { payload }))
+            .collect())
+    }
+}
+
+/// Matches the plan to free slots: for each planned job in turn, its first queued task that some
+/// free worker has not answered goes to the fastest such worker.
+fn assign(
+    plan: &[i64],
+    queued: &mut BTreeMap<i64, VecDeque<QueuedTask>>,
+    free: &mut Vec<FreeSlot>,
+    answered: &HashMap<String, Vec<String>>,
+) -> Vec<Assignment> {
+    let may_take = |task: &QueuedTask, slot: &FreeSlot| {
+        answered
+            .get(&task.id)
+            .is_none_or(|keys| !keys.contains(&slot.key))
+    };
+    let mut assignments = Vec::new();
+    for job_id in plan {
+        let Some(tasks) = queued.get_mut(job_id) else {
+            continue;
+        };
+        let Some(position) = tasks
+            .iter()
+            .position(|t| free.iter().any(|s| may_take(t, s)))
+        else {
+            continue;
+        };
+        let Some(task) = tasks.remove(position) else {
+            continue;
+        };
+        let Some(slot) = free.iter().position(|s| may_take(&task, s)) else {
+            continue;
+        };
+        let slot = free.remove(slot);
+        assignments.push(Assignment {
+            task_id: task.id,
+            job_id: task.job_id,
+            lease: task.lease,
+            attempts: task.attempts,
+            worker_id: slot.worker_id,
+        });
+    }
+    assignments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(worker_id: &str, key: &str, rows_per_s: f64) -> FreeSlot {
+        FreeSlot {
+            worker_id: worker_id.to_owned(),
+            key: key.to_owned(),
+            rows_per_s,
+        }
+    }
+
+    fn queue(job_id: i64, ids: &[&str]) -> VecDeque<QueuedTask> {
+        ids.iter()
+            .map(|id| QueuedTask {
+                id: (*id).to_owned(),
+                job_id,
+                lease: 3,
+                attempts: 0,
+                may_have_answers: true,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_planned_slot_gets_the_next_task_of_its_job_in_order() {
+        let mut queued = BTreeMap::from([(1, queue(1, &["a", "b", "c"])), (2, queue(2, &["x"]))]);
+        let mut free = vec![
+            slot("w1", "k1", 9.0),
+            slot("w2", "k2", 5.0),
+            slot("w3", "k3", 1.0),
+        ];
+        let assigned = assign(&[1, 2, 1], &mut queued, &mut free, &HashMap::new());
+        let pairs: Vec<(&str, &str)> = assigned
+            .iter()
+            .map(|a| (a.task_id.as_str(), a.worker_id.as_str()))
+            .collect();
+        assert_eq!(pairs, [("a", "w1"), ("x", "w2"), ("b", "w3")]);
+        assert!(free.is_empty());
+        assert_eq!(assigned[0].lease, 3, "the token the round read");
+    }
+
+    #[test]
+    fn a_worker_never_gets_a_task_it_already_answered() {
+        let mut queued = BTreeMap::from([(1, queue(1, &["a", "b"]))]);
+        let mut free = vec![slot("w1", "k1", 9.0)];
+        let answered = HashMap::from([("a".to_owned(), vec!["k1".to_owned()])]);
+        let assigned = assign(&[1], &mut queued, &mut free, &answered);
+        assert_eq!(assigned.len(), 1);
+        assert_eq!(assigned[0].task_id, "b", "the answered task is skipped");
+        assert_eq!(queued[&1].len(), 1, "and stays queued for another worker");
+    }
+
+    #[test]
+    fn a_task_every_free_worker_answered_is_left_for_later() {
+        let mut queued = BTreeMap::from([(1, queue(1, &["a"]))]);
+        let mut free = vec![slot("w1", "k1", 1.0)];
+        let answered = HashMap::from([("a".to_owned(), vec!["k1".to_owned()])]);
+        assert!(assign(&[1], &mut queued, &mut free, &answered).is_empty());
+        assert_eq!(free.len(), 1);
+    }
+}
