@@ -137,6 +137,7 @@ impl SignalTally {
     }
 
     /// True when `value` obeys the signal's plausible range.
+    #[inline]
     pub fn accepts(&self, value: f64) -> bool {
         value.is_finite() && value >= self.min && value <= self.max
     }
@@ -156,6 +157,28 @@ impl SignalTally {
             .filter(|v| v.is_finite() && *v >= dbp_min && *v <= dbp_max)?;
         self.derived += 1;
         Some((sbp + 2.0 * dbp) / 3.0)
+    }
+}
+
+impl SignalTally {
+    /// Counts `cell` of a kept core row as missing or out of range, or hands it to `sink` as
+    /// signal `index`'s valid value.
+    #[inline]
+    fn sort_cell(&mut self, index: usize, time: f64, cell: Option<f64>, sink: &mut impl ValueSink) {
+        match cell {
+            None => {
+                self.missing += 1;
+                if self.required {
+                    self.missing_required += 1;
+                    push_example(&mut self.missing_examples, time, None);
+                }
+            }
+            Some(value) if self.accepts(value) => sink.valid_value(index, time, value),
+            Some(value) => {
+                self.out_of_range += 1;
+                push_example(&mut self.out_of_range_examples, time, Some(value));
+            }
+        }
     }
 }
 
@@ -389,22 +412,7 @@ impl DataProcessor {
             return false;
         }
         for (&time, &cell) in times.iter().zip(&data.signals[column].values[rows]) {
-            match cell {
-                None => {
-                    tally.missing += 1;
-                    if tally.required {
-                        tally.missing_required += 1;
-                        push_example(&mut tally.missing_examples, time, None);
-                    }
-                }
-                Some(value) if value.is_finite() && value >= tally.min && value <= tally.max => {
-                    sink.valid_value(0, time, value);
-                }
-                Some(value) => {
-                    tally.out_of_range += 1;
-                    push_example(&mut tally.out_of_range_examples, time, Some(value));
-                }
-            }
+            tally.sort_cell(0, time, cell, sink);
         }
         let (first, last) = (times[0], times[times.len() - 1]);
         self.counts.rows += times.len() as u64;
@@ -475,22 +483,8 @@ fn visit_row(
         return;
     }
     for (index, tally) in signals.iter_mut().enumerate() {
-        match tally.cell(data, row) {
-            None => {
-                tally.missing += 1;
-                if tally.required {
-                    tally.missing_required += 1;
-                    push_example(&mut tally.missing_examples, time, None);
-                }
-            }
-            Some(value) if value.is_finite() && value >= tally.min && value <= tally.max => {
-                sink.valid_value(index, time, value);
-            }
-            Some(value) => {
-                tally.out_of_range += 1;
-                push_example(&mut tally.out_of_range_examples, time, Some(value));
-            }
-        }
+        let cell = tally.cell(data, row);
+        tally.sort_cell(index, time, cell, sink);
     }
 }
 

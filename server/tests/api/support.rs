@@ -258,6 +258,18 @@ impl TestApp {
         (file_id, job["id"].as_i64().expect("job id"))
     }
 
+    /// The job's result as the clinician's client sees it.
+    pub async fn job_result(&self, client: &reqwest::Client, job_id: i64) -> Value {
+        client
+            .get(self.url(&format!("/api/jobs/{job_id}/result")))
+            .send()
+            .await
+            .expect("get result")
+            .json()
+            .await
+            .expect("result JSON")
+    }
+
     /// Polls the job until it is done or failed (or `timeout` passes) and returns its last state.
     pub async fn wait_for_job(
         &self,

@@ -73,14 +73,7 @@ async fn an_idle_forger_fails_a_known_answer_probe_and_is_banned(backend: Backen
         .expect("forger's record");
     assert_eq!(record["banned"], true, "{record}");
     assert_eq!(record["credibility"], 0.0);
-    let result: Value = client
-        .get(app.url(&format!("/api/jobs/{job_id}/result")))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let result = app.job_result(&client, job_id).await;
     assert_eq!(
         result["analysis"]["rows"], 301,
         "the validated analysis is untouched"
@@ -230,14 +223,7 @@ async fn native_worker_completes_a_job_and_the_result_counts_every_valid_value(b
         "the file was split into several tasks"
     );
 
-    let result: Value = client
-        .get(app.url(&format!("/api/jobs/{job_id}/result")))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let result = app.job_result(&client, job_id).await;
     let analysis = &result["analysis"];
     assert_eq!(result["patient_ref"], "PT-001");
     assert_eq!(
@@ -284,15 +270,7 @@ async fn analyse(app: &TestApp, client: &reqwest::Client, csv: &str) -> Value {
     );
     let _ = stop.send(());
     worker.await.expect("worker ran");
-    let result: Value = client
-        .get(app.url(&format!("/api/jobs/{job_id}/result")))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
-    result["analysis"].clone()
+    app.job_result(client, job_id).await["analysis"].clone()
 }
 
 async fn rows_out_of_order_across_task_cuts_are_put_in_order_and_counted(backend: Backend) {
