@@ -10,6 +10,7 @@ mod m20261126_000002_create_files_and_jobs;
 mod m20261126_000003_create_templates;
 mod m20261126_000004_add_replication_priorities_events;
 mod m20261126_140000_index_jobs_by_status;
+mod m20261126_160000_count_late_results;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_create_templates::Migration),
             Box::new(m20261126_000004_add_replication_priorities_events::Migration),
             Box::new(m20261126_140000_index_jobs_by_status::Migration),
+            Box::new(m20261126_160000_count_late_results::Migration),
         ]
     }
 }

@@ -85,6 +85,7 @@ pub async fn worker_records(
                 worker_key: r.worker_key,
                 agreed: r.agreed,
                 disagreed: r.disagreed,
+                late_results: r.late_results,
                 banned: r.banned,
                 last_seen_at: r.last_seen_at_ms,
             })
@@ -97,6 +98,8 @@ pub struct AdminRecordView {
     pub worker_key: String,
     pub agreed: i64,
     pub disagreed: i64,
+    /// Results sent after the task had moved on; never applied.
+    pub late_results: i64,
     pub banned: bool,
     pub credibility: f64,
     pub last_seen_at: i64,

@@ -52,8 +52,17 @@ impl SenderCore {
     ) -> Result<(), DbErr> {
         let task_id = packet.task_id.clone();
         let Some(in_flight) = self.take_in_flight(worker_id, &task_id, packet.lease) else {
-            // Late (after reassignment) or duplicate: never applied.
+            // Late (after reassignment) or duplicate: never applied, but on the worker's record.
             tracing::info!(worker.id = %worker_id, task.id = %task_id, lease = packet.lease, "stale result ignored");
+            let key = self.workers().get(worker_id).map(|w| w.key.clone());
+            worker_record::Entity::update_many()
+                .col_expr(
+                    worker_record::Column::LateResults,
+                    Expr::col(worker_record::Column::LateResults).add(1),
+                )
+                .filter(worker_record::Column::WorkerKey.eq(key.as_deref().unwrap_or(worker_id)))
+                .exec(&self.db)
+                .await?;
             self.send_to(
                 worker_id,
                 ServerMessage::Error {

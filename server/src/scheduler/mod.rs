@@ -259,6 +259,7 @@ impl SenderCore {
             worker_key: sea_orm::Set(key.to_owned()),
             agreed: sea_orm::Set(0),
             disagreed: sea_orm::Set(0),
+            late_results: sea_orm::Set(0),
             banned: sea_orm::Set(false),
             first_seen_at_ms: sea_orm::Set(now),
             last_seen_at_ms: sea_orm::Set(now),

@@ -325,6 +325,8 @@ pub struct Misbehaviour {
     pub vanish_after_first_ack: bool,
     /// Return results with one number changed and a hash that matches the changed payload.
     pub forge_results: bool,
+    /// Send every result twice, as a worker replaying its messages after a reconnect might.
+    pub send_results_twice: bool,
     /// The key presented in Hello.
     pub worker_key: Option<&'static str>,
 }
@@ -405,6 +407,15 @@ pub async fn run_native_worker(
         outgoing.extend(pipeline.run_until_idle());
         if misbehaviour.forge_results {
             outgoing = outgoing.into_iter().map(forge).collect();
+        }
+        if misbehaviour.send_results_twice {
+            outgoing = outgoing
+                .into_iter()
+                .flat_map(|message| match message {
+                    WorkerMessage::Result(_) => vec![message.clone(), message],
+                    other => vec![other],
+                })
+                .collect();
         }
         for message in outgoing {
             let frame = serde_json::to_string(&message).expect("serialises");

@@ -15,6 +15,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(60);
 
 on_every_backend!(
     native_worker_completes_a_job_and_the_result_counts_every_valid_value,
+    a_result_sent_twice_is_applied_once_and_counted_late_on_the_workers_record,
     rows_out_of_order_across_task_cuts_are_put_in_order_and_counted,
     corrupt_task_packet_gets_an_error_and_the_task_still_completes,
     worker_vanishing_mid_task_does_not_lose_the_task,
@@ -254,6 +255,60 @@ async fn native_worker_completes_a_job_and_the_result_counts_every_valid_value(b
         log.sent_of_type("result"),
         job["tasks_total"].as_i64().unwrap_or(0) as usize
     );
+}
+
+async fn a_result_sent_twice_is_applied_once_and_counted_late_on_the_workers_record(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let client = app.user("ana@example.org", Role::Clinician).await;
+    let admin = app.user("root@example.org", Role::Admin).await;
+    let (_, job_id) = app
+        .upload_and_submit(
+            &client,
+            "PT-001",
+            "night.csv",
+            small_vitals_csv(3_000).as_bytes(),
+        )
+        .await;
+    let replaying = Misbehaviour {
+        send_results_twice: true,
+        worker_key: Some("replay-key-0001"),
+        ..Misbehaviour::default()
+    };
+    let (stop, worker) = spawn_native_worker(&app, 1, replaying);
+    let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let tasks = job["tasks_total"].as_i64().expect("tasks_total");
+    assert!(tasks > 1);
+    let analysis = &app.job_result(&client, job_id).await["analysis"];
+    assert_eq!(analysis["rows"], 3_001, "each segment applied once");
+    let _ = stop.send(());
+    let log = worker.await.expect("worker ran");
+    assert_eq!(log.sent_of_type("result"), 2 * tasks as usize);
+
+    // The copies reach the server after their originals; wait for the last to be counted.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let late = loop {
+        let records: Value = admin
+            .get(app.url("/api/admin/worker-records"))
+            .send()
+            .await
+            .expect("records")
+            .json()
+            .await
+            .expect("json");
+        let late = records
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["worker_key"] == "replay-key-0001"))
+            .and_then(|r| r["late_results"].as_i64())
+            .unwrap_or(0);
+        if late == tasks || tokio::time::Instant::now() > deadline {
+            break late;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(late, tasks, "every second copy is on the record as late");
 }
 
 /// The analysis of `csv` by one native worker.

@@ -274,6 +274,8 @@ export interface WorkerRecord {
   worker_key: string;
   agreed: number;
   disagreed: number;
+  /** Results sent after the task had moved on (reassigned or answered twice); never applied. */
+  late_results: number;
   banned: boolean;
   credibility: number;
   /** Unix milliseconds. */

@@ -180,11 +180,12 @@ function recordsTable(list: WorkerRecord[]): HTMLTableElement {
     .sort((a, b) => b.credibility - a.credibility || b.agreed - a.agreed || b.last_seen_at - a.last_seen_at)
     .slice(0, TOP_RECORDS);
   return dataTable(
-    ['Worker key', 'Credibility', 'Banned', 'Last seen'],
+    ['Worker key', 'Credibility', 'Late results', 'Banned', 'Last seen'],
     [...banned, ...top].map((r) =>
       h('tr', { 'data-worker-key': r.worker_key, class: r.banned ? 'banned' : '' },
         h('td', { class: 'mono', title: r.worker_key }, shortId(r.worker_key)),
         credibilityCell(r),
+        h('td', { class: 'num', 'data-col': 'late-results', title: 'Sent after the task had moved on; never applied' }, formatCount(r.late_results)),
         bannedCell(r.banned),
         h('td', {}, formatTimestamp(r.last_seen_at))),
     ),

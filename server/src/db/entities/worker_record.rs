@@ -8,6 +8,9 @@ pub struct Model {
     pub worker_key: String,
     pub agreed: i64,
     pub disagreed: i64,
+    /// Results it sent after its task had moved on (reassigned, or answered already): never
+    /// applied, but a sign of an unreliable or replaying worker.
+    pub late_results: i64,
     pub banned: bool,
     pub first_seen_at_ms: i64,
     pub last_seen_at_ms: i64,
