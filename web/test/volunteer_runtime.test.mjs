@@ -89,7 +89,7 @@ test('tasks reach the wasm workers and their frames reach the server unchanged',
 
   const hello = JSON.parse(received[0]);
   assert.equal(hello.type, 'hello');
-  assert.equal(hello.protocol, 1);
+  assert.equal(hello.protocol, 2);
   assert.equal(hello.slots, 2);
   assert.match(hello.agent, /^browser /);
   assert.match(hello.worker_key, /^b-[0-9a-f]{32}$/);

@@ -112,6 +112,7 @@ impl SenderCore {
                         message: message.clone(),
                     },
                 );
+                self.count_failure(worker_id);
                 self.release(&task_id, packet.lease, true, &message).await?;
                 self.notify();
                 return Ok(());
@@ -153,10 +154,10 @@ impl SenderCore {
         };
 
         if let Some(worker) = self.workers().get_mut(worker_id) {
-            worker.tasks_done += u64::from(outcome != Outcome::Stale);
+            worker.track.tasks_done += u64::from(outcome != Outcome::Stale);
             let elapsed_s = (now - in_flight.sent_at_ms).max(1) as f64 / 1000.0;
             let speed = segment.rows as f64 / elapsed_s;
-            worker.rows_per_s = Some(match worker.rows_per_s {
+            worker.track.rows_per_s = Some(match worker.track.rows_per_s {
                 Some(previous) => previous + super::SPEED_SMOOTHING * (speed - previous),
                 None => speed,
             });

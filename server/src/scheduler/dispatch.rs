@@ -15,6 +15,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, TransactionTrait,
 };
 
+use super::choice::REFERENCE_TASK_ROWS;
 use super::priority::{ActiveJob, Priority};
 use super::{InFlight, SenderCore, without_payload};
 use crate::db::entities::{job, task, task_result};
@@ -31,7 +32,8 @@ const PAYLOADS_PER_QUERY: usize = 16;
 struct FreeSlot {
     worker_id: String,
     key: String,
-    rows_per_s: f64,
+    /// Seconds its worker is expected to take over a reference task (`choice`).
+    expected_s: f64,
 }
 
 /// What a round needs of a job with queued tasks, read once per round.
@@ -75,8 +77,9 @@ pub(super) struct StoredPayload {
 
 impl SenderCore {
     /// Hands queued tasks to workers with free slots until either runs out. Slots are served in
-    /// the order of the fair queue (priorities, then clinicians in turn); the fastest workers get
-    /// work first; a worker never gets a task it has already answered (replicas must be distinct).
+    /// the order of the fair queue (priorities, then clinicians in turn); the workers expected to
+    /// finish soonest get work first (`choice`); a worker never gets a task it has already
+    /// answered (replicas must be distinct).
     pub(super) async fn dispatch(&self) -> Result<(), DbErr> {
         loop {
             let mut free = self.free_slots();
@@ -126,7 +129,7 @@ impl SenderCore {
         }
     }
 
-    /// Every open slot of every connected worker, fastest workers first.
+    /// Every open slot of every connected worker, the workers expected to finish soonest first.
     fn free_slots(&self) -> Vec<FreeSlot> {
         let mut free = Vec::new();
         for (id, w) in self.workers().iter() {
@@ -135,14 +138,14 @@ impl SenderCore {
                 FreeSlot {
                     worker_id: id.clone(),
                     key: w.key.clone(),
-                    rows_per_s: w.rows_per_s.unwrap_or(0.0),
+                    expected_s: w.track.expected_s(REFERENCE_TASK_ROWS),
                 },
                 open,
             ));
         }
         free.sort_by(|a, b| {
-            b.rows_per_s
-                .total_cmp(&a.rows_per_s)
+            a.expected_s
+                .total_cmp(&b.expected_s)
                 .then_with(|| a.worker_id.cmp(&b.worker_id))
         });
         free
@@ -459,7 +462,7 @@ impl SenderCore {
 }
 
 /// Matches the plan to free slots: for each planned job in turn, its first queued task that some
-/// free worker has not answered goes to the fastest such worker.
+/// free worker has not answered goes to the first such worker (the one expected to finish soonest).
 fn assign(
     plan: &[i64],
     queued: &mut BTreeMap<i64, VecDeque<QueuedTask>>,
@@ -504,11 +507,11 @@ fn assign(
 mod tests {
     use super::*;
 
-    fn slot(worker_id: &str, key: &str, rows_per_s: f64) -> FreeSlot {
+    fn slot(worker_id: &str, key: &str, expected_s: f64) -> FreeSlot {
         FreeSlot {
             worker_id: worker_id.to_owned(),
             key: key.to_owned(),
-            rows_per_s,
+            expected_s,
         }
     }
 

@@ -11,6 +11,7 @@
 //! live connections, requeues expired ones and resends packets nobody ACKed.
 
 mod accept;
+pub mod choice;
 mod dispatch;
 pub mod priority;
 pub mod replication;
@@ -30,6 +31,7 @@ use vitalgrid_worker::protocol::{
     CheckedPayload, ErrorCode, ServerMessage, SignedPayload, TaskPacket, WorkerMessage,
 };
 
+use self::choice::Track;
 use crate::clock::Clock;
 use crate::config::SchedulerConfig;
 use crate::db::entities::{job, task, task_result, worker_record};
@@ -84,14 +86,13 @@ struct ConnectedWorker {
     outbox: mpsc::UnboundedSender<ServerMessage>,
     /// The key its record (credibility) is kept under: the one it presented, or the connection id.
     key: String,
-    /// Measured speed (rows per second, smoothed); `None` until its first result.
-    rows_per_s: Option<f64>,
+    /// Speed, ACK latency, tasks done and failed leases: what choosing it rests on.
+    track: Track,
     slots: u32,
     agent: String,
     connected_at_ms: i64,
     templates_sent: HashSet<(String, u32)>,
     in_flight: HashMap<String, InFlight>,
-    tasks_done: u64,
 }
 
 /// A task packet this process sent and has not yet had an answer to.
@@ -127,10 +128,14 @@ pub struct WorkerInfo {
     pub worker_key: String,
     pub agent: String,
     pub rows_per_s: Option<f64>,
+    /// Milliseconds from sending a task to its ACK, smoothed.
+    pub ack_latency_ms: Option<f64>,
     pub current_tasks: Vec<String>,
     pub slots: u32,
     pub in_flight: usize,
     pub tasks_done: u64,
+    /// Leases that went wrong on it: no ACK, a refused packet, a broken result.
+    pub failures: u64,
     pub connected_at: i64,
 }
 
@@ -230,13 +235,12 @@ impl SenderCore {
             ConnectedWorker {
                 outbox,
                 key,
-                rows_per_s: None,
+                track: Track::default(),
                 slots,
                 agent,
                 connected_at_ms: self.clock.now_ms(),
                 templates_sent: HashSet::new(),
                 in_flight: HashMap::new(),
-                tasks_done: 0,
             },
         );
         tracing::info!(worker.id = %worker_id, slots, "worker connected");
@@ -314,7 +318,7 @@ impl SenderCore {
         let mut speeds: Vec<f64> = self
             .workers()
             .values()
-            .filter_map(|w| w.rows_per_s)
+            .filter_map(|w| w.track.rows_per_s)
             .collect();
         speeds.sort_by(f64::total_cmp);
         speeds.get(speeds.len() / 2).copied()
@@ -328,11 +332,13 @@ impl SenderCore {
                 id: id.clone(),
                 worker_key: w.key.clone(),
                 agent: w.agent.clone(),
-                rows_per_s: w.rows_per_s,
+                rows_per_s: w.track.rows_per_s,
+                ack_latency_ms: w.track.ack_latency_ms,
                 current_tasks: w.in_flight.keys().cloned().collect(),
                 slots: w.slots,
                 in_flight: w.in_flight.len(),
-                tasks_done: w.tasks_done,
+                tasks_done: w.track.tasks_done,
+                failures: w.track.failures,
                 connected_at: w.connected_at_ms,
             })
             .collect();
@@ -385,13 +391,25 @@ impl SenderCore {
     }
 
     fn mark_acked(&self, worker_id: &str, task_id: &str, lease: u64) {
+        let now = self.clock.now_ms();
         let mut workers = self.workers();
-        if let Some(in_flight) = workers
-            .get_mut(worker_id)
-            .and_then(|w| w.in_flight.get_mut(task_id))
-            .filter(|f| f.packet.lease == lease)
+        let Some(worker) = workers.get_mut(worker_id) else {
+            return;
+        };
+        if let Some(in_flight) = worker
+            .in_flight
+            .get_mut(task_id)
+            .filter(|f| f.packet.lease == lease && !f.acked)
         {
             in_flight.acked = true;
+            worker.track.record_ack((now - in_flight.sent_at_ms) as f64);
+        }
+    }
+
+    /// Counts a lease that went wrong on this worker against it (see `choice`).
+    fn count_failure(&self, worker_id: &str) {
+        if let Some(worker) = self.workers().get_mut(worker_id) {
+            worker.track.failures += 1;
         }
     }
 
@@ -431,6 +449,9 @@ impl SenderCore {
                 code,
                 ErrorCode::Integrity | ErrorCode::Malformed | ErrorCode::UnknownTemplate
             );
+            // Every refusal counts against the worker's record of reliability (a damaged link
+            // delays tasks as surely as a bad machine), resent or not.
+            worker.track.failures += 1;
             if damaged_in_transit && in_flight.resends < MAX_RESENDS {
                 in_flight.resends += 1;
                 in_flight.sent_at_ms = self.clock.now_ms();
@@ -803,6 +824,7 @@ impl SenderCore {
         }
         for (worker_id, task_id, lease) in give_up {
             if self.take_in_flight(&worker_id, &task_id, lease).is_some() {
+                self.count_failure(&worker_id);
                 self.send_to(
                     &worker_id,
                     ServerMessage::Cancel {

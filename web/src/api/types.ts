@@ -262,6 +262,10 @@ export interface WorkerInfo {
   connected_at: number;
   /** Rows per second over its recent results; null before the first. */
   rows_per_s: number | null;
+  /** Milliseconds from sending a task to its ACK, smoothed; null before the first. */
+  ack_latency_ms: number | null;
+  /** Leases that went wrong on it (no ACK, a refused packet, a broken result). */
+  failures: number;
   agreed: number;
   disagreed: number;
   banned: boolean;
