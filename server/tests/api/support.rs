@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use reqwest::multipart;
-use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use vitalgrid_server::accounts::{Role, create_account};
@@ -13,83 +12,20 @@ use vitalgrid_server::app::{AppState, connect_database};
 use vitalgrid_server::clock::SystemClock;
 use vitalgrid_server::config::Config;
 pub use vitalgrid_server::config::SchedulerConfig;
-use vitalgrid_server::router::{build_router, without_nagle};
 use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::protocol::{PROTOCOL_VERSION, ServerMessage, WorkerMessage};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Backend {
-    Sqlite,
-    MariaDb,
-}
-
-/// Generates one test per backend from a scenario `async fn(Backend)`.
-macro_rules! on_every_backend {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() { super::$scenario(crate::support::Backend::Sqlite).await }
-            )*
-        }
-        mod mariadb {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                if crate::support::mariadb_url().is_some() {
-                    super::$scenario(crate::support::Backend::MariaDb).await
-                }
-            }
-            )*
-        }
-    };
-}
-pub(crate) use on_every_backend;
-
-/// The MariaDB server to test against. In CI (`CI` set) it must be configured: a silently skipped
-/// backend would hide failures.
-pub fn mariadb_url() -> Option<String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must set TEST_DATABASE_URL for the MariaDB tests"
-            );
-            None
-        }
-    }
-}
+pub(crate) use crate::common::on_every_backend;
+pub use crate::common::{Backend, TestDatabase};
 
 pub struct TestApp {
     pub base: String,
     pub ws_url: String,
     pub state: AppState,
     pub database_url: String,
-    _sqlite_dir: Option<tempfile_dir::TempDir>,
-    /// Set on the app that created a MariaDB database, which drops it when the test ends.
-    mariadb_to_drop: Option<(String, String)>,
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        let Some((server, name)) = self.mariadb_to_drop.take() else {
-            return;
-        };
-        // Drop runs outside async context, so the cleanup gets a small runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let admin = Database::connect(&server).await.ok()?;
-                admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-    }
+    /// Set on the app that created its database, which is removed when the test ends; an app
+    /// started again on the same database (a restart) borrows it.
+    _database: Option<TestDatabase>,
 }
 
 /// Timings short enough that lease and ACK handling show up within a test.
@@ -111,30 +47,14 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, scheduler: SchedulerConfig) -> TestApp {
-    let (database_url, dir) = match backend {
-        Backend::Sqlite => {
-            let dir = tempfile_dir::TempDir::new();
-            (
-                format!("sqlite://{}/vitalgrid.sqlite?mode=rwc", dir.path()),
-                Some(dir),
-            )
-        }
-        Backend::MariaDb => {
-            let (server, name) = fresh_mariadb_database().await;
-            let mut app = spawn_app_on(&format!("{server}/{name}"), None, scheduler).await;
-            app.mariadb_to_drop = Some((server, name));
-            return app;
-        }
-    };
-    spawn_app_on(&database_url, dir, scheduler).await
+    let database = TestDatabase::new(backend).await;
+    let mut app = spawn_app_on(&database.url, scheduler).await;
+    app._database = Some(database);
+    app
 }
 
 /// Starts (another) app process-equivalent on an existing database, as after a restart.
-pub async fn spawn_app_on(
-    database_url: &str,
-    dir: Option<tempfile_dir::TempDir>,
-    scheduler: SchedulerConfig,
-) -> TestApp {
+pub async fn spawn_app_on(database_url: &str, scheduler: SchedulerConfig) -> TestApp {
     let db = connect_database(database_url)
         .await
         .expect("database opens and migrates");
@@ -145,47 +65,14 @@ pub async fn spawn_app_on(
     let state = AppState::start(db, config, Arc::new(SystemClock))
         .await
         .expect("app starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let address = listener.local_addr().expect("has an address");
-    let router = build_router(state.clone());
-    tokio::spawn(async move { axum::serve(without_nagle(listener), router).await });
+    let (base, ws_url) = crate::common::serve(&state).await;
     TestApp {
-        base: format!("http://{address}"),
-        ws_url: format!("ws://{address}/ws/worker"),
+        base,
+        ws_url,
         state,
         database_url: database_url.to_owned(),
-        _sqlite_dir: dir,
-        mariadb_to_drop: None,
+        _database: None,
     }
-}
-
-/// A new, empty database on the MariaDB server of `TEST_DATABASE_URL`, named after it; returns the
-/// server URL and the database name.
-async fn fresh_mariadb_database() -> (String, String) {
-    let url = mariadb_url().expect("TEST_DATABASE_URL is set");
-    let (server, base_name) = match url.rsplit_once('/') {
-        Some((server, name))
-            if server.contains("://") && !server.ends_with('/') && !name.is_empty() =>
-        {
-            (server.to_owned(), name.to_owned())
-        }
-        _ => (
-            url.trim_end_matches('/').to_owned(),
-            "vitalgrid_test".to_owned(),
-        ),
-    };
-    let name = format!(
-        "{base_name}_{}",
-        &vitalgrid_server::scheduler::random_id()[..12]
-    );
-    let admin = Database::connect(&server).await.expect("MariaDB reachable");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-        .await
-        .expect("creates a test database");
-    (server, name)
 }
 
 impl TestApp {
@@ -462,30 +349,4 @@ pub fn spawn_native_worker(
         stop_rx,
     ));
     (stop_tx, handle)
-}
-
-/// A temporary folder removed on drop, without another dependency.
-pub mod tempfile_dir {
-    pub struct TempDir(std::path::PathBuf);
-
-    impl TempDir {
-        pub fn new() -> Self {
-            let path = std::env::temp_dir().join(format!(
-                "vitalgrid-test-{}",
-                vitalgrid_server::scheduler::random_id()
-            ));
-            std::fs::create_dir_all(&path).expect("temp dir");
-            Self(path)
-        }
-
-        pub fn path(&self) -> String {
-            self.0.display().to_string()
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }

@@ -504,7 +504,7 @@ async fn queued_job_survives_a_server_restart(backend: Backend) {
 
     // A second server on the same database stands in for the restarted one: everything it knows
     // of the job comes from the database.
-    let restarted = spawn_app_on(&first.database_url, None, crate::support::fast_scheduler()).await;
+    let restarted = spawn_app_on(&first.database_url, crate::support::fast_scheduler()).await;
     let (stop, worker) = spawn_native_worker(&restarted, 2, Misbehaviour::default());
     let job = restarted.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
     assert_eq!(job["status"], "done", "{job}");

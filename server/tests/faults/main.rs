@@ -4,6 +4,8 @@
 //! `vitalgrid-native-worker`, and checks that every job completes with the result a native
 //! one-pass computation gives.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod support;
 
 mod byzantine;

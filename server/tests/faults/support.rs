@@ -2,15 +2,12 @@
 //! process, on a fresh SQLite or MariaDB database; native workers (with chosen faults) from
 //! `vitalgrid-native-worker`; and the correct analysis of a job computed natively in one pass.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::multipart;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use vitalgrid_native_worker::{Fault, WorkerConfig, WorkerStats, run_reconnecting};
@@ -19,7 +16,6 @@ use vitalgrid_server::app::{AppState, connect_database};
 use vitalgrid_server::clock::SystemClock;
 use vitalgrid_server::config::{Config, SchedulerConfig};
 use vitalgrid_server::db::entities::{file, job, job_event, result, task};
-use vitalgrid_server::router::{build_router, without_nagle};
 use vitalgrid_server::templates::TemplateStore;
 use vitalgrid_synthetic::{VitalsConfig, generate_vitals};
 use vitalgrid_worker::algorithm::merge;
@@ -29,48 +25,8 @@ use vitalgrid_worker::protocol::{CheckedPayload, TaskPacket, sha256_hex};
 
 pub const PASSWORD: &str = "a long test password";
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Backend {
-    Sqlite,
-    MariaDb,
-}
-
-/// Generates one test per backend from a scenario `async fn(Backend)`; the MariaDB one runs only
-/// when `TEST_DATABASE_URL` is set (and must be set in CI).
-macro_rules! on_every_backend {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() { super::$scenario(crate::support::Backend::Sqlite).await }
-            )*
-        }
-        mod mariadb {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $scenario() {
-                if crate::support::mariadb_url().is_some() {
-                    super::$scenario(crate::support::Backend::MariaDb).await
-                }
-            }
-            )*
-        }
-    };
-}
-pub(crate) use on_every_backend;
-
-/// The MariaDB server to test against. In CI (`CI` set) it must be configured: a silently skipped
-/// backend would hide failures.
-pub fn mariadb_url() -> Option<String> {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must set TEST_DATABASE_URL for the MariaDB tests"
-            );
-            None
-        }
-    }
-}
+pub(crate) use crate::common::on_every_backend;
+pub use crate::common::{Backend, TestDatabase, mariadb_url};
 
 /// Timings short enough that ACK timeouts, lease expiry and resends all happen within a test.
 /// `max_attempts` is the default: only leases that went wrong count, not the replicas that succeed.
@@ -83,89 +39,6 @@ pub fn fault_scheduler() -> SchedulerConfig {
         replicas: 2,
         ..SchedulerConfig::default()
     }
-}
-
-/// A database for one test, removed when the test ends.
-pub struct TestDatabase {
-    pub url: String,
-    pub dir: TempDir,
-    mariadb_to_drop: Option<(String, String)>,
-}
-
-impl TestDatabase {
-    pub async fn new(backend: Backend) -> Self {
-        let dir = TempDir::new();
-        match backend {
-            Backend::Sqlite => {
-                let url = format!(
-                    "sqlite://{}/vitalgrid.sqlite?mode=rwc",
-                    dir.path().display()
-                );
-                Self {
-                    url,
-                    dir,
-                    mariadb_to_drop: None,
-                }
-            }
-            Backend::MariaDb => {
-                let (server, name) = fresh_mariadb_database().await;
-                Self {
-                    url: format!("{server}/{name}"),
-                    dir,
-                    mariadb_to_drop: Some((server, name)),
-                }
-            }
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let Some((server, name)) = self.mariadb_to_drop.take() else {
-            return;
-        };
-        // Drop runs outside async context, so the cleanup gets a small runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let admin = Database::connect(&server).await.ok()?;
-                admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS `{name}`"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-    }
-}
-
-/// A new, empty database on the MariaDB server of `TEST_DATABASE_URL`, named after it.
-async fn fresh_mariadb_database() -> (String, String) {
-    let url = mariadb_url().expect("TEST_DATABASE_URL is set");
-    let (server, base_name) = match url.rsplit_once('/') {
-        Some((server, name))
-            if server.contains("://") && !server.ends_with('/') && !name.is_empty() =>
-        {
-            (server.to_owned(), name.to_owned())
-        }
-        _ => (
-            url.trim_end_matches('/').to_owned(),
-            "vitalgrid_test".to_owned(),
-        ),
-    };
-    let name = format!(
-        "{base_name}_{}",
-        &vitalgrid_server::scheduler::random_id()[..12]
-    );
-    let admin = Database::connect(&server).await.expect("MariaDB reachable");
-    admin
-        .execute_unprepared(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-        .await
-        .expect("creates a test database");
-    (server, name)
 }
 
 /// The app running inside the test process.
@@ -189,15 +62,10 @@ pub async fn spawn_app(backend: Backend, scheduler: SchedulerConfig) -> TestApp 
     let state = AppState::start(db, config, Arc::new(SystemClock))
         .await
         .expect("app starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let address = listener.local_addr().expect("has an address");
-    let router = build_router(state.clone());
-    tokio::spawn(async move { axum::serve(without_nagle(listener), router).await });
+    let (base, ws_url) = crate::common::serve(&state).await;
     TestApp {
-        base: format!("http://{address}"),
-        ws_url: format!("ws://{address}/ws/worker"),
+        base,
+        ws_url,
         state,
         _database: database,
     }
@@ -580,29 +448,5 @@ impl Worker {
     /// Ends the worker abruptly: its socket is dropped without a goodbye, as when a laptop lid shuts.
     pub fn vanish(self) {
         self.handle.abort();
-    }
-}
-
-/// A temporary folder removed on drop, without another dependency.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "vitalgrid-faults-{}",
-            vitalgrid_server::scheduler::random_id()
-        ));
-        std::fs::create_dir_all(&path).expect("temp dir");
-        Self(path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
