@@ -455,16 +455,7 @@ async fn record_answer(
 ) -> Result<Outcome, DbErr> {
     let (packet, key, now_ms) = (&pending.packet, pending.key.as_str(), pending.now_ms);
     // The fence: only the current lease's answer counts, and only once.
-    let fenced = task::Entity::update_many()
-        .col_expr(task::Column::Status, Expr::value(task_status::QUEUED))
-        .col_expr(
-            task::Column::LeaseWorker,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            task::Column::LeaseExpiresAtMs,
-            Expr::value(Option::<i64>::None),
-        )
+    let fenced = super::back_in_queue()
         .filter(task::Column::Id.eq(&packet.task_id))
         .filter(task::Column::Lease.eq(packet.lease as i64))
         .filter(task::Column::Status.eq(task_status::LEASED))
@@ -715,16 +706,7 @@ async fn record_together(
                 Expr::value(p.packet.lease as i64),
             )
         });
-        let fenced = task::Entity::update_many()
-            .col_expr(task::Column::Status, Expr::value(task_status::QUEUED))
-            .col_expr(
-                task::Column::LeaseWorker,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                task::Column::LeaseExpiresAtMs,
-                Expr::value(Option::<i64>::None),
-            )
+        let fenced = super::back_in_queue()
             .filter(task::Column::Id.is_in(chunk.iter().map(|p| p.packet.task_id.clone())))
             .filter(task::Column::Status.eq(task_status::LEASED))
             .filter(Expr::col(task::Column::Lease).eq(lease_of))

@@ -564,16 +564,7 @@ impl SenderCore {
         counts_as_attempt: bool,
         reason: &str,
     ) -> Result<(), DbErr> {
-        let mut update = task::Entity::update_many()
-            .col_expr(task::Column::Status, Expr::value(task_status::QUEUED))
-            .col_expr(
-                task::Column::LeaseWorker,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                task::Column::LeaseExpiresAtMs,
-                Expr::value(Option::<i64>::None),
-            );
+        let mut update = back_in_queue();
         if counts_as_attempt {
             update = update.col_expr(
                 task::Column::Attempts,
@@ -837,6 +828,21 @@ impl SenderCore {
         }
         Ok(())
     }
+}
+
+/// An update that puts tasks back in the queue with no lease holder (filters and the attempts
+/// count are the caller's): the one shape of every requeue.
+pub(super) fn back_in_queue() -> sea_orm::UpdateMany<task::Entity> {
+    task::Entity::update_many()
+        .col_expr(task::Column::Status, Expr::value(task_status::QUEUED))
+        .col_expr(
+            task::Column::LeaseWorker,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            task::Column::LeaseExpiresAtMs,
+            Expr::value(Option::<i64>::None),
+        )
 }
 
 /// Splits a packet into the one to send and a copy without its payload to keep while it is out.

@@ -145,6 +145,23 @@ impl TestApp {
         (file_id, job["id"].as_i64().expect("job id"))
     }
 
+    /// The record of one worker key as an admin's client sees it (`Value::Null` when it has none).
+    pub async fn worker_record(&self, admin: &reqwest::Client, key: &str) -> Value {
+        let records: Value = admin
+            .get(self.url("/api/admin/worker-records"))
+            .send()
+            .await
+            .expect("get records")
+            .json()
+            .await
+            .expect("records JSON");
+        records
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["worker_key"] == key))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
     /// The job's result as the clinician's client sees it.
     pub async fn job_result(&self, client: &reqwest::Client, job_id: i64) -> Value {
         client

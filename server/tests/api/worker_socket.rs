@@ -59,19 +59,7 @@ async fn an_idle_forger_fails_a_known_answer_probe_and_is_banned(backend: Backen
         .expect("ran");
     assert!(log.sent_of_type("result") >= 1, "it answered a probe");
 
-    let records: Value = admin
-        .get(app.url("/api/admin/worker-records"))
-        .send()
-        .await
-        .expect("records")
-        .json()
-        .await
-        .expect("json");
-    let record = records
-        .as_array()
-        .and_then(|r| r.iter().find(|r| r["worker_key"] == "forger-key-0001"))
-        .cloned()
-        .expect("forger's record");
+    let record = app.worker_record(&admin, "forger-key-0001").await;
     assert_eq!(record["banned"], true, "{record}");
     assert_eq!(record["credibility"], 0.0);
     let result = app.job_result(&client, job_id).await;
@@ -290,18 +278,8 @@ async fn a_result_sent_twice_is_applied_once_and_counted_late_on_the_workers_rec
     // The copies reach the server after their originals; wait for the last to be counted.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let late = loop {
-        let records: Value = admin
-            .get(app.url("/api/admin/worker-records"))
-            .send()
-            .await
-            .expect("records")
-            .json()
-            .await
-            .expect("json");
-        let late = records
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["worker_key"] == "replay-key-0001"))
-            .and_then(|r| r["late_results"].as_i64())
+        let late = app.worker_record(&admin, "replay-key-0001").await["late_results"]
+            .as_i64()
             .unwrap_or(0);
         if late == tasks || tokio::time::Instant::now() > deadline {
             break late;
