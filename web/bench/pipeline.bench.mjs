@@ -36,6 +36,7 @@ if (!framesDir || !pkgDir) {
 // Shared by the worker and the page: everything that is timed happens here.
 const benchCore = `
 export async function runAll(glue, runs, rowsPerSlice) {
+  const utf8 = new TextEncoder();
   const manifest = await (await fetch('/frames/manifest.json')).json();
   const text = (url) => fetch(url).then((response) => response.text());
   const figures = {};
@@ -47,8 +48,9 @@ export async function runAll(glue, runs, rowsPerSlice) {
     const once = (maxRows) => {
       const t0 = performance.now();
       const pipeline = new glue.WasmPipeline();
-      const replies = [...pipeline.receive(template)];
-      for (const frame of tasks) replies.push(...pipeline.receive(frame));
+      // As src/volunteer/pipeline.worker.ts does: frames cross into wasm as UTF-8 bytes.
+      const replies = [...pipeline.receive_bytes(utf8.encode(template))];
+      for (const frame of tasks) replies.push(...pipeline.receive_bytes(utf8.encode(frame)));
       const t1 = performance.now();
       const frames = [];
       while (!pipeline.is_idle()) frames.push(...pipeline.step(maxRows).frames);

@@ -263,7 +263,12 @@ mod tests {
             data: CheckedPayload::seal("{}".into()),
         });
         let text = serde_json::to_string(&packet).expect("serialises");
-        assert!(text.contains("\"type\":\"task\""));
+        // The browser reads a task's id from the frame's first bytes instead of parsing megabytes
+        // (web/src/volunteer/runtime.ts), so the order is part of the protocol.
+        assert!(
+            text.starts_with("{\"type\":\"task\",\"task_id\":\"t1\","),
+            "{text}"
+        );
         assert!(text.contains("\"crc32\":"));
         let back: ServerMessage = serde_json::from_str(&text).expect("parses");
         assert_eq!(back, packet);

@@ -82,6 +82,14 @@ impl WasmPipeline {
         encode_all(&self.inner.receive(frame))
     }
 
+    /// [`WasmPipeline::receive`] for a frame the caller encoded as UTF-8 (`TextEncoder`): bytes
+    /// cross into wasm memory at memory-copy speed, while wasm-bindgen's glue copies a string one
+    /// character at a time — a millisecond for a megabyte task. Bytes that are not UTF-8 become
+    /// replacement characters, which the frame's checksum then refuses.
+    pub fn receive_bytes(&mut self, frame: &[u8]) -> Result<Vec<String>, JsError> {
+        self.receive(&String::from_utf8_lossy(frame))
+    }
+
     /// Does at most `max_rows` rows of work, then returns so the caller can yield to the event loop.
     pub fn step(&mut self, max_rows: u32) -> Result<JsValue, JsError> {
         // u32 → usize is lossless on wasm32 and wider targets.

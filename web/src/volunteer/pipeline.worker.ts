@@ -22,6 +22,8 @@ interface SliceReport {
 // This file runs in a worker, but the project type-checks against the DOM library; `self.postMessage`
 // with one argument is valid in both.
 const post = (message: FromWorker): void => self.postMessage(message);
+/** Frames go into wasm as UTF-8 bytes (see `WasmPipeline.receive_bytes`). */
+const utf8 = new TextEncoder();
 
 // Everything pump() uses is declared above the top-level await below: pump() first runs when init()
 // resolves, before the rest of this module has been evaluated.
@@ -71,7 +73,7 @@ async function pump(): Promise<void> {
 function handle(pipeline: WasmPipeline, message: ToWorker): void {
   switch (message.kind) {
     case 'frame':
-      if (!stopped) post({ kind: 'frames', frames: pipeline.receive(message.frame), rows: 0, progress: null });
+      if (!stopped) post({ kind: 'frames', frames: pipeline.receive_bytes(utf8.encode(message.frame)), rows: 0, progress: null });
       break;
     case 'cpu_share':
       pipeline.set_cpu_share(message.share);

@@ -61,7 +61,14 @@ interface FrameHead {
   message?: string;
 }
 
+/** A task frame's first fields, which the server always writes first (serde keeps field order). */
+const TASK_HEAD = /^\{"type":"task","task_id":"([^"\\]+)"/;
+
 function headOf(text: string): FrameHead | null {
+  // A task frame carries a whole packed recording (up to megabytes): its head is read from its
+  // first bytes rather than by parsing all of it on the page's main thread.
+  const task = TASK_HEAD.exec(text.slice(0, 200));
+  if (task) return { type: 'task', task_id: task[1] };
   try {
     const value: unknown = JSON.parse(text);
     return typeof value === 'object' && value !== null ? (value as FrameHead) : null;

@@ -173,6 +173,16 @@ impl ValueSink for AlgorithmRun {
             run.valid_value(signal, time_s, value);
         }
     }
+
+    fn valid_values(&mut self, signal: usize, times_s: &[f64], values: &[f64]) {
+        self.summary.valid_values(signal, times_s, values);
+        if let Some(run) = &mut self.alerts {
+            run.valid_values(signal, times_s, values);
+        }
+        if let Some(run) = &mut self.news2 {
+            run.valid_values(signal, times_s, values);
+        }
+    }
 }
 
 /// Merges the results of a job's segments, given in segment order (the order fixes the floating-

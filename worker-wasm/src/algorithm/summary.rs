@@ -463,13 +463,29 @@ impl SignalSummaryRun {
 
 impl ValueSink for SignalSummaryRun {
     fn valid_value(&mut self, signal: usize, time_s: f64, value: f64) {
-        let Some(run) = self.signals.get_mut(signal) else {
-            return;
-        };
-        run.times.push(time_s);
-        run.values.push(value);
-        if run.values.len() >= BLOCK {
-            self.fold_pending(signal);
+        self.valid_values(signal, &[time_s], &[value]);
+    }
+
+    /// Folds exactly every `BLOCK` values, wherever the blocks handed in begin and end: the
+    /// statistics' last bits depend on the grouping, and a browser slices the work differently
+    /// from a native run, whose results must be the same bytes.
+    fn valid_values(&mut self, signal: usize, times_s: &[f64], values: &[f64]) {
+        // Times are only read by the trend and the time in range; the statistics need values alone.
+        let needs_times = self.with_trend || self.with_distribution;
+        let mut start = 0;
+        while start < values.len() {
+            let Some(run) = self.signals.get_mut(signal) else {
+                return;
+            };
+            let end = values.len().min(start + BLOCK - run.values.len());
+            if needs_times {
+                run.times.extend_from_slice(&times_s[start..end]);
+            }
+            run.values.extend_from_slice(&values[start..end]);
+            if run.values.len() >= BLOCK {
+                self.fold_pending(signal);
+            }
+            start = end;
         }
     }
 }
