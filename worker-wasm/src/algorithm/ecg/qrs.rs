@@ -25,7 +25,9 @@
 use std::borrow::Cow;
 
 use super::BeatDetection;
-use super::filter::{Biquad, Decimated, argmax, argmin, centred_moving_average, filtfilt, median};
+use super::filter::{
+    Biquad, Decimated, argmax, argmin, centred_moving_average, filtfilt_pair, median,
+};
 use super::quality;
 
 const BAND_LOW_HZ: f64 = 5.0;
@@ -80,13 +82,16 @@ pub fn detect(samples: &[f64], fs_hz: f64, first_sample: i64) -> BeatDetection {
     let coarse = Decimated::new(&raw, decimation_factor(fs_hz), first_sample);
     let coarse_hz = fs_hz / coarse.factor() as f64;
     let seconds = |s: f64| (s * coarse_hz).round() as usize;
-    let band = filtfilt(
+    // The detector's band and the quality check's, filtered together (one pass, two chains);
+    // both reflect one second at the ends.
+    let (band, quality_band) = filtfilt_pair(
         &[
             Biquad::butterworth_highpass(BAND_LOW_HZ, coarse_hz),
             Biquad::butterworth_lowpass(BAND_HIGH_HZ, coarse_hz),
         ],
+        &quality::band(coarse_hz),
         &coarse.values,
-        seconds(1.0),
+        quality::pad(coarse_hz),
     );
     let slope = five_point_derivative(&band);
     let energy: Vec<f64> = slope.iter().map(|d| d * d).collect();
@@ -121,7 +126,7 @@ pub fn detect(samples: &[f64], fs_hz: f64, first_sample: i64) -> BeatDetection {
         full_rate(REFINE_HALF_WINDOW_S),
         full_rate(REFRACTORY_S),
     );
-    let signal_quality = quality::clean_share(&coarse, &r_peaks, fs_hz);
+    let signal_quality = quality::clean_share(&coarse, &quality_band, &r_peaks, fs_hz);
     BeatDetection {
         r_peaks,
         signal_quality,

@@ -4,7 +4,7 @@
 //! Inform 2015;19(3):832–838), made local so it needs no global template; weighting by time makes
 //! drop-outs and QRS-free stretches count, which a share of beats alone would not see.
 
-use super::filter::{Biquad, Decimated, filtfilt};
+use super::filter::{Biquad, Decimated};
 
 /// Half-width of the compared stretch around each R peak: the QRS and a little of PR and ST.
 const HALF_WINDOW_S: f64 = 0.100;
@@ -23,20 +23,17 @@ const MAX_COVERED_S: f64 = 2.5;
 /// it; beats too close to an end for a full window cannot be judged and count as clean. With fewer
 /// than two beats the quality is 0.
 ///
-/// `peaks` index the record sampled at `fs_hz`; the complexes are compared in `coarse`, the
-/// record at the detector's reduced rate (about 250 Hz), whose block means pass the 1–40 Hz band
-/// nearly unchanged (at most 4 % lower at 40 Hz) at a quarter of the cost or less.
-pub fn clean_share(coarse: &Decimated, peaks: &[usize], fs_hz: f64) -> f64 {
+/// `peaks` index the record sampled at `fs_hz`; the complexes are compared in `filtered`: `coarse`,
+/// the record at the detector's reduced rate (about 250 Hz), whose block means pass the 1–40 Hz
+/// band nearly unchanged (at most 4 % lower at 40 Hz), filtered through [`band`] (the detector
+/// does it alongside its own band, in one pass).
+pub fn clean_share(coarse: &Decimated, filtered: &[f64], peaks: &[usize], fs_hz: f64) -> f64 {
     let n = coarse.source_len();
     if peaks.len() < 2 || n == 0 {
         return 0.0;
     }
     let coarse_peaks: Vec<usize> = peaks.iter().map(|&p| coarse.block_of(p)).collect();
-    let clean = clean_beats(
-        &coarse.values,
-        &coarse_peaks,
-        fs_hz / coarse.factor() as f64,
-    );
+    let clean = clean_beats(filtered, &coarse_peaks, fs_hz / coarse.factor() as f64);
     let longest = (MAX_COVERED_S * fs_hz).round() as usize;
     let mut covered = 0usize;
     if let (Some(&first), Some(&true)) = (peaks.first(), clean.first()) {
@@ -59,23 +56,27 @@ pub fn clean_share(coarse: &Decimated, peaks: &[usize], fs_hz: f64) -> f64 {
     (covered as f64 / n as f64).min(1.0)
 }
 
-/// Per beat: whether its complex matches a neighbour's (see [`clean_share`]); `peaks` index `x`,
-/// sampled at `fs_hz`.
-fn clean_beats(x: &[f64], peaks: &[usize], fs_hz: f64) -> Vec<bool> {
-    let half = (HALF_WINDOW_S * fs_hz).round() as usize;
-    let n = x.len();
-    let pad = (fs_hz.round() as usize).min(n.saturating_sub(1));
-    let high_pass = Biquad::butterworth_highpass(1.0, fs_hz);
-    // At low sampling rates 40 Hz is at or above Nyquist and the low-pass would do nothing useful.
-    let filtered = if fs_hz > 100.0 {
-        filtfilt(
-            &[high_pass, Biquad::butterworth_lowpass(40.0, fs_hz)],
-            x,
-            pad,
-        )
+/// The complexes' band at `coarse_hz`: 1–40 Hz, or from 1 Hz up where 40 Hz is at or above
+/// Nyquist and a low-pass would do nothing useful.
+pub fn band(coarse_hz: f64) -> [Biquad; 2] {
+    let low_pass = if coarse_hz > 100.0 {
+        Biquad::butterworth_lowpass(40.0, coarse_hz)
     } else {
-        filtfilt(&[high_pass], x, pad)
+        Biquad::pass_through()
     };
+    [Biquad::butterworth_highpass(1.0, coarse_hz), low_pass]
+}
+
+/// The reflection at each end for filtering at `coarse_hz`: one second.
+pub fn pad(coarse_hz: f64) -> usize {
+    coarse_hz.round() as usize
+}
+
+/// Per beat: whether its complex matches a neighbour's (see [`clean_share`]); `peaks` index
+/// `filtered`, the record in the complexes' band sampled at `fs_hz`.
+fn clean_beats(filtered: &[f64], peaks: &[usize], fs_hz: f64) -> Vec<bool> {
+    let half = (HALF_WINDOW_S * fs_hz).round() as usize;
+    let n = filtered.len();
     let windows: Vec<Option<Vec<f64>>> = peaks
         .iter()
         .map(|&p| {
@@ -117,6 +118,7 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::filter::filtfilt_pair;
     use super::*;
 
     /// Identical spikes every `every` samples from `first` to before `until`.
@@ -141,25 +143,29 @@ mod tests {
         assert_eq!(correlation(&a, &[0.0; 5]), 0.0);
     }
 
+    /// [`clean_share`] of a record sampled at 250 Hz, filtered as the detector filters it.
+    fn share(x: &[f64], peaks: &[usize]) -> f64 {
+        let coarse = Decimated::new(x, 1, 0);
+        let (filtered, _) = filtfilt_pair(&band(250.0), &band(250.0), &coarse.values, pad(250.0));
+        clean_share(&coarse, &filtered, peaks, 250.0)
+    }
+
     #[test]
     fn regular_identical_beats_cover_the_whole_record() {
         let (x, peaks) = spikes(2500, 100, 200, 2450);
-        assert!((clean_share(&Decimated::new(&x, 1, 0), &peaks, 250.0) - 1.0).abs() < 1e-12);
+        assert!((share(&x, &peaks) - 1.0).abs() < 1e-12);
     }
 
     #[test]
     fn a_stretch_without_beats_is_not_covered() {
         // 10 s at 250 Hz with beats only in the first 4 s: the last 6 s are not covered.
         let (x, peaks) = spikes(2500, 100, 200, 1000);
-        let share = clean_share(&Decimated::new(&x, 1, 0), &peaks, 250.0);
+        let share = share(&x, &peaks);
         assert!((share - 0.36).abs() < 1e-12, "{share}");
     }
 
     #[test]
     fn too_few_beats_have_no_quality() {
-        assert_eq!(
-            clean_share(&Decimated::new(&[0.0; 1000], 1, 0), &[500], 250.0),
-            0.0
-        );
+        assert_eq!(share(&[0.0; 1000], &[500]), 0.0);
     }
 }
