@@ -166,6 +166,8 @@ pub async fn run(
             frame = stream.next() => {
                 let text = match frame {
                     Some(Ok(Message::Text(text))) => text,
+                    // Task packets arrive as binary messages of the same UTF-8 JSON.
+                    Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned().into(),
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return Ok(stats),
                     // Pings are answered by tungstenite itself; nothing else carries packets.
                     Some(Ok(_)) => continue,

@@ -524,8 +524,11 @@ async fn round_trips(
     let mut arrivals = Vec::with_capacity(n + 20);
     let mut second_job = None;
     while arrivals.len() < n + 20 {
-        let Some(Ok(Message::Text(text))) = stream.next().await else {
-            panic!("the server closed the bench worker")
+        // Task packets arrive as binary messages of the same UTF-8 JSON.
+        let text = match stream.next().await {
+            Some(Ok(Message::Text(text))) => text.to_string(),
+            Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
+            _ => panic!("the server closed the bench worker"),
         };
         if matches!(
             serde_json::from_str::<ServerMessage>(text.as_str()),

@@ -43,14 +43,15 @@ export async function runAll(glue, runs, rowsPerSlice) {
   for (const workload of manifest) {
     const base = '/frames/' + workload.name + '/';
     const template = await text(base + workload.template);
-    const tasks = await Promise.all(workload.tasks.map((t) => text(base + t.task)));
+    // Task frames as the server sends them: binary messages of UTF-8 JSON (docs/protocol.md).
+    const tasks = await Promise.all(workload.tasks.map((t) => fetch(base + t.task).then((r) => r.arrayBuffer())));
     const expected = await Promise.all(workload.tasks.map((t) => text(base + t.result)));
     const once = (maxRows) => {
       const t0 = performance.now();
       const pipeline = new glue.WasmPipeline();
       // As src/volunteer/pipeline.worker.ts does: frames cross into wasm as UTF-8 bytes.
       const replies = [...pipeline.receive_bytes(utf8.encode(template))];
-      for (const frame of tasks) replies.push(...pipeline.receive_bytes(utf8.encode(frame)));
+      for (const frame of tasks) replies.push(...pipeline.receive_bytes(new Uint8Array(frame)));
       const t1 = performance.now();
       const frames = [];
       while (!pipeline.is_idle()) frames.push(...pipeline.step(maxRows).frames);

@@ -40,6 +40,9 @@ pub async fn worker_socket(State(state): State<AppState>, upgrade: WebSocketUpgr
         .on_upgrade(move |socket| serve_socket(core, socket))
 }
 
+/// How every serialised task packet begins (serde writes the tag, then the fields in order).
+const TASK_FRAME_START: &str = "{\"type\":\"task\",";
+
 async fn serve_socket(core: Arc<SenderCore>, socket: WebSocket) {
     let (sink, stream) = socket.split();
     let incoming = stream.filter_map(|frame| async move {
@@ -51,8 +54,16 @@ async fn serve_socket(core: Arc<SenderCore>, socket: WebSocket) {
         }
     });
     // A close frame or transport error ends the stream; pings are skipped inside the session.
-    let outgoing =
-        sink.with(|text: String| async move { Ok::<_, axum::Error>(Message::Text(text.into())) });
+    // Task packets go out as binary messages holding the same UTF-8 JSON (docs/protocol.md): a
+    // browser then hands the bytes to the wasm as they are, instead of decoding a megabyte of
+    // samples into a string and encoding it back.
+    let outgoing = sink.with(|text: String| async move {
+        Ok::<_, axum::Error>(if text.starts_with(TASK_FRAME_START) {
+            Message::Binary(text.into_bytes().into())
+        } else {
+            Message::Text(text.into())
+        })
+    });
     serve_worker(core, Box::pin(incoming), Box::pin(outgoing)).await;
 }
 

@@ -282,10 +282,12 @@ pub async fn run_native_worker(
             _ = &mut stop => break,
             frame = stream.next() => frame,
         };
-        let Some(Ok(Message::Text(text))) = frame else {
-            break;
+        // Task packets arrive as binary messages of the same UTF-8 JSON.
+        let mut text = match frame {
+            Some(Ok(Message::Text(text))) => text.to_string(),
+            Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
+            _ => break,
         };
-        let mut text = text.to_string();
         log.frames_received.push(text.clone());
         let is_task = serde_json::from_str::<ServerMessage>(&text)
             .is_ok_and(|m| matches!(m, ServerMessage::Task(_)));

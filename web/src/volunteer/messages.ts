@@ -2,9 +2,12 @@
 // (which holds a wasm pipeline). Server frames travel as their original text, never re-serialised,
 // because the wasm checks integrity over exactly the bytes the server sent.
 
+/** A server frame: a text message, or a binary one holding UTF-8 JSON (task packets). */
+export type ServerFrame = string | ArrayBuffer;
+
 export type ToWorker =
-  /** A frame from the server, exactly as received. */
-  | { kind: 'frame'; frame: string }
+  /** A frame from the server, exactly as received: text, or the UTF-8 bytes of a task packet. */
+  | { kind: 'frame'; frame: ServerFrame }
   /** Hand back unfinished tasks (RELEASE frames) and stop working. */
   | { kind: 'stop' }
   /** Share of one CPU core the worker may use, 0.05–1 (it rests between slices for the rest). */

@@ -73,7 +73,10 @@ async function pump(): Promise<void> {
 function handle(pipeline: WasmPipeline, message: ToWorker): void {
   switch (message.kind) {
     case 'frame':
-      if (!stopped) post({ kind: 'frames', frames: pipeline.receive_bytes(utf8.encode(message.frame)), rows: 0, progress: null });
+      if (!stopped) {
+        const bytes = typeof message.frame === 'string' ? utf8.encode(message.frame) : new Uint8Array(message.frame);
+        post({ kind: 'frames', frames: pipeline.receive_bytes(bytes), rows: 0, progress: null });
+      }
       break;
     case 'cpu_share':
       pipeline.set_cpu_share(message.share);

@@ -12,7 +12,7 @@
 //
 // The hello carries a worker key kept in localStorage, so the server can keep this browser's track
 // record (agreed and disagreed results) across sessions.
-import type { FromWorker, ToWorker } from './messages';
+import type { FromWorker, ServerFrame, ToWorker } from './messages';
 
 // Must equal `PROTOCOL_VERSION` in worker-wasm/src/protocol.rs (a Rust test checks).
 const PROTOCOL_VERSION = 2;
@@ -64,11 +64,15 @@ interface FrameHead {
 /** A task frame's first fields, which the server always writes first (serde keeps field order). */
 const TASK_HEAD = /^\{"type":"task","task_id":"([^"\\]+)"/;
 
-function headOf(text: string): FrameHead | null {
+const utf8 = new TextDecoder();
+
+function headOf(frame: ServerFrame): FrameHead | null {
   // A task frame carries a whole packed recording (up to megabytes): its head is read from its
   // first bytes rather than by parsing all of it on the page's main thread.
-  const task = TASK_HEAD.exec(text.slice(0, 200));
+  const start = typeof frame === 'string' ? frame.slice(0, 200) : utf8.decode(new Uint8Array(frame, 0, Math.min(200, frame.byteLength)));
+  const task = TASK_HEAD.exec(start);
   if (task) return { type: 'task', task_id: task[1] };
+  const text = typeof frame === 'string' ? frame : utf8.decode(frame);
   try {
     const value: unknown = JSON.parse(text);
     return typeof value === 'object' && value !== null ? (value as FrameHead) : null;
@@ -118,7 +122,7 @@ export class VolunteerRuntime {
   private socket: WebSocket | null = null;
   private threads: Thread[] = [];
   /** Tasks that arrived while every worker was busy (the server should not let this happen). */
-  private waiting: { taskId: string; frame: string }[] = [];
+  private waiting: { taskId: string; frame: ServerFrame }[] = [];
   private cpuShare = 1;
   private view: RuntimeView = { state: 'stopped', detail: 'Not running.', tasksDone: 0, samplesProcessed: 0, threads: [] };
 
@@ -141,8 +145,10 @@ export class VolunteerRuntime {
     this.socket = socket;
     socket.onopen = () =>
       socket.send(JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, slots: threadCount, agent: agentName(), worker_key: workerKey() }));
+    // Task packets come as binary messages (UTF-8 JSON): they go to the wasm as bytes.
+    socket.binaryType = 'arraybuffer';
     socket.onmessage = (event) => {
-      if (typeof event.data === 'string') this.route(event.data);
+      if (typeof event.data === 'string' || event.data instanceof ArrayBuffer) this.route(event.data);
     };
     socket.onclose = (event) => {
       if (this.socket !== socket) return; // closed by stop()
@@ -216,7 +222,7 @@ export class VolunteerRuntime {
   }
 
   /** Sends one server frame to the worker(s) it is for. */
-  private route(frame: string): void {
+  private route(frame: ServerFrame): void {
     const head = headOf(frame);
     switch (head?.type) {
       case 'welcome':
@@ -255,7 +261,7 @@ export class VolunteerRuntime {
     }
   }
 
-  private assign(taskId: string, frame: string): void {
+  private assign(taskId: string, frame: ServerFrame): void {
     const free = this.threads.find((thread) => !thread.taskId && !thread.problem);
     if (!free) {
       this.waiting.push({ taskId, frame });
