@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::{cargo, ensure_wasm_bindgen, npm, output, status, target_dir};
+use super::{build_wasm_into, cargo, npm, output, status, target_dir};
 
 const USAGE: &str =
     "usage: cargo xtask bench pipeline [--runs N] [--nk-runs N] [--no-wasm] [--no-neurokit2]
@@ -165,38 +165,6 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     print_tables(&report);
     eprintln!("xtask: every figure is in {}", path.display());
     Ok(())
-}
-
-/// As `build_wasm`, but into a directory of the bench's own, so a bench never rewrites the
-/// web app's `src/wasm/pkg` under a dev server or an end-to-end test running beside it.
-fn build_wasm_into(root: &Path, out_dir: &Path) -> Result<()> {
-    let installed =
-        output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
-    if !installed
-        .lines()
-        .any(|line| line.trim() == "wasm32-unknown-unknown")
-    {
-        status(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
-    }
-    let wasm_bindgen = ensure_wasm_bindgen(root)?;
-    status(cargo().current_dir(root).args([
-        "build",
-        "--package",
-        "vitalgrid-worker",
-        "--lib",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--release",
-    ]))?;
-    let wasm = target_dir(root).join("wasm32-unknown-unknown/release/vitalgrid_worker.wasm");
-    status(
-        Command::new(wasm_bindgen)
-            .arg("--target")
-            .arg("web")
-            .arg("--out-dir")
-            .arg(out_dir)
-            .arg(&wasm),
-    )
 }
 
 /// A venv of its own (the scheduler bench keeps Ray and friends in another) with neurokit2.

@@ -113,6 +113,12 @@ fn build(root: &Path, profile: Profile) -> Result<PathBuf> {
 
 /// The worker pipeline for browsers: wasm32 build, then wasm-bindgen's JS glue into the web app.
 fn build_wasm(root: &Path) -> Result<()> {
+    build_wasm_into(root, &root.join("web/src/wasm/pkg"))
+}
+
+/// The wasm32 build and wasm-bindgen's JS glue into `out_dir` (the pipeline bench keeps its own,
+/// so a bench never rewrites the web app's `src/wasm/pkg` under a dev server or a test beside it).
+fn build_wasm_into(root: &Path, out_dir: &Path) -> Result<()> {
     let installed =
         output(Command::new("rustup").args(["target", "list", "--installed"])).unwrap_or_default();
     if !installed
@@ -132,13 +138,12 @@ fn build_wasm(root: &Path) -> Result<()> {
         "--release",
     ]))?;
     let wasm = target_dir(root).join("wasm32-unknown-unknown/release/vitalgrid_worker.wasm");
-    let out_dir = root.join("web/src/wasm/pkg");
     status(
         Command::new(wasm_bindgen)
             .arg("--target")
             .arg("web")
             .arg("--out-dir")
-            .arg(&out_dir)
+            .arg(out_dir)
             .arg(&wasm),
     )
 }
