@@ -33,11 +33,12 @@ use vitalgrid_native_worker::{WorkerConfig, run};
 use vitalgrid_server::accounts::{Role, create_account};
 use vitalgrid_server::app::connect_database;
 use vitalgrid_server::db::entities::{file, job, task};
-use vitalgrid_server::db::{job_status, task_status};
+use vitalgrid_server::db::job_status;
+use vitalgrid_server::jobs::queued_task;
 use vitalgrid_server::scheduler::random_id;
 use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::protocol::{
-    PROTOCOL_VERSION, ServerMessage, SignalColumn, TaskData, WorkerMessage, sha256_hex,
+    PROTOCOL_VERSION, ServerMessage, SignalColumn, TaskData, WorkerMessage,
 };
 
 const PASSWORD: &str = "a long bench password";
@@ -350,7 +351,8 @@ fn task_payload(seq: usize, bytes: usize) -> String {
     }
 }
 
-/// Writes a job of `tasks` tasks straight into the database; returns its id once committed.
+/// Writes a job of `tasks` tasks straight into the database (the task rows as `submit_job` makes
+/// them); returns its id once committed.
 async fn insert_job(
     db: &DatabaseConnection,
     owner_id: i64,
@@ -385,21 +387,7 @@ async fn insert_job(
     let rows: Vec<task::ActiveModel> = payloads
         .into_iter()
         .enumerate()
-        .map(|(seq, payload)| task::ActiveModel {
-            id: Set(random_id()),
-            job_id: Set(created.id),
-            seq: Set(seq as i32),
-            status: Set(task_status::QUEUED.to_owned()),
-            payload_sha256: Set(sha256_hex(payload.as_bytes())),
-            payload: Set(payload.into_bytes()),
-            lease: Set(0),
-            lease_worker: Set(None),
-            lease_expires_at_ms: Set(None),
-            attempts: Set(0),
-            result: Set(None),
-            result_sha256: Set(None),
-            replicas_needed: Set(0),
-        })
+        .map(|(seq, payload)| queued_task(created.id, seq, payload))
         .collect();
     let batch = if payload_bytes > 1 { 8 } else { 500 };
     for chunk in rows.chunks(batch) {

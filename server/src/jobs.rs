@@ -209,21 +209,7 @@ pub async fn submit_job(
     let tasks: Vec<task::ActiveModel> = payloads
         .into_iter()
         .enumerate()
-        .map(|(seq, payload)| task::ActiveModel {
-            id: Set(random_id()),
-            job_id: Set(created.id),
-            seq: Set(seq as i32),
-            status: Set(task_status::QUEUED.to_owned()),
-            payload_sha256: Set(sha256_hex(payload.as_bytes())),
-            payload: Set(payload.into_bytes()),
-            lease: Set(0),
-            lease_worker: Set(None),
-            lease_expires_at_ms: Set(None),
-            attempts: Set(0),
-            result: Set(None),
-            result_sha256: Set(None),
-            replicas_needed: Set(0),
-        })
+        .map(|(seq, payload)| queued_task(created.id, seq, payload))
         .collect();
     // Batches keep each INSERT well under MySQL's packet limit.
     for batch in tasks.chunks(8) {
@@ -239,6 +225,26 @@ pub async fn submit_job(
     );
     state.scheduler.notify();
     Ok(JobView::new(created, false))
+}
+
+/// The row of a new task, queued and never leased: segment `seq` of job `job_id`, with `payload`
+/// (the JSON of its `TaskData`) and the digest that vouches for it at rest.
+pub fn queued_task(job_id: i64, seq: usize, payload: String) -> task::ActiveModel {
+    task::ActiveModel {
+        id: Set(random_id()),
+        job_id: Set(job_id),
+        seq: Set(seq as i32),
+        status: Set(task_status::QUEUED.to_owned()),
+        payload_sha256: Set(sha256_hex(payload.as_bytes())),
+        payload: Set(payload.into_bytes()),
+        lease: Set(0),
+        lease_worker: Set(None),
+        lease_expires_at_ms: Set(None),
+        attempts: Set(0),
+        result: Set(None),
+        result_sha256: Set(None),
+        replicas_needed: Set(0),
+    }
 }
 
 fn choose_algorithm(template: &Template, requested: Option<String>) -> Result<String, AppError> {
