@@ -54,15 +54,11 @@ impl SenderCore {
         let Some(in_flight) = self.take_in_flight(worker_id, &task_id, packet.lease) else {
             // Late (after reassignment) or duplicate: never applied, but on the worker's record.
             tracing::info!(worker.id = %worker_id, task.id = %task_id, lease = packet.lease, "stale result ignored");
-            let key = self.workers().get(worker_id).map(|w| w.key.clone());
-            worker_record::Entity::update_many()
-                .col_expr(
-                    worker_record::Column::LateResults,
-                    Expr::col(worker_record::Column::LateResults).add(1),
-                )
-                .filter(worker_record::Column::WorkerKey.eq(key.as_deref().unwrap_or(worker_id)))
-                .exec(&self.db)
-                .await?;
+            self.count_on_record(
+                &self.record_key(worker_id),
+                worker_record::Column::LateResults,
+            )
+            .await?;
             self.send_to(
                 worker_id,
                 ServerMessage::Error {
@@ -120,11 +116,7 @@ impl SenderCore {
         };
 
         let now = self.clock.now_ms();
-        let key = self
-            .workers()
-            .get(worker_id)
-            .map(|w| w.key.clone())
-            .unwrap_or_else(|| worker_id.to_owned());
+        let key = self.record_key(worker_id);
         let spot_check_draw: f64 = rand::thread_rng().r#gen();
         let lease = packet.lease;
         let (reply, outcome) = oneshot::channel();
@@ -178,11 +170,7 @@ impl SenderCore {
         packet: &ResultPacket,
         expected: &str,
     ) -> Result<(), DbErr> {
-        let key = self
-            .workers()
-            .get(worker_id)
-            .map(|w| w.key.clone())
-            .unwrap_or_else(|| worker_id.to_owned());
+        let key = self.record_key(worker_id);
         if !packet.data.is_intact() {
             // Damage in transit is not a lie; the probe is simply dropped.
             return Ok(());
@@ -193,16 +181,33 @@ impl SenderCore {
         } else {
             worker_record::Column::Disagreed
         };
-        worker_record::Entity::update_many()
-            .col_expr(column, Expr::col(column).add(1))
-            .filter(worker_record::Column::WorkerKey.eq(&key))
-            .exec(&self.db)
-            .await?;
+        self.count_on_record(&key, column).await?;
         if !honest {
             tracing::warn!(worker.key = %key, "known-answer probe failed");
             self.ban(&key).await?;
         }
         self.notify();
+        Ok(())
+    }
+
+    /// The key a connection's record is kept under: the one it presented, or its connection id.
+    fn record_key(&self, worker_id: &str) -> String {
+        self.workers()
+            .get(worker_id)
+            .map_or_else(|| worker_id.to_owned(), |w| w.key.clone())
+    }
+
+    /// Adds one to a counter (`agreed`, `disagreed`, `late_results`) of the record under `key`.
+    async fn count_on_record(
+        &self,
+        key: &str,
+        counter: worker_record::Column,
+    ) -> Result<(), DbErr> {
+        worker_record::Entity::update_many()
+            .col_expr(counter, Expr::col(counter).add(1))
+            .filter(worker_record::Column::WorkerKey.eq(key))
+            .exec(&self.db)
+            .await?;
         Ok(())
     }
 
