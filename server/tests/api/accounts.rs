@@ -15,14 +15,7 @@ on_every_backend!(
 async fn login_sets_a_cookie_and_me_returns_the_account(backend: Backend) {
     let app = spawn_app(backend).await;
     let client = app.user("ana@example.org", Role::Clinician).await;
-    let me: Value = client
-        .get(app.url("/api/me"))
-        .send()
-        .await
-        .expect("me")
-        .json()
-        .await
-        .expect("json");
+    let me: Value = app.get_json(&client, "/api/me").await;
     assert_eq!(me["email"], "ana@example.org");
     assert_eq!(me["role"], "clinician");
 
@@ -102,14 +95,7 @@ async fn admin_creates_clinicians_and_refuses_duplicates_and_weak_passwords(back
     .expect("create");
     assert_eq!(unknown_role.status(), 422);
 
-    let list: Value = admin
-        .get(app.url("/api/users"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json(&admin, "/api/users").await;
     let emails: Vec<&str> = list
         .as_array()
         .expect("array")

@@ -28,14 +28,7 @@ async fn vitals_upload_is_listed_with_its_signals_and_ignored_columns(backend: B
     assert_eq!(file["signals"], json!(["hr", "spo2"]));
     assert_eq!(file["ignored_columns"], json!(["bed_id"]));
 
-    let list: Value = client
-        .get(app.url("/api/files"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json(&client, "/api/files").await;
     assert_eq!(list.as_array().map(Vec::len), Some(1));
     assert_eq!(list[0]["patient_ref"], "PT-001");
     assert_eq!(list[0]["latest_job"], Value::Null);
@@ -66,14 +59,7 @@ async fn bad_files_are_refused_with_the_reason_and_nothing_is_stored(backend: Ba
         .await;
     assert_eq!(missing_ref.status(), 422);
 
-    let list: Value = client
-        .get(app.url("/api/files"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json(&client, "/api/files").await;
     assert_eq!(list, json!([]), "refused uploads leave nothing behind");
 }
 
@@ -123,14 +109,7 @@ async fn another_clinicians_file_job_and_result_are_not_found(backend: Backend) 
         .await
         .expect("req");
     assert_eq!(submit.status(), 404);
-    let bobs_files: Value = bob
-        .get(app.url("/api/files"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let bobs_files: Value = app.get_json(&bob, "/api/files").await;
     assert_eq!(bobs_files, json!([]));
 
     // Ana still has everything.
@@ -174,14 +153,7 @@ async fn deleting_a_file_removes_it_and_its_jobs(backend: Backend) {
             .status(),
         404
     );
-    let list: Value = client
-        .get(app.url("/api/files"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let list: Value = app.get_json(&client, "/api/files").await;
     assert_eq!(list, json!([]));
 }
 

@@ -1,6 +1,5 @@
 //! Spawning the app for a test, logging in, and a native volunteer worker speaking the real protocol.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -8,9 +7,7 @@ use reqwest::multipart;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use vitalgrid_server::accounts::{Role, create_account};
-use vitalgrid_server::app::{AppState, connect_database};
-use vitalgrid_server::clock::SystemClock;
-use vitalgrid_server::config::Config;
+use vitalgrid_server::app::AppState;
 pub use vitalgrid_server::config::SchedulerConfig;
 use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::protocol::{PROTOCOL_VERSION, ServerMessage, WorkerMessage};
@@ -55,17 +52,7 @@ pub async fn spawn_app_with(backend: Backend, scheduler: SchedulerConfig) -> Tes
 
 /// Starts (another) app process-equivalent on an existing database, as after a restart.
 pub async fn spawn_app_on(database_url: &str, scheduler: SchedulerConfig) -> TestApp {
-    let db = connect_database(database_url)
-        .await
-        .expect("database opens and migrates");
-    let config = Config {
-        scheduler,
-        ..Config::default()
-    };
-    let state = AppState::start(db, config, Arc::new(SystemClock))
-        .await
-        .expect("app starts");
-    let (base, ws_url) = crate::common::serve(&state).await;
+    let (state, base, ws_url) = crate::common::start_app(database_url, scheduler).await;
     TestApp {
         base,
         ws_url,
@@ -145,16 +132,21 @@ impl TestApp {
         (file_id, job["id"].as_i64().expect("job id"))
     }
 
-    /// The record of one worker key as an admin's client sees it (`Value::Null` when it has none).
-    pub async fn worker_record(&self, admin: &reqwest::Client, key: &str) -> Value {
-        let records: Value = admin
-            .get(self.url("/api/admin/worker-records"))
+    /// GET `path` as `client` and its JSON body.
+    pub async fn get_json(&self, client: &reqwest::Client, path: &str) -> Value {
+        client
+            .get(self.url(path))
             .send()
             .await
-            .expect("get records")
+            .expect("GET request")
             .json()
             .await
-            .expect("records JSON");
+            .expect("JSON body")
+    }
+
+    /// The record of one worker key as an admin's client sees it (`Value::Null` when it has none).
+    pub async fn worker_record(&self, admin: &reqwest::Client, key: &str) -> Value {
+        let records: Value = self.get_json(admin, "/api/admin/worker-records").await;
         records
             .as_array()
             .and_then(|r| r.iter().find(|r| r["worker_key"] == key))
@@ -164,14 +156,8 @@ impl TestApp {
 
     /// The job's result as the clinician's client sees it.
     pub async fn job_result(&self, client: &reqwest::Client, job_id: i64) -> Value {
-        client
-            .get(self.url(&format!("/api/jobs/{job_id}/result")))
-            .send()
+        self.get_json(client, &format!("/api/jobs/{job_id}/result"))
             .await
-            .expect("get result")
-            .json()
-            .await
-            .expect("result JSON")
     }
 
     /// Polls the job until it is done or failed (or `timeout` passes) and returns its last state.
@@ -183,14 +169,7 @@ impl TestApp {
     ) -> Value {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let job: Value = client
-                .get(self.url(&format!("/api/jobs/{job_id}")))
-                .send()
-                .await
-                .expect("job request")
-                .json()
-                .await
-                .expect("job json");
+            let job: Value = self.get_json(client, &format!("/api/jobs/{job_id}")).await;
             if job["status"] == "done"
                 || job["status"] == "failed"
                 || tokio::time::Instant::now() > deadline

@@ -23,14 +23,7 @@ async fn admin_adds_a_template_version_and_new_jobs_run_with_it(backend: Backend
         )
         .await;
 
-    let templates: Value = admin
-        .get(app.url("/api/templates"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let templates: Value = app.get_json(&admin, "/api/templates").await;
     let vitals = templates
         .as_array()
         .and_then(|list| {
@@ -53,14 +46,9 @@ async fn admin_adds_a_template_version_and_new_jobs_run_with_it(backend: Backend
     assert_eq!(stored["version"], 2);
     assert_eq!(stored["signals"][0]["min"], 30.0);
 
-    let first: Value = clinician
-        .get(app.url(&format!("/api/jobs/{first_job}")))
-        .send()
-        .await
-        .expect("job")
-        .json()
-        .await
-        .expect("json");
+    let first: Value = app
+        .get_json(&clinician, &format!("/api/jobs/{first_job}"))
+        .await;
     assert_eq!(
         first["template_version"], 1,
         "an existing job keeps the version it was submitted with"
@@ -82,14 +70,7 @@ async fn invalid_template_versions_and_non_admins_are_refused(backend: Backend) 
     let app = spawn_app(backend).await;
     let admin = app.user("root@example.org", Role::Admin).await;
     let clinician = app.user("ana@example.org", Role::Clinician).await;
-    let templates: Value = admin
-        .get(app.url("/api/templates"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let templates: Value = app.get_json(&admin, "/api/templates").await;
     let vitals = templates
         .as_array()
         .and_then(|l| l.iter().find(|t| t["id"] == "bedside-vitals"))

@@ -109,14 +109,7 @@ async fn with_two_replicas_each_task_is_answered_by_two_workers_and_the_history_
     let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
     assert_eq!(job["status"], "done", "{job}");
     let tasks = job["tasks_total"].as_u64().unwrap_or(0) as usize;
-    let workers: Value = admin
-        .get(app.url("/api/admin/workers"))
-        .send()
-        .await
-        .expect("workers")
-        .json()
-        .await
-        .expect("json");
+    let workers: Value = app.get_json(&admin, "/api/admin/workers").await;
     let agreed: i64 = workers
         .as_array()
         .map_or(0, |w| w.iter().filter_map(|w| w["agreed"].as_i64()).sum());
@@ -132,14 +125,9 @@ async fn with_two_replicas_each_task_is_answered_by_two_workers_and_the_history_
         2 * tasks
     );
 
-    let events: Value = admin
-        .get(app.url(&format!("/api/admin/jobs/{job_id}/events")))
-        .send()
-        .await
-        .expect("events")
-        .json()
-        .await
-        .expect("json");
+    let events: Value = app
+        .get_json(&admin, &format!("/api/admin/jobs/{job_id}/events"))
+        .await;
     let kinds: Vec<&str> = events.as_array().map_or(vec![], |e| {
         e.iter().filter_map(|e| e["kind"].as_str()).collect()
     });

@@ -7,9 +7,12 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sea_orm::{ConnectionTrait, Database};
-use vitalgrid_server::app::AppState;
+use vitalgrid_server::app::{AppState, connect_database};
+use vitalgrid_server::clock::SystemClock;
+use vitalgrid_server::config::{Config, SchedulerConfig};
 use vitalgrid_server::router::{build_router, without_nagle};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -137,9 +140,29 @@ async fn fresh_mariadb_database() -> (String, String) {
     (server, name)
 }
 
+/// Opens (and migrates) the database at `database_url`, starts the app on it with `scheduler` and
+/// serves it; returns the state, the base HTTP URL and the workers' WebSocket URL.
+pub async fn start_app(
+    database_url: &str,
+    scheduler: SchedulerConfig,
+) -> (AppState, String, String) {
+    let db = connect_database(database_url)
+        .await
+        .expect("database opens and migrates");
+    let config = Config {
+        scheduler,
+        ..Config::default()
+    };
+    let state = AppState::start(db, config, Arc::new(SystemClock))
+        .await
+        .expect("app starts");
+    let (base, ws_url) = serve(&state).await;
+    (state, base, ws_url)
+}
+
 /// Serves the real router for `state` on 127.0.0.1:0 in the background; returns the base HTTP URL
 /// and the workers' WebSocket URL.
-pub async fn serve(state: &AppState) -> (String, String) {
+async fn serve(state: &AppState) -> (String, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");

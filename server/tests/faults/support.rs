@@ -3,7 +3,6 @@
 //! `vitalgrid-native-worker`; and the correct analysis of a job computed natively in one pass.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::multipart;
@@ -12,9 +11,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use vitalgrid_native_worker::{Fault, WorkerConfig, WorkerStats, run_reconnecting};
 use vitalgrid_server::accounts::{Role, create_account};
-use vitalgrid_server::app::{AppState, connect_database};
-use vitalgrid_server::clock::SystemClock;
-use vitalgrid_server::config::{Config, SchedulerConfig};
+use vitalgrid_server::app::AppState;
+use vitalgrid_server::config::SchedulerConfig;
 use vitalgrid_server::db::entities::{file, job, job_event, result, task};
 use vitalgrid_server::templates::TemplateStore;
 use vitalgrid_synthetic::{VitalsConfig, generate_vitals};
@@ -52,17 +50,7 @@ pub struct TestApp {
 
 pub async fn spawn_app(backend: Backend, scheduler: SchedulerConfig) -> TestApp {
     let database = TestDatabase::new(backend).await;
-    let db = connect_database(&database.url)
-        .await
-        .expect("database opens and migrates");
-    let config = Config {
-        scheduler,
-        ..Config::default()
-    };
-    let state = AppState::start(db, config, Arc::new(SystemClock))
-        .await
-        .expect("app starts");
-    let (base, ws_url) = crate::common::serve(&state).await;
+    let (state, base, ws_url) = crate::common::start_app(&database.url, scheduler).await;
     TestApp {
         base,
         ws_url,
