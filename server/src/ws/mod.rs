@@ -40,9 +40,6 @@ pub async fn worker_socket(State(state): State<AppState>, upgrade: WebSocketUpgr
         .on_upgrade(move |socket| serve_socket(core, socket))
 }
 
-/// How every serialised task packet begins (serde writes the tag, then the fields in order).
-const TASK_FRAME_START: &str = "{\"type\":\"task\",";
-
 async fn serve_socket(core: Arc<SenderCore>, socket: WebSocket) {
     let (sink, stream) = socket.split();
     let incoming = stream.filter_map(|frame| async move {
@@ -54,24 +51,14 @@ async fn serve_socket(core: Arc<SenderCore>, socket: WebSocket) {
         }
     });
     // A close frame or transport error ends the stream; pings are skipped inside the session.
-    // Task packets go out as binary messages holding the same UTF-8 JSON (docs/protocol.md): a
-    // browser then hands the bytes to the wasm as they are, instead of decoding a megabyte of
-    // samples into a string and encoding it back.
-    let outgoing = sink.with(|text: String| async move {
-        Ok::<_, axum::Error>(if text.starts_with(TASK_FRAME_START) {
-            Message::Binary(text.into_bytes().into())
-        } else {
-            Message::Text(text.into())
-        })
-    });
-    serve_worker(core, Box::pin(incoming), Box::pin(outgoing)).await;
+    serve_worker(core, Box::pin(incoming), sink).await;
 }
 
 /// Runs one worker connection to its end: Hello, then messages both ways until either side stops.
 pub async fn serve_worker<I, O>(core: Arc<SenderCore>, mut incoming: I, mut outgoing: O)
 where
     I: Stream<Item = String> + Unpin,
-    O: Sink<String> + Unpin,
+    O: Sink<Message> + Unpin,
 {
     let hello = loop {
         match tokio::time::timeout(HELLO_TIMEOUT, incoming.next()).await {
@@ -158,10 +145,17 @@ fn protocol_error(message: String) -> ServerMessage {
     }
 }
 
-async fn send<O: Sink<String> + Unpin>(
+async fn send<O: Sink<Message> + Unpin>(
     outgoing: &mut O,
     message: &ServerMessage,
 ) -> Result<(), ()> {
     let text = serde_json::to_string(message).map_err(|_| ())?;
-    outgoing.send(text).await.map_err(|_| ())
+    // Task packets go out as binary messages holding the same UTF-8 JSON (docs/protocol.md): a
+    // browser then hands the bytes to the wasm as they are, instead of decoding a megabyte of
+    // samples into a string and encoding it back.
+    let frame = match message {
+        ServerMessage::Task(_) => Message::Binary(text.into_bytes().into()),
+        _ => Message::Text(text.into()),
+    };
+    outgoing.send(frame).await.map_err(|_| ())
 }
