@@ -108,7 +108,7 @@ impl SenderCore {
                         message: message.clone(),
                     },
                 );
-                self.count_failure(worker_id);
+                self.lease_failed(worker_id, &task_id);
                 self.release(&task_id, packet.lease, true, &message).await?;
                 self.notify();
                 return Ok(());
@@ -191,7 +191,7 @@ impl SenderCore {
     }
 
     /// The key a connection's record is kept under: the one it presented, or its connection id.
-    fn record_key(&self, worker_id: &str) -> String {
+    pub(super) fn record_key(&self, worker_id: &str) -> String {
         self.workers()
             .get(worker_id)
             .map_or_else(|| worker_id.to_owned(), |w| w.key.clone())

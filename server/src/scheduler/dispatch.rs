@@ -117,7 +117,17 @@ impl SenderCore {
                         .collect(),
                 )
                 .await?;
-            let assignments = assign(&plan, &mut queued, &mut free, &answered);
+            let assignments = {
+                let mut failed_last_on = self
+                    .failed_last_on
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let assignments = assign(&plan, &mut queued, &mut free, &answered, &failed_last_on);
+                for assignment in &assignments {
+                    failed_last_on.remove(&assignment.task_id);
+                }
+                assignments
+            };
             if assignments.is_empty() {
                 return Ok(());
             }
@@ -462,12 +472,15 @@ impl SenderCore {
 }
 
 /// Matches the plan to free slots: for each planned job in turn, its first queued task that some
-/// free worker has not answered goes to the first such worker (the one expected to finish soonest).
+/// free worker has not answered goes to the first such worker (the one expected to finish
+/// soonest) — other than the worker its last lease failed on (`failed_last_on`, by task id), when
+/// another is free.
 fn assign(
     plan: &[i64],
     queued: &mut BTreeMap<i64, VecDeque<QueuedTask>>,
     free: &mut Vec<FreeSlot>,
     answered: &HashMap<String, Vec<String>>,
+    failed_last_on: &HashMap<String, String>,
 ) -> Vec<Assignment> {
     let may_take = |task: &QueuedTask, slot: &FreeSlot| {
         answered
@@ -488,7 +501,12 @@ fn assign(
         let Some(task) = tasks.remove(position) else {
             continue;
         };
-        let Some(slot) = free.iter().position(|s| may_take(&task, s)) else {
+        let failed_on = failed_last_on.get(&task.id);
+        let Some(slot) = free
+            .iter()
+            .position(|s| may_take(&task, s) && failed_on != Some(&s.key))
+            .or_else(|| free.iter().position(|s| may_take(&task, s)))
+        else {
             continue;
         };
         let slot = free.remove(slot);
@@ -535,7 +553,13 @@ mod tests {
             slot("w2", "k2", 5.0),
             slot("w3", "k3", 1.0),
         ];
-        let assigned = assign(&[1, 2, 1], &mut queued, &mut free, &HashMap::new());
+        let assigned = assign(
+            &[1, 2, 1],
+            &mut queued,
+            &mut free,
+            &HashMap::new(),
+            &HashMap::new(),
+        );
         let pairs: Vec<(&str, &str)> = assigned
             .iter()
             .map(|a| (a.task_id.as_str(), a.worker_id.as_str()))
@@ -550,7 +574,7 @@ mod tests {
         let mut queued = BTreeMap::from([(1, queue(1, &["a", "b"]))]);
         let mut free = vec![slot("w1", "k1", 9.0)];
         let answered = HashMap::from([("a".to_owned(), vec!["k1".to_owned()])]);
-        let assigned = assign(&[1], &mut queued, &mut free, &answered);
+        let assigned = assign(&[1], &mut queued, &mut free, &answered, &HashMap::new());
         assert_eq!(assigned.len(), 1);
         assert_eq!(assigned[0].task_id, "b", "the answered task is skipped");
         assert_eq!(queued[&1].len(), 1, "and stays queued for another worker");
@@ -561,7 +585,35 @@ mod tests {
         let mut queued = BTreeMap::from([(1, queue(1, &["a"]))]);
         let mut free = vec![slot("w1", "k1", 1.0)];
         let answered = HashMap::from([("a".to_owned(), vec!["k1".to_owned()])]);
-        assert!(assign(&[1], &mut queued, &mut free, &answered).is_empty());
+        assert!(assign(&[1], &mut queued, &mut free, &answered, &HashMap::new()).is_empty());
         assert_eq!(free.len(), 1);
+    }
+
+    #[test]
+    fn a_task_whose_lease_failed_goes_to_another_worker_when_one_is_free() {
+        let failed_last_on = HashMap::from([("a".to_owned(), "k1".to_owned())]);
+        let mut queued = BTreeMap::from([(1, queue(1, &["a"]))]);
+        // k1 would come first (it is expected to finish soonest), but "a" just failed on it.
+        let mut free = vec![slot("w1", "k1", 1.0), slot("w2", "k2", 2.0)];
+        let assigned = assign(
+            &[1],
+            &mut queued,
+            &mut free,
+            &HashMap::new(),
+            &failed_last_on,
+        );
+        assert_eq!(assigned[0].worker_id, "w2");
+
+        // With nobody else free, it may go back to the same worker rather than wait.
+        let mut queued = BTreeMap::from([(1, queue(1, &["a"]))]);
+        let mut free = vec![slot("w1", "k1", 1.0)];
+        let assigned = assign(
+            &[1],
+            &mut queued,
+            &mut free,
+            &HashMap::new(),
+            &failed_last_on,
+        );
+        assert_eq!(assigned[0].worker_id, "w1");
     }
 }

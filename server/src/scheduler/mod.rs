@@ -57,6 +57,10 @@ pub struct SenderCore {
     /// Results on their way to the next group commit (`accept::commit_answers`).
     answers: mpsc::UnboundedSender<PendingAnswer>,
     write_turns: Arc<WriteTurns>,
+    /// For a queued task whose last lease failed: the key of the worker it failed on, so the next
+    /// round gives the task to someone else when anyone else is free (an entry lasts until the
+    /// task is handed out again).
+    failed_last_on: Mutex<HashMap<String, String>>,
 }
 
 /// Turns at writing for the scheduler's transactions on SQLite, which lets one connection write at
@@ -169,6 +173,7 @@ impl SenderCore {
             wake: Notify::new(),
             answers,
             write_turns,
+            failed_last_on: Mutex::new(HashMap::new()),
         });
         tokio::spawn(Arc::clone(&core).run());
         core
@@ -406,11 +411,21 @@ impl SenderCore {
         }
     }
 
-    /// Counts a lease that went wrong on this worker against it (see `choice`).
-    fn count_failure(&self, worker_id: &str) {
+    /// A lease of `task_id` that went wrong on this worker: counted against the worker (see
+    /// `choice`) and remembered, so the task goes elsewhere next.
+    fn lease_failed(&self, worker_id: &str, task_id: &str) {
         if let Some(worker) = self.workers().get_mut(worker_id) {
             worker.track.failures += 1;
         }
+        self.remember_failed_lease(worker_id, task_id);
+    }
+
+    fn remember_failed_lease(&self, worker_id: &str, task_id: &str) {
+        let key = self.record_key(worker_id);
+        self.failed_last_on
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(task_id.to_owned(), key);
     }
 
     fn take_in_flight(&self, worker_id: &str, task_id: &str, lease: u64) -> Option<InFlight> {
@@ -475,6 +490,7 @@ impl SenderCore {
                     return Ok(());
                 };
                 let reason = format!("a worker refused it: {message}");
+                self.remember_failed_lease(worker_id, task_id);
                 self.release(task_id, in_flight.packet.lease, true, &reason)
                     .await?;
                 self.notify();
@@ -815,7 +831,7 @@ impl SenderCore {
         }
         for (worker_id, task_id, lease) in give_up {
             if self.take_in_flight(&worker_id, &task_id, lease).is_some() {
-                self.count_failure(&worker_id);
+                self.lease_failed(&worker_id, &task_id);
                 self.send_to(
                     &worker_id,
                     ServerMessage::Cancel {
