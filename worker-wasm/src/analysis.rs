@@ -47,7 +47,8 @@ pub struct SignalSegment {
 /// Exactly mergeable distribution of one signal in one segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignalDistribution {
-    /// Histogram bin width (the template's `resolution`): key = round(value / resolution).
+    /// Histogram bin width (the template's `resolution`): key = round(value / resolution), computed
+    /// as round(value × 1/resolution) when 1/resolution is a whole number.
     pub resolution: f64,
     /// Sparse histogram `(key, count)`, keys ascending.
     pub histogram: Vec<(i64, u64)>,

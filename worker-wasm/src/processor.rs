@@ -82,6 +82,11 @@ pub fn validate(data: &TaskData) -> Result<(), DataError> {
     Ok(())
 }
 
+/// How many valid values the column-wise visit hands a sink at once. The summary folds values in
+/// blocks of this size (and its results' last bits depend on that size), so a whole block handed
+/// over needs no copy there.
+pub const VALUE_BLOCK: usize = 512;
+
 /// Receives the valid values of kept core rows, in time order.
 pub trait ValueSink {
     /// `signal` indexes [`DataProcessor::signals`].
@@ -422,7 +427,7 @@ impl DataProcessor {
         }
         // Valid values go to the sink a block at a time; the others are only counted, so the sink
         // still sees every valid value in time order.
-        const BLOCK: usize = 256;
+        const BLOCK: usize = VALUE_BLOCK;
         let (mut block_times, mut block_values) = ([0.0; BLOCK], [0.0; BLOCK]);
         let mut held = 0;
         for (&time, &cell) in times.iter().zip(&data.signals[column].values[rows]) {

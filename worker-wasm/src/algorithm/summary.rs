@@ -25,7 +25,76 @@ pub fn bucket_index(time_s: f64, trend_bucket_s: f64) -> i64 {
 
 /// Histogram key of `value` at `resolution`.
 pub fn histogram_key(value: f64, resolution: f64) -> i64 {
-    round_to_i64(value / resolution)
+    Quantiser::new(resolution).key(value)
+}
+
+/// Turns values into histogram keys at one resolution. A resolution that is the reciprocal of a
+/// whole number (0.1, 0.001) multiplies by that number, which takes a cycle where a division takes
+/// a dozen; the key only differs from the division's where a value lies within a rounding error of
+/// halfway between two keys, and every build and every segment quantises the same way.
+#[derive(Debug, Clone, Copy)]
+struct Quantiser {
+    resolution: f64,
+    /// `1 / resolution` when that is a whole number.
+    inverse: Option<f64>,
+}
+
+impl Quantiser {
+    fn new(resolution: f64) -> Self {
+        let inverse = (1.0 / resolution).round();
+        Self {
+            resolution,
+            inverse: (resolution < 1.0 && (inverse * resolution - 1.0).abs() < 1e-12)
+                .then_some(inverse),
+        }
+    }
+
+    fn key(self, value: f64) -> i64 {
+        round_to_i64(self.scaled(value))
+    }
+
+    /// `value` in units of the resolution, before rounding; never decreases as `value` grows.
+    fn scaled(self, value: f64) -> f64 {
+        match self.inverse {
+            Some(inverse) => value * inverse,
+            None => value / self.resolution,
+        }
+    }
+
+    /// Counts the keys of a block of values whose least and greatest are `extremes`. When every
+    /// key fits an `i32` (the extremes tell, keys being monotonic), in a loop that keeps the dense
+    /// run's base and bounds in registers: through `Histogram::add` they are read from memory again
+    /// at every value, since the count it has just written might have changed them.
+    fn count_keys(self, histogram: &mut Histogram, extremes: (f64, f64), values: &[f64]) {
+        const SMALL: f64 = (1 << 30) as f64;
+        let (low, high) = (self.scaled(extremes.0), self.scaled(extremes.1));
+        if !(low.abs() < SMALL && high.abs() < SMALL) {
+            for &value in values {
+                histogram.add(self.key(value));
+            }
+            return;
+        }
+        let (base, dense) = (histogram.base, &mut histogram.dense[..]);
+        let mut outside = Vec::new();
+        for &value in values {
+            // `round_to_i64` in 32 bits: the same key, as every scaled value is well within range.
+            let scaled = self.scaled(value);
+            let whole = scaled as i32;
+            let fraction = scaled - f64::from(whole);
+            let key = i64::from(whole + i32::from(fraction >= 0.5) - i32::from(fraction <= -0.5));
+            let slot = key
+                .checked_sub(base)
+                .and_then(|offset| usize::try_from(offset).ok())
+                .and_then(|slot| dense.get_mut(slot));
+            match slot {
+                Some(count) => *count += 1,
+                None => outside.push(key),
+            }
+        }
+        for key in outside {
+            histogram.add(key);
+        }
+    }
 }
 
 /// 2^52: from here on every f64 is a whole number.
@@ -58,11 +127,9 @@ fn floor_to_i64(x: f64) -> i64 {
 /// The value a histogram key stands for. Dividing by the integer 1/resolution (10 for 0.1) gives
 /// the correctly rounded decimal (72.5, not 72.50000000000001).
 pub fn key_value(key: i64, resolution: f64) -> f64 {
-    let inverse = (1.0 / resolution).round();
-    if resolution < 1.0 && (inverse * resolution - 1.0).abs() < 1e-12 {
-        key as f64 / inverse
-    } else {
-        key as f64 * resolution
+    match Quantiser::new(resolution).inverse {
+        Some(inverse) => key as f64 / inverse,
+        None => key as f64 * resolution,
     }
 }
 
@@ -83,7 +150,11 @@ pub fn percentile(histogram: &[(i64, u64)], p: u64, resolution: f64) -> Option<f
 /// Milliseconds a sample counts for: until the next sample, capped at `max_gap_s`. Whole
 /// milliseconds make the sums exact in any grouping of segments.
 pub fn interval_ms(from_s: f64, to_s: f64, max_gap_s: Option<f64>) -> u64 {
-    let span = to_s - from_s;
+    span_ms(to_s - from_s, max_gap_s)
+}
+
+/// [`interval_ms`] of a span. Never decreases as the span grows.
+fn span_ms(span: f64, max_gap_s: Option<f64>) -> u64 {
     // A comparison rather than `f64::min`, which is a call into libm on wasm32 (for its NaN rule;
     // the times here are finite, and a NaN span still gives the cap as `min` would).
     let span = max_gap_s.map_or(span, |cap| if span < cap { span } else { cap });
@@ -268,18 +339,15 @@ fn block_stats(values: &[f64]) -> Option<RunningStats> {
 /// [`block_stats`]), where Welford's update for each value waits ~20 cycles on the previous mean.
 #[derive(Debug, Clone)]
 pub struct SignalSummaryRun {
-    trend_bucket_s: f64,
-    with_trend: bool,
-    with_distribution: bool,
-    max_gap_s: Option<f64>,
+    shape: FoldShape,
     signals: Vec<SignalRun>,
 }
 
 /// One signal's part of a [`SignalSummaryRun`].
 #[derive(Debug, Clone)]
 struct SignalRun {
-    /// Normal low, normal high, histogram resolution.
-    band: (Option<f64>, Option<f64>, f64),
+    /// Normal low, normal high, histogram keys.
+    band: (Option<f64>, Option<f64>, Quantiser),
     stats: RunningStats,
     trend: Vec<TrendBucket>,
     histogram: Histogram,
@@ -290,21 +358,23 @@ struct SignalRun {
 }
 
 /// Values per signal folded in at once: long enough to amortise the per-block work, short enough to
-/// stay in the L1 cache.
-const BLOCK: usize = 512;
+/// stay in the L1 cache; the size of the blocks the processor hands over.
+const BLOCK: usize = crate::processor::VALUE_BLOCK;
 
 impl SignalSummaryRun {
     pub fn new(processor: &DataProcessor, with_trend: bool, with_distribution: bool) -> Self {
         Self {
-            trend_bucket_s: processor.trend_bucket_s(),
-            with_trend,
-            with_distribution,
-            max_gap_s: processor.max_gap_s(),
+            shape: FoldShape {
+                trend_bucket_s: processor.trend_bucket_s(),
+                with_trend,
+                with_distribution,
+                max_gap_s: processor.max_gap_s(),
+            },
             signals: processor
                 .signals()
                 .iter()
                 .map(|t| SignalRun {
-                    band: (t.normal_low, t.normal_high, t.resolution),
+                    band: (t.normal_low, t.normal_high, Quantiser::new(t.resolution)),
                     stats: RunningStats::EMPTY,
                     trend: Vec::new(),
                     histogram: Histogram::default(),
@@ -345,7 +415,7 @@ impl SignalSummaryRun {
                     missing: tally.missing,
                     trend: run.trend,
                     derived: tally.derived,
-                    distribution: self.with_distribution.then_some(distribution),
+                    distribution: self.shape.with_distribution.then_some(distribution),
                 }
             })
             .collect()
@@ -356,109 +426,184 @@ impl SignalSummaryRun {
         let Some(run) = self.signals.get_mut(signal) else {
             return;
         };
-        if let Some(block) = block_stats(&run.values) {
-            run.stats = run.stats.merge(&block);
-        }
-        let (times, values) = (&run.times[..], &run.values[..]);
-        if self.with_trend {
-            let width = self.trend_bucket_s;
-            let mut start = 0;
-            while let Some(&first) = times.get(start) {
-                let index = bucket_index(first, width);
-                // Times ascend, so bucket indices do too: a bucket's values are one run, found by
-                // bisection rather than by a division per value.
-                let end = start
-                    + 1
-                    + times[start + 1..].partition_point(|&t| bucket_index(t, width) == index);
-                let (head, tail) = values[start..end].split_at(1);
-                let mut bucket = match run.trend.last() {
-                    Some(last) if last.index == index => run.trend.pop(),
-                    _ => None,
-                }
-                .map_or_else(
-                    || TrendBucket::single(index, head[0]),
-                    |mut open| {
-                        open.push(head[0]);
-                        open
-                    },
-                );
-                // In locals, so the loop keeps them in registers. Values are never NaN, so plain
-                // comparisons give what `f64::min`/`max` would.
-                let (mut min, mut max, mut sum) = (bucket.min, bucket.max, bucket.sum);
-                for &value in tail {
-                    if value < min {
-                        min = value;
-                    }
-                    if value > max {
-                        max = value;
-                    }
-                    sum += value;
-                }
-                bucket.n += tail.len() as u64;
-                (bucket.min, bucket.max, bucket.sum) = (min, max, sum);
-                run.trend.push(bucket);
-                start = end;
-            }
-        }
-        if self.with_distribution {
-            let (low, high, resolution) = run.band;
-            for &value in values {
-                run.histogram.add(histogram_key(value, resolution));
-            }
-            // Values are finite, so an open end of the normal range never classifies one.
-            let (low, high) = (
-                low.unwrap_or(f64::NEG_INFINITY),
-                high.unwrap_or(f64::INFINITY),
-            );
-            let distribution = &mut run.distribution;
-            if let Some(&first) = times.first() {
-                distribution.first_time_s.get_or_insert(first);
-            }
-            let (mut below, mut inside, mut above) = (
-                distribution.below_ms,
-                distribution.in_ms,
-                distribution.above_ms,
-            );
-            let mut credit = |band: RangeBand, ms: u64| match band {
-                RangeBand::Below => below += ms,
-                RangeBand::In => inside += ms,
-                RangeBand::Above => above += ms,
-            };
-            let band_of = |value: f64| {
-                if value < low {
-                    RangeBand::Below
-                } else if value > high {
-                    RangeBand::Above
-                } else {
-                    RangeBand::In
-                }
-            };
-            // The sample left open by the previous block counts until this block's first; then
-            // each sample until the next.
-            if let (Some(open), Some(&first)) = (distribution.last, times.first()) {
-                credit(open.band, interval_ms(open.time_s, first, self.max_gap_s));
-            }
-            for (pair, &value) in times.windows(2).zip(values) {
-                credit(
-                    band_of(value),
-                    interval_ms(pair[0], pair[1], self.max_gap_s),
-                );
-            }
-            let open = times
-                .last()
-                .zip(values.last())
-                .map(|(&time_s, &value)| LastSample {
-                    time_s,
-                    band: band_of(value),
-                });
-            distribution.below_ms = below;
-            distribution.in_ms = inside;
-            distribution.above_ms = above;
-            distribution.last = open.or(distribution.last);
-        }
+        let (times, values) = (
+            std::mem::take(&mut run.times),
+            std::mem::take(&mut run.values),
+        );
+        self.shape.fold(run, &times, &values);
+        (run.times, run.values) = (times, values);
         run.times.clear();
         run.values.clear();
     }
+}
+
+/// What a fold computes, the same for every signal of a run.
+#[derive(Debug, Clone, Copy)]
+struct FoldShape {
+    trend_bucket_s: f64,
+    with_trend: bool,
+    with_distribution: bool,
+    max_gap_s: Option<f64>,
+}
+
+impl FoldShape {
+    /// Folds one block of at most `BLOCK` values (and their times, when anything reads them) into
+    /// `run`. Each part is its own loop over the block, without calls or branches on the values that
+    /// a processor could mispredict, so that most of them vectorise.
+    fn fold(self, run: &mut SignalRun, times: &[f64], values: &[f64]) {
+        let Some(block) = block_stats(values) else {
+            return;
+        };
+        run.stats = run.stats.merge(&block);
+        if self.with_trend {
+            fold_trend(&mut run.trend, self.trend_bucket_s, times, values);
+        }
+        if self.with_distribution {
+            let (low, high, quantiser) = run.band;
+            quantiser.count_keys(&mut run.histogram, (block.min, block.max), values);
+            fold_time_in_range(
+                &mut run.distribution,
+                (low, high),
+                self.max_gap_s,
+                times,
+                values,
+            );
+        }
+    }
+}
+
+/// Adds a block to the trend: the values of one bucket are one run (times ascend), each folded with
+/// four independent running minima, maxima and sums (a single sum waits on the previous addition at
+/// every value).
+fn fold_trend(trend: &mut Vec<TrendBucket>, width: f64, times: &[f64], values: &[f64]) {
+    let mut start = 0;
+    while let Some(&first) = times.get(start) {
+        let index = bucket_index(first, width);
+        // Bisection rather than a division per value.
+        let end =
+            start + 1 + times[start + 1..].partition_point(|&t| bucket_index(t, width) == index);
+        let (head, tail) = values[start..end].split_at(1);
+        let mut bucket = match trend.last() {
+            Some(last) if last.index == index => trend.pop(),
+            _ => None,
+        }
+        .map_or_else(
+            || TrendBucket::single(index, head[0]),
+            |mut open| {
+                open.push(head[0]);
+                open
+            },
+        );
+        // Values are never NaN, so plain comparisons give what `f64::min`/`max` would (and are
+        // not calls into libm on wasm32).
+        let (mut min, mut max, mut sum) = ([bucket.min; 4], [bucket.max; 4], [0.0; 4]);
+        let lanes = tail.chunks_exact(4);
+        let rest = lanes.remainder();
+        for lane_values in lanes {
+            for lane in 0..4 {
+                let value = lane_values[lane];
+                min[lane] = if value < min[lane] { value } else { min[lane] };
+                max[lane] = if value > max[lane] { value } else { max[lane] };
+                sum[lane] += value;
+            }
+        }
+        for (lane, &value) in rest.iter().enumerate() {
+            min[lane] = if value < min[lane] { value } else { min[lane] };
+            max[lane] = if value > max[lane] { value } else { max[lane] };
+            sum[lane] += value;
+        }
+        bucket.n += tail.len() as u64;
+        bucket.min = min
+            .into_iter()
+            .fold(bucket.min, |a, b| if b < a { b } else { a });
+        bucket.max = max
+            .into_iter()
+            .fold(bucket.max, |a, b| if b > a { b } else { a });
+        bucket.sum += (sum[0] + sum[1]) + (sum[2] + sum[3]);
+        trend.push(bucket);
+        start = end;
+    }
+}
+
+/// Credits each sample of a block with the time until the next one, in its band of the normal
+/// range; the block's last sample stays open until the next block's first.
+fn fold_time_in_range(
+    distribution: &mut SignalDistribution,
+    (low, high): (Option<f64>, Option<f64>),
+    max_gap_s: Option<f64>,
+    times: &[f64],
+    values: &[f64],
+) {
+    // Values are finite, so an open end of the normal range never classifies one.
+    let (low, high) = (
+        low.unwrap_or(f64::NEG_INFINITY),
+        high.unwrap_or(f64::INFINITY),
+    );
+    let band_of = |value: f64| {
+        if value < low {
+            RangeBand::Below
+        } else if value > high {
+            RangeBand::Above
+        } else {
+            RangeBand::In
+        }
+    };
+    let (Some(&first), Some(&last), Some(&last_value)) =
+        (times.first(), times.last(), values.last())
+    else {
+        return;
+    };
+    distribution.first_time_s.get_or_insert(first);
+    let mut spans = [0_u64; 3];
+    if let Some(open) = distribution.last {
+        spans[slot(open.band)] += interval_ms(open.time_s, first, max_gap_s);
+    }
+    // A value below the range is not also above it, whatever the template says of low and high.
+    // Every sample but the last counts until the next one. Regularly sampled data (nearly all of
+    // it) gives every sample the same whole milliseconds: when the shortest and the longest span of
+    // the block round to the same figure, all of them do (the rounding never decreases with the
+    // span), and the sums are that figure times counts, which vectorise.
+    let counted = &values[..values.len() - 1];
+    let (mut shortest, mut longest) = (f64::INFINITY, f64::NEG_INFINITY);
+    for pair in times.windows(2) {
+        let span = pair[1] - pair[0];
+        shortest = if span < shortest { span } else { shortest };
+        longest = if span > longest { span } else { longest };
+    }
+    let (total, below, above) = if counted.is_empty() {
+        (0, 0, 0)
+    } else if span_ms(shortest, max_gap_s) == span_ms(longest, max_gap_s) {
+        let ms = span_ms(shortest, max_gap_s);
+        let below = counted
+            .iter()
+            .map(|&value| u64::from(value < low))
+            .sum::<u64>();
+        let above = counted
+            .iter()
+            .map(|&value| u64::from(value >= low && value > high))
+            .sum::<u64>();
+        (ms * counted.len() as u64, ms * below, ms * above)
+    } else {
+        // Sums of masked values rather than a branch on the band per sample.
+        let (mut total, mut below, mut above) = (0_u64, 0_u64, 0_u64);
+        for (pair, &value) in times.windows(2).zip(values) {
+            let ms = interval_ms(pair[0], pair[1], max_gap_s);
+            total += ms;
+            below += if value < low { ms } else { 0 };
+            above += if value >= low && value > high { ms } else { 0 };
+        }
+        (total, below, above)
+    };
+    spans[0] += below;
+    spans[1] += total - below - above;
+    spans[2] += above;
+    distribution.below_ms += spans[0];
+    distribution.in_ms += spans[1];
+    distribution.above_ms += spans[2];
+    distribution.last = Some(LastSample {
+        time_s: last,
+        band: band_of(last_value),
+    });
 }
 
 impl ValueSink for SignalSummaryRun {
@@ -468,15 +613,27 @@ impl ValueSink for SignalSummaryRun {
 
     /// Folds exactly every `BLOCK` values, wherever the blocks handed in begin and end: the
     /// statistics' last bits depend on the grouping, and a browser slices the work differently
-    /// from a native run, whose results must be the same bytes.
+    /// from a native run, whose results must be the same bytes. A whole block handed in while
+    /// nothing is held is folded where it lies, without a copy.
     fn valid_values(&mut self, signal: usize, times_s: &[f64], values: &[f64]) {
         // Times are only read by the trend and the time in range; the statistics need values alone.
-        let needs_times = self.with_trend || self.with_distribution;
+        let needs_times = self.shape.with_trend || self.shape.with_distribution;
         let mut start = 0;
         while start < values.len() {
             let Some(run) = self.signals.get_mut(signal) else {
                 return;
             };
+            if run.values.is_empty() && values.len() - start >= BLOCK {
+                let end = start + BLOCK;
+                let times = if needs_times {
+                    &times_s[start..end]
+                } else {
+                    &[]
+                };
+                self.shape.fold(run, times, &values[start..end]);
+                start = end;
+                continue;
+            }
             let end = values.len().min(start + BLOCK - run.values.len());
             if needs_times {
                 run.times.extend_from_slice(&times_s[start..end]);
@@ -797,6 +954,8 @@ mod tests {
 
 #[cfg(test)]
 mod percentile_tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -886,5 +1045,104 @@ mod percentile_tests {
             histogram.into_sorted(),
             reference.into_iter().collect::<Vec<_>>()
         );
+    }
+
+    /// The distribution of a block as the per-value definitions give it: one key per value, each
+    /// sample credited until the next one.
+    fn distribution_by_definition(
+        band: (Option<f64>, Option<f64>),
+        resolution: f64,
+        max_gap_s: Option<f64>,
+        times: &[f64],
+        values: &[f64],
+    ) -> (Vec<(i64, u64)>, [u64; 3]) {
+        let mut histogram: BTreeMap<i64, u64> = BTreeMap::new();
+        for &value in values {
+            *histogram
+                .entry(histogram_key(value, resolution))
+                .or_insert(0) += 1;
+        }
+        let mut spans = [0; 3];
+        for (pair, &value) in times.windows(2).zip(values) {
+            let in_band = if band.0.is_some_and(|low| value < low) {
+                0
+            } else if band.1.is_some_and(|high| value > high) {
+                2
+            } else {
+                1
+            };
+            spans[in_band] += interval_ms(pair[0], pair[1], max_gap_s);
+        }
+        (histogram.into_iter().collect(), spans)
+    }
+
+    /// The distribution of a block as `FoldShape::fold` computes it.
+    fn distribution_by_fold(
+        band: (Option<f64>, Option<f64>),
+        resolution: f64,
+        max_gap_s: Option<f64>,
+        times: &[f64],
+        values: &[f64],
+    ) -> (Vec<(i64, u64)>, [u64; 3]) {
+        let shape = FoldShape {
+            trend_bucket_s: 1.0,
+            with_trend: false,
+            with_distribution: true,
+            max_gap_s,
+        };
+        let mut run = SignalRun {
+            band: (band.0, band.1, Quantiser::new(resolution)),
+            stats: RunningStats::EMPTY,
+            trend: Vec::new(),
+            histogram: Histogram::default(),
+            distribution: SignalDistribution {
+                resolution,
+                histogram: Vec::new(),
+                below_ms: 0,
+                in_ms: 0,
+                above_ms: 0,
+                first_time_s: None,
+                last: None,
+            },
+            times: Vec::new(),
+            values: Vec::new(),
+        };
+        shape.fold(&mut run, times, values);
+        let spans = [
+            run.distribution.below_ms,
+            run.distribution.in_ms,
+            run.distribution.above_ms,
+        ];
+        (run.histogram.into_sorted(), spans)
+    }
+
+    proptest! {
+        /// The block fold's shortcuts (keys in 32 bits, equal spans counted at once) give exactly
+        /// what the per-value definitions give: on regular sampling, where the shortcuts apply, and
+        /// on jittered times and values too large for 32-bit keys, where they must not.
+        #[test]
+        fn a_folded_block_counts_as_the_definitions_do(
+            start in 0.0..100_000.0_f64,
+            period in prop_oneof![Just(0.001), Just(0.004), Just(1.0), Just(0.3)],
+            jitter in prop::collection::vec(prop_oneof![3 => Just(0.0), 1 => -0.4..0.4_f64], 1..BLOCK),
+            values in prop::collection::vec(prop_oneof![-5.0..5.0_f64, 40.0..200.0_f64, -1e13..1e13_f64], BLOCK),
+            resolution in prop_oneof![Just(0.001), Just(0.1), Just(1.0), Just(0.25), Just(5.0)],
+            band in (prop::option::of(-1.0..100.0_f64), prop::option::of(0.0..150.0_f64)),
+            max_gap_s in prop::option::of(0.5..2.0_f64),
+        ) {
+            let times: Vec<f64> = jitter
+                .iter()
+                .enumerate()
+                .scan(start, |time, (i, &jitter)| {
+                    *time += if i == 0 { 0.0 } else { period * (1.0 + jitter) };
+                    Some(*time)
+                })
+                .collect();
+            let values = &values[..times.len()];
+            prop_assert_eq!(
+                distribution_by_fold(band, resolution, max_gap_s, &times, values),
+                distribution_by_definition(band, resolution, max_gap_s, &times, values)
+            );
+        }
     }
 }
