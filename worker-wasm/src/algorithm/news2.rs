@@ -18,6 +18,7 @@
 //! same rule and computes the aggregate as a step function in whole milliseconds, so band times
 //! are exact sums.
 
+use super::summary::round_to_i64;
 use crate::analysis::{
     News2Band, News2BandTimes, News2Parameter, News2Report, News2Segment, News2Series,
     SegmentResult, SubscoreRun, SubscoreRuns,
@@ -47,42 +48,44 @@ impl News2Parameter {
 
     /// The parameter's NEWS2 sub-score (0–3) for a measured value.
     pub fn score(self, value: f64) -> u8 {
-        let whole = value.round();
+        // `round_to_i64` rounds as `f64::round` does, without the call into libm that `round` is
+        // on wasm32 (once per value of every vital sign).
+        let whole = round_to_i64(value);
         match self {
             Self::RespirationRate => match whole {
-                v if v <= 8.0 => 3,
-                v if v <= 11.0 => 1,
-                v if v <= 20.0 => 0,
-                v if v <= 24.0 => 2,
-                _ => 3,
+                ..=8 => 3,
+                9..=11 => 1,
+                12..=20 => 0,
+                21..=24 => 2,
+                25.. => 3,
             },
             Self::Spo2Scale1 => match whole {
-                v if v <= 91.0 => 3,
-                v if v <= 93.0 => 2,
-                v if v <= 95.0 => 1,
-                _ => 0,
+                ..=91 => 3,
+                92..=93 => 2,
+                94..=95 => 1,
+                96.. => 0,
             },
             Self::SystolicBp => match whole {
-                v if v <= 90.0 => 3,
-                v if v <= 100.0 => 2,
-                v if v <= 110.0 => 1,
-                v if v <= 219.0 => 0,
-                _ => 3,
+                ..=90 => 3,
+                91..=100 => 2,
+                101..=110 => 1,
+                111..=219 => 0,
+                220.. => 3,
             },
             Self::Pulse => match whole {
-                v if v <= 40.0 => 3,
-                v if v <= 50.0 => 1,
-                v if v <= 90.0 => 0,
-                v if v <= 110.0 => 1,
-                v if v <= 130.0 => 2,
-                _ => 3,
+                ..=40 => 3,
+                41..=50 => 1,
+                51..=90 => 0,
+                91..=110 => 1,
+                111..=130 => 2,
+                131.. => 3,
             },
-            Self::Temperature => match (value * 10.0).round() {
-                tenths if tenths <= 350.0 => 3,
-                tenths if tenths <= 360.0 => 1,
-                tenths if tenths <= 380.0 => 0,
-                tenths if tenths <= 390.0 => 1,
-                _ => 2,
+            Self::Temperature => match round_to_i64(value * 10.0) {
+                ..=350 => 3,
+                351..=360 => 1,
+                361..=380 => 0,
+                381..=390 => 1,
+                391.. => 2,
             },
         }
     }
@@ -168,7 +171,7 @@ impl ValueSink for News2Run {
 }
 
 fn ms(time_s: f64) -> i64 {
-    (time_s * 1000.0).round() as i64
+    round_to_i64(time_s * 1000.0)
 }
 
 /// A parameter's sub-score on `[from_ms, to_ms)`.

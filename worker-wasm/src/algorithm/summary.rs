@@ -29,7 +29,7 @@ pub fn histogram_key(value: f64, resolution: f64) -> i64 {
 }
 
 /// Turns values into histogram keys at one resolution. A resolution that is the reciprocal of a
-/// whole number (0.1, 0.001) multiplies by that number, which takes a cycle where a division takes
+/// whole number (1, 0.1, 0.001) multiplies by that number, which takes a cycle where a division takes
 /// a dozen; the key only differs from the division's where a value lies within a rounding error of
 /// halfway between two keys, and every build and every segment quantises the same way.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +44,7 @@ impl Quantiser {
         let inverse = (1.0 / resolution).round();
         Self {
             resolution,
-            inverse: (resolution < 1.0 && (inverse * resolution - 1.0).abs() < 1e-12)
+            inverse: (resolution <= 1.0 && (inverse * resolution - 1.0).abs() < 1e-12)
                 .then_some(inverse),
         }
     }
@@ -103,7 +103,7 @@ const WHOLE_FROM: f64 = 4_503_599_627_370_496.0;
 /// `x.round() as i64` without the call into libm that `round` and `floor` become on baseline
 /// x86-64 (and `round` on wasm32), a call per value that cost a sixth of a summary: truncation to
 /// an integer is one instruction, and the fraction it drops is exact.
-fn round_to_i64(x: f64) -> i64 {
+pub(crate) fn round_to_i64(x: f64) -> i64 {
     if x.abs() < WHOLE_FROM {
         let whole = x as i64;
         let fraction = x - whole as f64;
@@ -607,8 +607,20 @@ fn fold_time_in_range(
 }
 
 impl ValueSink for SignalSummaryRun {
+    /// One value at a time, as a multi-signal row visit gives them: a push, and a fold when a block
+    /// is full (the same blocks `valid_values` makes).
     fn valid_value(&mut self, signal: usize, time_s: f64, value: f64) {
-        self.valid_values(signal, &[time_s], &[value]);
+        let needs_times = self.shape.with_trend || self.shape.with_distribution;
+        let Some(run) = self.signals.get_mut(signal) else {
+            return;
+        };
+        if needs_times {
+            run.times.push(time_s);
+        }
+        run.values.push(value);
+        if run.values.len() >= BLOCK {
+            self.fold_pending(signal);
+        }
     }
 
     /// Folds exactly every `BLOCK` values, wherever the blocks handed in begin and end: the
