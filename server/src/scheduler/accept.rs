@@ -907,13 +907,13 @@ async fn finish_job(
         query = query.lock(sea_orm::sea_query::LockType::Update);
     }
     let tasks: Vec<(i32, Option<Vec<u8>>)> = query.into_tuple().all(db).await?;
+    // Each stored result is freed as soon as it is parsed, so the job's results are not all held
+    // twice (as JSON and as segments) at the peak.
     let segments: Result<Vec<SegmentResult>, String> = tasks
-        .iter()
+        .into_iter()
         .map(|(seq, result)| {
-            let bytes = result
-                .as_deref()
-                .ok_or_else(|| format!("part {} has no result", seq + 1))?;
-            serde_json::from_slice(bytes)
+            let bytes = result.ok_or_else(|| format!("part {} has no result", seq + 1))?;
+            serde_json::from_slice(&bytes)
                 .map_err(|e| format!("part {} result unreadable: {e}", seq + 1))
         })
         .collect();

@@ -82,12 +82,12 @@ where
             let message = format!(
                 "protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}"
             );
-            let _ = send(&mut outgoing, &protocol_error(message)).await;
+            let _ = send(&mut outgoing, protocol_error(message)).await;
             return;
         }
         _ => {
             let message = "the first message must be a hello".to_owned();
-            let _ = send(&mut outgoing, &protocol_error(message)).await;
+            let _ = send(&mut outgoing, protocol_error(message)).await;
             return;
         }
     };
@@ -96,7 +96,7 @@ where
         Ok(None) => {
             let message =
                 "this worker returned a wrong result and may not take more work".to_owned();
-            let _ = send(&mut outgoing, &protocol_error(message)).await;
+            let _ = send(&mut outgoing, protocol_error(message)).await;
             return;
         }
         Err(error) => {
@@ -126,7 +126,7 @@ where
             }
             message = outbox.recv() => {
                 let Some(message) = message else { break };
-                if send(&mut outgoing, &message).await.is_err() {
+                if send(&mut outgoing, message).await.is_err() {
                     break;
                 }
             }
@@ -147,15 +147,20 @@ fn protocol_error(message: String) -> ServerMessage {
 
 async fn send<O: Sink<Message> + Unpin>(
     outgoing: &mut O,
-    message: &ServerMessage,
+    message: ServerMessage,
 ) -> Result<(), ()> {
-    let text = serde_json::to_string(message).map_err(|_| ())?;
+    let text = serde_json::to_string(&message).map_err(|_| ())?;
     // Task packets go out as binary messages holding the same UTF-8 JSON (docs/protocol.md): a
     // browser then hands the bytes to the wasm as they are, instead of decoding a megabyte of
     // samples into a string and encoding it back.
-    let frame = match message {
-        ServerMessage::Task(_) => Message::Binary(text.into_bytes().into()),
-        _ => Message::Text(text.into()),
+    let binary = matches!(message, ServerMessage::Task(_));
+    // A task's payload is freed now, not once a slow peer has read the whole frame: with a
+    // thousand workers that is one payload per connection.
+    drop(message);
+    let frame = if binary {
+        Message::Binary(text.into_bytes().into())
+    } else {
+        Message::Text(text.into())
     };
     outgoing.send(frame).await.map_err(|_| ())
 }
