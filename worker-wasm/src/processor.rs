@@ -422,7 +422,15 @@ impl DataProcessor {
         let starts_well = self
             .last_kept_time
             .is_none_or(|last| follows(last, times[0]));
-        if !starts_well || !times.windows(2).all(|pair| follows(pair[0], pair[1])) {
+        // Every pair is checked rather than stopping at the first that fails (which is rare): a
+        // loop without an exit vectorises.
+        let all_follow = times[..times.len() - 1]
+            .iter()
+            .zip(&times[1..])
+            .fold(true, |all, (&previous, &time)| {
+                all & follows(previous, time)
+            });
+        if !starts_well || !all_follow {
             return false;
         }
         // Valid values go to the sink a block at a time; the others are only counted, so the sink

@@ -525,6 +525,53 @@ fn fold_trend(trend: &mut Vec<TrendBucket>, width: f64, times: &[f64], values: &
     }
 }
 
+/// The shortest and the longest interval between consecutive `times` (infinite ones when there
+/// are fewer than two), in four independent lanes like `block_stats`.
+fn span_extremes(times: &[f64]) -> (f64, f64) {
+    let (Some(earlier), Some(later)) = (times.get(..times.len().saturating_sub(1)), times.get(1..))
+    else {
+        return (f64::INFINITY, f64::NEG_INFINITY);
+    };
+    let (mut shortest, mut longest) = ([f64::INFINITY; 4], [f64::NEG_INFINITY; 4]);
+    let (earlier4, later4) = (earlier.chunks_exact(4), later.chunks_exact(4));
+    let rest = earlier4.remainder().iter().zip(later4.remainder());
+    for (a, b) in earlier4.zip(later4) {
+        for lane in 0..4 {
+            let span = b[lane] - a[lane];
+            shortest[lane] = if span < shortest[lane] {
+                span
+            } else {
+                shortest[lane]
+            };
+            longest[lane] = if span > longest[lane] {
+                span
+            } else {
+                longest[lane]
+            };
+        }
+    }
+    for (lane, (a, b)) in rest.enumerate() {
+        let span = b - a;
+        shortest[lane] = if span < shortest[lane] {
+            span
+        } else {
+            shortest[lane]
+        };
+        longest[lane] = if span > longest[lane] {
+            span
+        } else {
+            longest[lane]
+        };
+    }
+    let least = shortest
+        .into_iter()
+        .fold(f64::INFINITY, |a, b| if b < a { b } else { a });
+    let most = longest
+        .into_iter()
+        .fold(f64::NEG_INFINITY, |a, b| if b > a { b } else { a });
+    (least, most)
+}
+
 /// Credits each sample of a block with the time until the next one, in its band of the normal
 /// range; the block's last sample stays open until the next block's first.
 fn fold_time_in_range(
@@ -564,24 +611,26 @@ fn fold_time_in_range(
     // the block round to the same figure, all of them do (the rounding never decreases with the
     // span), and the sums are that figure times counts, which vectorise.
     let counted = &values[..values.len() - 1];
-    let (mut shortest, mut longest) = (f64::INFINITY, f64::NEG_INFINITY);
-    for pair in times.windows(2) {
-        let span = pair[1] - pair[0];
-        shortest = if span < shortest { span } else { shortest };
-        longest = if span > longest { span } else { longest };
-    }
+    let (shortest, longest) = span_extremes(times);
+    // A signal without a normal range (an ECG lead) has every sample in it.
+    let open_range = low == f64::NEG_INFINITY && high == f64::INFINITY;
     let (total, below, above) = if counted.is_empty() {
         (0, 0, 0)
     } else if span_ms(shortest, max_gap_s) == span_ms(longest, max_gap_s) {
         let ms = span_ms(shortest, max_gap_s);
-        let below = counted
-            .iter()
-            .map(|&value| u64::from(value < low))
-            .sum::<u64>();
-        let above = counted
-            .iter()
-            .map(|&value| u64::from(value >= low && value > high))
-            .sum::<u64>();
+        let (below, above) = if open_range {
+            (0, 0)
+        } else {
+            let below = counted
+                .iter()
+                .map(|&value| u64::from(value < low))
+                .sum::<u64>();
+            let above = counted
+                .iter()
+                .map(|&value| u64::from(value >= low && value > high))
+                .sum::<u64>();
+            (below, above)
+        };
         (ms * counted.len() as u64, ms * below, ms * above)
     } else {
         // Sums of masked values rather than a branch on the band per sample.
