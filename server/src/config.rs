@@ -38,6 +38,9 @@ pub struct SchedulerArgs {
     /// Distinct workers whose results must agree before a task counts (1 for a trusted pool).
     #[arg(long, env = "VITALGRID_REPLICAS", default_value_t = 2)]
     pub replicas: u32,
+    /// Mean time between known-answer probes of an idle worker that has not earned trust yet.
+    #[arg(long, env = "VITALGRID_PROBE_INTERVAL_MS", default_value_t = 8_000)]
+    pub probe_interval_ms: u64,
 }
 
 /// Where the database is.
@@ -99,6 +102,7 @@ impl Config {
                 lease_ttl: Duration::from_millis(args.scheduler.lease_ttl_ms),
                 sweep_interval: Duration::from_millis(args.scheduler.sweep_interval_ms.max(10)),
                 replicas: args.scheduler.replicas.max(1),
+                probe_interval: Duration::from_millis(args.scheduler.probe_interval_ms.max(1)),
                 ..SchedulerConfig::default()
             },
             ..Self::default()
@@ -138,6 +142,9 @@ pub struct SchedulerConfig {
     pub trend_points: usize,
     /// Distinct workers whose result hashes must agree before a task's result is applied.
     pub replicas: u32,
+    /// Mean time between known-answer probes of an idle worker without full credibility: a rate
+    /// in time, so a short sweep period (as in tests and benchmarks) does not multiply the probes.
+    pub probe_interval: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -151,6 +158,7 @@ impl Default for SchedulerConfig {
             ecg_rows_per_task: 60_000,
             trend_points: 1_000,
             replicas: 2,
+            probe_interval: Duration::from_secs(8),
         }
     }
 }

@@ -118,10 +118,6 @@ struct InFlight {
     known_answer: Option<String>,
 }
 
-/// Chance, per sweep, that an idle worker without full credibility is sent a known-answer probe:
-/// a copy of an already validated task under a fresh id, whose result hash is known.
-const KNOWN_ANSWER_RATE: f64 = 0.25;
-
 /// Smoothing of the measured worker speed: recent tasks count most, one odd task cannot dominate.
 const SPEED_SMOOTHING: f64 = 0.3;
 
@@ -674,8 +670,9 @@ impl SenderCore {
         self.config.lease_ttl.as_millis() as i64
     }
 
-    /// Sends known-answer probes to some idle workers that have not earned trust yet, so a forger
-    /// is caught even when its results would otherwise have stood alone or gone unreplicated.
+    /// Sends known-answer probes — a copy of an already validated task under a fresh id, whose
+    /// result hash is known — to some idle workers that have not earned trust yet, so a forger is
+    /// caught even when its results would otherwise have stood alone or gone unreplicated.
     async fn probe_idle_workers(&self) -> Result<(), DbErr> {
         let idle: Vec<(String, String)> = self
             .workers()
@@ -683,8 +680,16 @@ impl SenderCore {
             .filter(|(_, w)| w.in_flight.is_empty())
             .map(|(id, w)| (id.clone(), w.key.clone()))
             .collect();
+        // Each sweep probes an idle worker with the chance that gives one probe per
+        // `probe_interval` on average.
+        let chance = self.config.sweep_interval.as_secs_f64()
+            / self
+                .config
+                .probe_interval
+                .as_secs_f64()
+                .max(f64::MIN_POSITIVE);
         for (worker_id, key) in idle {
-            if rand::thread_rng().r#gen::<f64>() >= KNOWN_ANSWER_RATE {
+            if rand::thread_rng().r#gen::<f64>() >= chance {
                 continue;
             }
             let record = worker_record::Entity::find_by_id(&key)

@@ -35,6 +35,8 @@ pub fn fast_scheduler() -> SchedulerConfig {
         ecg_rows_per_task: 5_000,
         // One trusted test worker is enough here; replication has tests of its own.
         replicas: 1,
+        // The probe rate the sweep period had before probes were timed (a quarter of sweeps).
+        probe_interval: Duration::from_millis(800),
         ..SchedulerConfig::default()
     }
 }

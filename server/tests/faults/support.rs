@@ -35,6 +35,8 @@ pub fn fault_scheduler() -> SchedulerConfig {
         sweep_interval: Duration::from_millis(100),
         vitals_rows_per_task: 300,
         replicas: 2,
+        // The probe rate the sweep period had before probes were timed (a quarter of sweeps).
+        probe_interval: Duration::from_millis(400),
         ..SchedulerConfig::default()
     }
 }
