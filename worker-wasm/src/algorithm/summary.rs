@@ -533,35 +533,23 @@ fn span_extremes(times: &[f64]) -> (f64, f64) {
         return (f64::INFINITY, f64::NEG_INFINITY);
     };
     let (mut shortest, mut longest) = ([f64::INFINITY; 4], [f64::NEG_INFINITY; 4]);
+    let mut widen = |lane: usize, span: f64| {
+        if span < shortest[lane] {
+            shortest[lane] = span;
+        }
+        if span > longest[lane] {
+            longest[lane] = span;
+        }
+    };
     let (earlier4, later4) = (earlier.chunks_exact(4), later.chunks_exact(4));
     let rest = earlier4.remainder().iter().zip(later4.remainder());
     for (a, b) in earlier4.zip(later4) {
         for lane in 0..4 {
-            let span = b[lane] - a[lane];
-            shortest[lane] = if span < shortest[lane] {
-                span
-            } else {
-                shortest[lane]
-            };
-            longest[lane] = if span > longest[lane] {
-                span
-            } else {
-                longest[lane]
-            };
+            widen(lane, b[lane] - a[lane]);
         }
     }
     for (lane, (a, b)) in rest.enumerate() {
-        let span = b - a;
-        shortest[lane] = if span < shortest[lane] {
-            span
-        } else {
-            shortest[lane]
-        };
-        longest[lane] = if span > longest[lane] {
-            span
-        } else {
-            longest[lane]
-        };
+        widen(lane, b - a);
     }
     let least = shortest
         .into_iter()
