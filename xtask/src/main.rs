@@ -54,7 +54,12 @@ impl Profile {
 }
 
 fn workspace_root() -> Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // `cargo run` sets the variable for the process it starts, which is the checkout being worked
+    // on; the value compiled in can name another checkout when two share one target directory
+    // (cargo then reuses this binary as built from the other one).
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     manifest
         .parent()
         .map(Path::to_path_buf)
