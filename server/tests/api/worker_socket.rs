@@ -24,6 +24,7 @@ on_every_backend!(
     with_two_replicas_each_task_is_answered_by_two_workers_and_the_history_shows_it,
     a_lone_worker_cannot_validate_its_own_results,
     an_idle_forger_fails_a_known_answer_probe_and_is_banned,
+    jobs_submitted_while_others_finish_are_all_accepted_and_done,
 );
 
 async fn an_idle_forger_fails_a_known_answer_probe_and_is_banned(backend: Backend) {
@@ -476,4 +477,61 @@ async fn queued_job_survives_a_server_restart(backend: Backend) {
     assert_eq!(job["status"], "done", "{job}");
     let _ = stop.send(());
     let _ = worker.await;
+}
+
+/// Clinicians submit while other jobs' last results land and are merged. On MariaDB the merge reads
+/// the job's tasks with a locking read, and a new job inserts task rows beside them: each
+/// submission must still be accepted, and every job finish.
+async fn jobs_submitted_while_others_finish_are_all_accepted_and_done(backend: Backend) {
+    const WAVES: usize = 4;
+    const JOBS_PER_WAVE: usize = 8;
+    let app = spawn_app(backend).await;
+    let client = app.user("ana@example.org", Role::Clinician).await;
+    let response = app
+        .upload(
+            &client,
+            "PT-001",
+            "short.csv",
+            small_vitals_csv(1_000).as_bytes(),
+        )
+        .await;
+    assert_eq!(response.status(), 201, "upload accepted");
+    let file: Value = response.json().await.expect("file json");
+    let submit_path = app.url(&format!("/api/files/{}/jobs", file["id"]));
+    let workers: Vec<_> = (0..3)
+        .map(|_| spawn_native_worker(&app, 2, Misbehaviour::default()))
+        .collect();
+
+    let mut job_ids = Vec::new();
+    for _ in 0..WAVES {
+        let submissions = (0..JOBS_PER_WAVE).map(|_| {
+            let (client, path) = (client.clone(), submit_path.clone());
+            tokio::spawn(async move {
+                let response = client
+                    .post(path)
+                    .json(&serde_json::json!({}))
+                    .send()
+                    .await
+                    .expect("submit");
+                let status = response.status();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                (status, body)
+            })
+        });
+        for submission in submissions.collect::<Vec<_>>() {
+            let (status, body) = submission.await.expect("submission ran");
+            assert_eq!(status, 201, "submission refused: {body}");
+            job_ids.push(body["id"].as_i64().expect("job id"));
+        }
+        // The next wave lands while this one's results are being merged.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    for job_id in job_ids {
+        let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
+        assert_eq!(job["status"], "done", "{job}");
+    }
+    for (stop, worker) in workers {
+        let _ = stop.send(());
+        let _ = worker.await;
+    }
 }
