@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use vitalgrid_worker::protocol::ResultPacket;
 #[cfg(feature = "faults")]
-use vitalgrid_worker::{analysis::SegmentResult, protocol::SignedPayload};
+use vitalgrid_worker::{analysis::SegmentResult, protocol::CheckedPayload};
 
 /// How the worker misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,10 +25,10 @@ pub enum Fault {
     /// Sleeps this long before answering each task.
     #[cfg(feature = "faults")]
     Slow(Duration),
-    /// Flips a byte of every result payload but keeps the original hash, as a bad link would.
+    /// Flips a byte of every result payload but keeps the original checksum, as a bad link would.
     #[cfg(feature = "faults")]
     CorruptResults,
-    /// Returns a plausible but wrong result sealed with a matching hash: a byzantine volunteer that
+    /// Returns a plausible but wrong result sealed with a matching checksum: a byzantine volunteer that
     /// only replication can catch.
     #[cfg(feature = "faults")]
     Forge,
@@ -119,7 +119,7 @@ impl FromStr for Fault {
     }
 }
 
-/// Changes one digit of the payload (so it stays valid UTF-8) and keeps the old hash.
+/// Changes one digit of the payload (so it stays valid UTF-8) and keeps the old checksum.
 #[cfg(feature = "faults")]
 fn corrupt(mut packet: ResultPacket) -> ResultPacket {
     let mut bytes = std::mem::take(&mut packet.data.payload).into_bytes();
@@ -133,7 +133,7 @@ fn corrupt(mut packet: ResultPacket) -> ResultPacket {
 }
 
 /// Shifts the mean of the first signal with values by a believable amount and seals the forged
-/// payload with its own correct hash, so integrity checks pass. The amount is random: independent
+/// payload with its own correct checksum, so integrity checks pass. The amount is random: independent
 /// forgers do not agree with each other by accident (colluding ones would, and two replicas cannot
 /// catch two colluders on the same task).
 #[cfg(feature = "faults")]
@@ -154,7 +154,7 @@ fn forge(packet: ResultPacket) -> ResultPacket {
         return packet;
     };
     ResultPacket {
-        data: SignedPayload::seal(payload),
+        data: CheckedPayload::seal(payload),
         ..packet
     }
 }
@@ -180,20 +180,20 @@ mod tests {
         ResultPacket {
             task_id: "t".into(),
             lease: 1,
-            data: SignedPayload::seal(serde_json::to_string(&segment).expect("serialises")),
+            data: CheckedPayload::seal(serde_json::to_string(&segment).expect("serialises")),
         }
     }
 
     #[test]
-    fn corrupt_result_no_longer_matches_its_hash() {
+    fn corrupt_result_no_longer_matches_its_checksum() {
         let original = packet();
         let corrupted = corrupt(original.clone());
         assert!(!corrupted.data.is_intact());
-        assert_eq!(corrupted.data.sha256, original.data.sha256);
+        assert_eq!(corrupted.data.crc32, original.data.crc32);
     }
 
     #[test]
-    fn forged_result_differs_but_its_hash_matches() {
+    fn forged_result_differs_but_its_checksum_matches() {
         let original = packet();
         let forged = forge(original.clone());
         assert!(forged.data.is_intact(), "a forger seals what it sends");

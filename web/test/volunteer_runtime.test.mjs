@@ -14,7 +14,7 @@ import path from 'node:path';
 import { dist, launchChromium, serveDist, until } from './support.mjs';
 
 const sha256 = (text) => createHash('sha256').update(text, 'utf8').digest('hex');
-// Templates and results carry a SHA-256; tasks a CRC-32 (see worker-wasm/src/protocol.rs).
+// Templates carry a SHA-256; tasks and results a CRC-32 (see worker-wasm/src/protocol.rs).
 const seal = (payload) => ({ payload, sha256: sha256(payload) });
 const sealTask = (payload) => ({ payload, crc32: crc32(payload) });
 
@@ -89,14 +89,14 @@ test('tasks reach the wasm workers and their frames reach the server unchanged',
 
   const hello = JSON.parse(received[0]);
   assert.equal(hello.type, 'hello');
-  assert.equal(hello.protocol, 2);
+  assert.equal(hello.protocol, 3);
   assert.equal(hello.slots, 2);
   assert.match(hello.agent, /^browser /);
   assert.match(hello.worker_key, /^b-[0-9a-f]{32}$/);
   assert.deepEqual(ofType('ack').map((m) => m.task_id).sort(), ['t-1', 't-2']);
   assert.deepEqual(ofType('result').map((m) => m.task_id).sort(), ['t-1', 't-2']);
   assert.equal(ofType('error')[0].code, 'malformed');
-  for (const result of ofType('result')) assert.equal(sha256(result.payload), result.sha256);
+  for (const result of ofType('result')) assert.equal(crc32(result.payload), result.crc32);
 
   await until('the counters', async () => (await page.getByTestId('tasks-done').innerText()) === '2');
   assert.equal((await page.getByTestId('samples-processed').innerText()).replace(/\D/g, ''), '35000');
@@ -195,7 +195,7 @@ test('the hello carries a worker key that stays the same across Starts, and 50 %
   assert.equal(second.worker_key, first.worker_key, 'the same key on the second Start');
   assert.equal(await page.evaluate(() => localStorage.getItem('vitalgrid.worker_key')), first.worker_key);
   assert.deepEqual(results().map((m) => m.task_id), ['t-share-1', 't-share-2']);
-  for (const result of results()) assert.equal(sha256(result.payload), result.sha256);
+  for (const result of results()) assert.equal(crc32(result.payload), result.crc32);
   await page.getByRole('button', { name: 'Stop' }).click();
   await until('the stopped state', async () => (await page.getByTestId('runtime-status').getAttribute('data-state')) === 'stopped');
 

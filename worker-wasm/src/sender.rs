@@ -7,7 +7,7 @@
 use thiserror::Error;
 
 use crate::analysis::SegmentResult;
-use crate::protocol::{ResultPacket, SignedPayload, WorkerMessage};
+use crate::protocol::{CheckedPayload, ResultPacket, WorkerMessage};
 
 #[derive(Debug, Error)]
 pub enum SendError {
@@ -20,7 +20,7 @@ pub fn encode(message: &WorkerMessage) -> Result<String, SendError> {
     Ok(serde_json::to_string(message)?)
 }
 
-/// The result packet for a finished task: the segment result's JSON, sealed with its hash.
+/// The result packet for a finished task: the segment result's JSON, sealed with its CRC-32.
 pub fn result_packet(
     task_id: &str,
     lease: u64,
@@ -29,7 +29,7 @@ pub fn result_packet(
     Ok(ResultPacket {
         task_id: task_id.to_owned(),
         lease,
-        data: SignedPayload::seal(serde_json::to_string(result)?),
+        data: CheckedPayload::seal(serde_json::to_string(result)?),
     })
 }
 

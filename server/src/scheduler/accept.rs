@@ -16,7 +16,7 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 use vitalgrid_worker::algorithm::merge;
 use vitalgrid_worker::analysis::SegmentResult;
-use vitalgrid_worker::protocol::{ErrorCode, ResultPacket, ServerMessage};
+use vitalgrid_worker::protocol::{ErrorCode, ResultPacket, ServerMessage, sha256_hex};
 
 use super::replication::{Verdict, decide, replicas_needed};
 use super::{SenderCore, WriteTurns};
@@ -93,7 +93,7 @@ impl SenderCore {
         } else {
             Err((
                 ErrorCode::Integrity,
-                "result payload does not match its SHA-256".to_owned(),
+                "result payload does not match its CRC-32".to_owned(),
             ))
         };
         let segment = match checked {
@@ -121,6 +121,7 @@ impl SenderCore {
         let lease = packet.lease;
         let (reply, outcome) = oneshot::channel();
         let pending = PendingAnswer {
+            sha256: sha256_hex(packet.data.payload.as_bytes()),
             packet,
             job_id: in_flight.job_id,
             key,
@@ -175,7 +176,7 @@ impl SenderCore {
             // Damage in transit is not a lie; the probe is simply dropped.
             return Ok(());
         }
-        let honest = packet.data.sha256 == expected;
+        let honest = sha256_hex(packet.data.payload.as_bytes()) == expected;
         let column = if honest {
             worker_record::Column::Agreed
         } else {
@@ -288,6 +289,8 @@ impl SenderCore {
 #[derive(Debug)]
 pub(super) struct PendingAnswer {
     packet: ResultPacket,
+    /// SHA-256 of the result payload, computed here: what replicas are compared by.
+    sha256: String,
     job_id: i64,
     /// The worker's key, under which agreement and credibility are kept.
     key: String,
@@ -475,7 +478,7 @@ async fn record_answer(
         task_id: Set(packet.task_id.clone()),
         lease: Set(packet.lease as i64),
         worker_key: Set(key.to_owned()),
-        result_sha256: Set(packet.data.sha256.clone()),
+        result_sha256: Set(pending.sha256.clone()),
         result: Set(packet.data.payload.as_bytes().to_vec()),
         received_at_ms: Set(now_ms),
         ..Default::default()
@@ -559,7 +562,7 @@ async fn decide_answer<'a>(
     }
     .max(1);
     let answers: Vec<(String, String)> = if first_answer {
-        vec![(key.to_owned(), packet.data.sha256.clone())]
+        vec![(key.to_owned(), pending.sha256.clone())]
     } else {
         task_result::Entity::find()
             .select_only()
@@ -624,12 +627,12 @@ async fn decide_answer<'a>(
             dissenting,
         } => {
             // Equal hashes are equal results: this answer's bytes serve unless another one won.
-            let own = sha256 == packet.data.sha256;
+            let own = sha256 == pending.sha256;
             let winning = if let (true, Some(batch)) = (own, batch) {
                 batch.push(Decided {
                     task_id: &packet.task_id,
                     result: &packet.data.payload,
-                    sha256: &packet.data.sha256,
+                    sha256: &pending.sha256,
                     replicas_needed: needed,
                 });
                 None
@@ -725,7 +728,7 @@ async fn record_together(
             task_id: Set(p.packet.task_id.clone()),
             lease: Set(p.packet.lease as i64),
             worker_key: Set(p.key.clone()),
-            result_sha256: Set(p.packet.data.sha256.clone()),
+            result_sha256: Set(p.sha256.clone()),
             result: Set(p.packet.data.payload.as_bytes().to_vec()),
             received_at_ms: Set(p.now_ms),
             ..Default::default()

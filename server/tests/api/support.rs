@@ -320,12 +320,12 @@ pub async fn run_native_worker(
     log
 }
 
-/// A byzantine worker's lie: a plausible result, sealed with a hash that matches it.
+/// A byzantine worker's lie: a plausible result, sealed with a checksum that matches it.
 fn forge(message: WorkerMessage) -> WorkerMessage {
     match message {
         WorkerMessage::Result(mut result) => {
             let forged = result.data.payload.replacen("\"rows\":", "\"rows\":1", 1);
-            result.data = vitalgrid_worker::protocol::SignedPayload::seal(forged);
+            result.data = vitalgrid_worker::protocol::CheckedPayload::seal(forged);
             WorkerMessage::Result(result)
         }
         other => other,
