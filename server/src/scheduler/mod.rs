@@ -84,6 +84,19 @@ impl WriteTurns {
     }
 }
 
+/// How a worker's connection ended, which decides whether the tasks it held used up an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// It sent a close frame: a volunteer stopped or closed the tab. Whatever it held was not the
+    /// tasks' fault; a volunteer who stops just after a task arrived must not bring a clinician's
+    /// job closer to failing.
+    Left,
+    /// The connection broke or timed out: the worker may have crashed on the task (a tab running
+    /// out of memory on it), so each task it held has used up an attempt and a task that kills
+    /// every worker ends up failing instead of looping.
+    Lost,
+}
+
 /// A worker connected to this process.
 #[derive(Debug)]
 struct ConnectedWorker {
@@ -287,21 +300,20 @@ impl SenderCore {
     }
 
     /// Forgets a worker whose connection ended and puts every task it held back in the queue.
-    pub async fn disconnect(&self, worker_id: &str) -> Result<(), DbErr> {
+    pub async fn disconnect(&self, worker_id: &str, departure: Departure) -> Result<(), DbErr> {
         let held = self
             .workers()
             .remove(worker_id)
             .map(|w| w.in_flight)
             .unwrap_or_default();
         tracing::info!(worker.id = %worker_id, tasks_held = held.len(), "worker disconnected");
+        let (counts_as_attempt, reason) = match departure {
+            Departure::Lost => (true, "the worker disconnected"),
+            Departure::Left => (false, "the worker left"),
+        };
         for (task_id, in_flight) in held {
-            self.release(
-                &task_id,
-                in_flight.packet.lease,
-                true,
-                "the worker disconnected",
-            )
-            .await?;
+            self.release(&task_id, in_flight.packet.lease, counts_as_attempt, reason)
+                .await?;
         }
         self.notify();
         Ok(())

@@ -11,7 +11,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use vitalgrid_worker::protocol::{ErrorCode, PROTOCOL_VERSION, ServerMessage, WorkerMessage};
 
 use crate::app::AppState;
-use crate::scheduler::SenderCore;
+use crate::scheduler::{Departure, SenderCore};
 
 /// Largest frame accepted from a worker: a result with its chart buckets, with ample room.
 const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -40,31 +40,45 @@ pub async fn worker_socket(State(state): State<AppState>, upgrade: WebSocketUpgr
         .on_upgrade(move |socket| serve_socket(core, socket))
 }
 
+/// What arrives on a worker's socket, as the session needs it.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A text frame, or a binary one holding UTF-8 JSON.
+    Frame(String),
+    /// A ping or pong: nothing to handle.
+    Keepalive,
+    /// A close frame: the worker left on purpose (a volunteer pressed Stop or closed the tab).
+    Goodbye,
+}
+
 async fn serve_socket(core: Arc<SenderCore>, socket: WebSocket) {
     let (sink, stream) = socket.split();
     let incoming = stream.filter_map(|frame| async move {
         match frame {
-            Ok(Message::Text(text)) => Some(text.to_string()),
-            Ok(Message::Binary(bytes)) => Some(String::from_utf8_lossy(&bytes).into_owned()),
-            Ok(Message::Close(_)) | Err(_) => None,
-            Ok(Message::Ping(_) | Message::Pong(_)) => Some(String::new()),
+            Ok(Message::Text(text)) => Some(Inbound::Frame(text.to_string())),
+            Ok(Message::Binary(bytes)) => {
+                Some(Inbound::Frame(String::from_utf8_lossy(&bytes).into_owned()))
+            }
+            Ok(Message::Close(_)) => Some(Inbound::Goodbye),
+            Ok(Message::Ping(_) | Message::Pong(_)) => Some(Inbound::Keepalive),
+            // The stream ends after a transport error: the connection was lost, not closed.
+            Err(_) => None,
         }
     });
-    // A close frame or transport error ends the stream; pings are skipped inside the session.
     serve_worker(core, Box::pin(incoming), sink).await;
 }
 
 /// Runs one worker connection to its end: Hello, then messages both ways until either side stops.
 pub async fn serve_worker<I, O>(core: Arc<SenderCore>, mut incoming: I, mut outgoing: O)
 where
-    I: Stream<Item = String> + Unpin,
+    I: Stream<Item = Inbound> + Unpin,
     O: Sink<Message> + Unpin,
 {
     let hello = loop {
         match tokio::time::timeout(HELLO_TIMEOUT, incoming.next()).await {
-            Ok(Some(frame)) if frame.is_empty() => continue,
-            Ok(Some(frame)) => break frame,
-            Ok(None) | Err(_) => return,
+            Ok(Some(Inbound::Keepalive)) => continue,
+            Ok(Some(Inbound::Frame(frame))) => break frame,
+            Ok(Some(Inbound::Goodbye) | None) | Err(_) => return,
         }
     };
     let (slots, agent, worker_key) = match serde_json::from_str::<WorkerMessage>(&hello) {
@@ -104,13 +118,19 @@ where
             return;
         }
     };
+    let mut departure = Departure::Lost;
     loop {
         tokio::select! {
-            frame = incoming.next() => {
-                let Some(frame) = frame else { break };
-                if frame.is_empty() {
-                    continue;
-                }
+            inbound = incoming.next() => {
+                let frame = match inbound {
+                    Some(Inbound::Frame(frame)) => frame,
+                    Some(Inbound::Keepalive) => continue,
+                    Some(Inbound::Goodbye) => {
+                        departure = Departure::Left;
+                        break;
+                    }
+                    None => break,
+                };
                 match serde_json::from_str::<WorkerMessage>(&frame) {
                     Ok(message) => {
                         if let Err(error) = core.handle(&worker_id, message).await {
@@ -132,7 +152,7 @@ where
             }
         }
     }
-    if let Err(error) = core.disconnect(&worker_id).await {
+    if let Err(error) = core.disconnect(&worker_id, departure).await {
         tracing::error!(worker.id = %worker_id, %error, "releasing a departed worker's tasks failed");
     }
 }

@@ -208,6 +208,9 @@ pub struct Misbehaviour {
     pub corrupt_first_task: bool,
     /// ACK the first task, then drop the connection without answering.
     pub vanish_after_first_ack: bool,
+    /// ACK the first task, then close the connection with a close frame, as a volunteer's tab
+    /// does when they press Stop or close it.
+    pub leave_after_first_ack: bool,
     /// Return results with one number changed and a hash that matches the changed payload.
     pub forge_results: bool,
     /// Send every result twice, as a worker replaying its messages after a reconnect might.
@@ -283,13 +286,19 @@ pub async fn run_native_worker(
         let acked = outgoing
             .iter()
             .any(|m| matches!(m, WorkerMessage::Ack { .. }));
-        if is_task && acked && misbehaviour.vanish_after_first_ack {
+        if is_task
+            && acked
+            && (misbehaviour.vanish_after_first_ack || misbehaviour.leave_after_first_ack)
+        {
             for message in &outgoing {
                 let frame = serde_json::to_string(message).expect("serialises");
                 let _ = sink.send(Message::Text(frame.clone().into())).await;
                 log.frames_sent.push(frame);
             }
-            return log; // dropping the socket without a goodbye
+            if misbehaviour.leave_after_first_ack {
+                let _ = sink.close().await; // a close frame: a goodbye
+            }
+            return log; // otherwise dropping the socket without a goodbye
         }
         outgoing.extend(pipeline.run_until_idle());
         if misbehaviour.forge_results {

@@ -19,6 +19,7 @@ on_every_backend!(
     rows_out_of_order_across_task_cuts_are_put_in_order_and_counted,
     corrupt_task_packet_gets_an_error_and_the_task_still_completes,
     worker_vanishing_mid_task_does_not_lose_the_task,
+    volunteers_who_leave_mid_task_use_up_none_of_its_attempts,
     packets_carry_no_patient_reference_file_name_or_account,
     queued_job_survives_a_server_restart,
     with_two_replicas_each_task_is_answered_by_two_workers_and_the_history_shows_it,
@@ -411,6 +412,72 @@ async fn worker_vanishing_mid_task_does_not_lose_the_task(backend: Backend) {
     let _ = stop.send(());
     let log = worker.await.expect("worker ran");
     assert!(log.sent_of_type("result") >= 1);
+}
+
+/// More volunteers than a task has attempts take it and leave (a close frame, as Stop sends): none
+/// of that is the task's fault, so it is requeued each time without failing, and the job completes.
+async fn volunteers_who_leave_mid_task_use_up_none_of_its_attempts(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let client = app.user("ana@example.org", Role::Clinician).await;
+    let admin = app.user("root@example.org", Role::Admin).await;
+    let (_, job_id) = app
+        .upload_and_submit(
+            &client,
+            "PT-001",
+            "night.csv",
+            small_vitals_csv(500).as_bytes(),
+        )
+        .await;
+    let leavers = fast_scheduler().max_attempts as usize + 1;
+    for _ in 0..leavers {
+        let (_keep, leaver) = spawn_native_worker(
+            &app,
+            1,
+            Misbehaviour {
+                leave_after_first_ack: true,
+                ..Misbehaviour::default()
+            },
+        );
+        let log = leaver.await.expect("leaver ran");
+        assert_eq!(log.sent_of_type("ack"), 1, "it took the task");
+        assert_eq!(log.sent_of_type("result"), 0, "and left without a result");
+        // The next volunteer connects once the task is back in the queue: every lease requeued.
+        let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
+        loop {
+            let events: Value = app
+                .get_json(&admin, &format!("/api/admin/jobs/{job_id}/events"))
+                .await;
+            let count = |kind: &str| {
+                events
+                    .as_array()
+                    .map_or(0, |e| e.iter().filter(|e| e["kind"] == kind).count())
+            };
+            assert_eq!(count("failed"), 0, "{events}");
+            if count("leased") > 0 && count("requeued") == count("leased") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the task was not requeued: {events}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    let (stop, worker) = spawn_native_worker(&app, 1, Misbehaviour::default());
+    let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let _ = stop.send(());
+    let _ = worker.await;
+    let events: Value = app
+        .get_json(&admin, &format!("/api/admin/jobs/{job_id}/events"))
+        .await;
+    let left = events.as_array().map_or(0, |e| {
+        e.iter()
+            .filter(|e| e["kind"] == "requeued" && e["detail"] == "the worker left")
+            .count()
+    });
+    assert_eq!(left, leavers, "each departure requeued the task: {events}");
 }
 
 async fn packets_carry_no_patient_reference_file_name_or_account(backend: Backend) {
