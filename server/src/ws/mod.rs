@@ -133,8 +133,9 @@ where
                 };
                 match serde_json::from_str::<WorkerMessage>(&frame) {
                     Ok(message) => {
-                        if let Err(error) = core.handle(&worker_id, message).await {
-                            tracing::error!(worker.id = %worker_id, %error, "handling a worker message failed");
+                        let handled = core.handle(&worker_id, message);
+                        if !send_while(handled, &worker_id, &mut outbox, &mut outgoing).await {
+                            break;
                         }
                     }
                     Err(error) => core.send_to(&worker_id, ServerMessage::Error {
@@ -163,6 +164,31 @@ fn protocol_error(message: String) -> ServerMessage {
         code: ErrorCode::Protocol,
         message,
     }
+}
+
+/// Runs the handling of one worker message while passing what is queued for the worker to the
+/// socket: a result frees a slot and its next (reserved) task is queued at once, and it must reach
+/// the worker then, not once the result is committed. Returns whether the socket still writes.
+async fn send_while<O: Sink<Message> + Unpin>(
+    handled: impl Future<Output = Result<(), sea_orm::DbErr>>,
+    worker_id: &str,
+    outbox: &mut tokio::sync::mpsc::UnboundedReceiver<ServerMessage>,
+    outgoing: &mut O,
+) -> bool {
+    let mut handled = std::pin::pin!(handled);
+    let mut writes = true;
+    let result = loop {
+        tokio::select! {
+            result = &mut handled => break result,
+            Some(message) = outbox.recv(), if writes => {
+                writes = send(outgoing, message).await.is_ok();
+            }
+        }
+    };
+    if let Err(error) = result {
+        tracing::error!(worker.id = %worker_id, %error, "handling a worker message failed");
+    }
+    writes
 }
 
 async fn send<O: Sink<Message> + Unpin>(
