@@ -41,6 +41,10 @@ pub struct SchedulerArgs {
     /// Mean time between known-answer probes of an idle worker that has not earned trust yet.
     #[arg(long, env = "VITALGRID_PROBE_INTERVAL_MS", default_value_t = 8_000)]
     pub probe_interval_ms: u64,
+    /// Tasks claimed per worker slot beyond the ones it is running, held here and sent the moment a
+    /// slot frees (0 turns reserves off).
+    #[arg(long, env = "VITALGRID_RESERVE_PER_SLOT", default_value_t = 1)]
+    pub reserve_per_slot: u32,
 }
 
 /// Where the database is.
@@ -103,6 +107,7 @@ impl Config {
                 sweep_interval: Duration::from_millis(args.scheduler.sweep_interval_ms.max(10)),
                 replicas: args.scheduler.replicas.max(1),
                 probe_interval: Duration::from_millis(args.scheduler.probe_interval_ms.max(1)),
+                reserve_per_slot: args.scheduler.reserve_per_slot,
                 ..SchedulerConfig::default()
             },
             ..Self::default()
@@ -145,6 +150,10 @@ pub struct SchedulerConfig {
     /// Mean time between known-answer probes of an idle worker without full credibility: a rate
     /// in time, so a short sweep period (as in tests and benchmarks) does not multiply the probes.
     pub probe_interval: Duration,
+    /// Reserve places per worker slot: tasks claimed and leased to the worker like sent ones but
+    /// held in memory, so that when a slot frees its next task goes out at once instead of after
+    /// a dispatch round (a read, a claim transaction and a payload read). 0 turns reserves off.
+    pub reserve_per_slot: u32,
 }
 
 impl Default for SchedulerConfig {
@@ -159,6 +168,7 @@ impl Default for SchedulerConfig {
             trend_points: 1_000,
             replicas: 2,
             probe_interval: Duration::from_secs(8),
+            reserve_per_slot: 1,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DerivePartialModel, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, Set,
+    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::Serialize;
 use vitalgrid_worker::template::{RecordingKind, Template};
@@ -217,12 +217,21 @@ pub async fn find_owned(
         .ok_or(AppError::NotFound("file"))
 }
 
-/// Deletes a file with its jobs, tasks and results (the schema cascades).
+/// Deletes a file with its jobs, tasks and results (the schema cascades); returns the ids of the
+/// jobs deleted with it, whose reserved tasks the scheduler must drop (`SenderCore::drop_reserved`).
 pub async fn delete_file(
     db: &impl ConnectionTrait,
     owner_id: i64,
     file_id: i64,
-) -> Result<(), AppError> {
+) -> Result<Vec<i64>, AppError> {
+    let job_ids = job::Entity::find()
+        .select_only()
+        .column(job::Column::Id)
+        .filter(job::Column::FileId.eq(file_id))
+        .filter(job::Column::OwnerId.eq(owner_id))
+        .into_tuple::<i64>()
+        .all(db)
+        .await?;
     let deleted = file::Entity::delete_many()
         .filter(file::Column::Id.eq(file_id))
         .filter(file::Column::OwnerId.eq(owner_id))
@@ -231,7 +240,7 @@ pub async fn delete_file(
     if deleted.rows_affected == 0 {
         return Err(AppError::NotFound("file"));
     }
-    Ok(())
+    Ok(job_ids)
 }
 
 #[cfg(test)]

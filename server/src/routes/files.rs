@@ -94,7 +94,8 @@ pub async fn delete(
     Clinician(user): Clinician,
     Path(file_id): Path<i64>,
 ) -> Result<StatusCode, AppError> {
-    files::delete_file(&state.db, user.id, file_id).await?;
+    let job_ids = files::delete_file(&state.db, user.id, file_id).await?;
+    state.scheduler.drop_reserved(&job_ids).await?;
     tracing::info!(user.id = user.id, file.id = file_id, "file deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -69,6 +69,10 @@ impl SenderCore {
             );
             return Ok(());
         };
+        // The slot is free: its next task goes out before any database work for this result.
+        if self.send_next_reserved(worker_id) {
+            self.notify();
+        }
         if let Some(expected) = &in_flight.known_answer {
             return self.check_known_answer(worker_id, &packet, expected).await;
         }
@@ -155,10 +159,14 @@ impl SenderCore {
                 None => speed,
             });
         }
-        if let Outcome::Decided { dissenting } = outcome {
-            for forger in dissenting {
-                self.ban(&forger).await?;
+        match outcome {
+            Outcome::Decided { dissenting } => {
+                for forger in dissenting {
+                    self.ban(&forger).await?;
+                }
             }
+            Outcome::Undecidable => self.drop_reserved(&[in_flight.job_id]).await?,
+            Outcome::Stale | Outcome::AwaitingReplica => {}
         }
         self.notify();
         Ok(())
@@ -256,7 +264,8 @@ impl SenderCore {
                 .collect();
             ids.into_iter()
                 .filter_map(|id| {
-                    let worker = workers.remove(&id)?;
+                    let mut worker = workers.remove(&id)?;
+                    let reserved = self.take_reserve(&mut worker);
                     let _ = worker.outbox.send(ServerMessage::Error {
                         task_id: None,
                         code: ErrorCode::Protocol,
@@ -269,6 +278,7 @@ impl SenderCore {
                             .in_flight
                             .into_iter()
                             .map(|(t, f)| (t, f.packet.lease))
+                            .chain(reserved)
                             .collect(),
                     ))
                 })

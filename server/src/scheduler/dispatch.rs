@@ -1,5 +1,6 @@
-//! A dispatch round: every free slot is planned at once, the planned tasks are claimed together in
-//! one transaction, and only then are their payloads read and sent.
+//! A dispatch round: every free slot and reserve place is planned at once, the planned tasks are
+//! claimed together in one transaction, and only then are their payloads read and sent — or, for a
+//! reserve place, held for the worker until one of its slots frees.
 //!
 //! A round costs a few statements and one commit whatever the number of tasks it hands out: the
 //! jobs with queued work, a bounded look at each one's queue (ids and fencing tokens, no payloads),
@@ -8,16 +9,18 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
 
 use sea_orm::sea_query::{CaseStatement, Expr, LockBehavior, LockType};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
 };
+use vitalgrid_worker::protocol::TaskPacket;
 
 use super::choice::REFERENCE_TASK_ROWS;
 use super::priority::{ActiveJob, Priority};
-use super::{InFlight, SenderCore, without_payload};
+use super::{InFlight, RESERVED_PAYLOAD_BUDGET, Reserved, SenderCore, without_payload};
 use crate::db::entities::{job, task, task_result};
 use crate::db::{job_status, task_status};
 use crate::events::{self, NewEvent};
@@ -27,13 +30,15 @@ const TASKS_PER_STATEMENT: usize = 250;
 /// Payloads read per query: a few MB each at most, so a few tens of MB at once at most.
 const PAYLOADS_PER_QUERY: usize = 16;
 
-/// A free slot of a connected worker.
+/// A free slot, or a free reserve place, of a connected worker.
 #[derive(Debug, Clone)]
 struct FreeSlot {
     worker_id: String,
     key: String,
     /// Seconds its worker is expected to take over a reference task (`choice`).
     expected_s: f64,
+    /// A reserve place: its task is held for the worker, not sent (`ConnectedWorker::reserve`).
+    reserve: bool,
 }
 
 /// What a round needs of a job with queued tasks, read once per round.
@@ -69,6 +74,18 @@ pub(super) struct Assignment {
     pub(super) worker_id: String,
 }
 
+/// Where a claimed task went (`SenderCore::place`).
+enum Placement {
+    /// Into a free slot: the packet is to be sent now.
+    Send(TaskPacket),
+    /// Into the worker's reserve.
+    Reserved,
+    /// Nowhere: every slot is busy and the reserves' payload budget has no room for it.
+    NoRoom,
+    /// Nowhere: its worker disconnected.
+    WorkerGone,
+}
+
 /// A claimed task's stored payload (the packet's CRC-32 is computed as it is sent).
 #[derive(Debug)]
 pub(super) struct StoredPayload {
@@ -81,8 +98,12 @@ impl SenderCore {
     /// finish soonest get work first (`choice`); a worker never gets a task it has already
     /// answered (replicas must be distinct).
     pub(super) async fn dispatch(&self) -> Result<(), DbErr> {
+        self.send_reserved_to_free_slots();
+        // Cleared when a reserved task did not fit the payload budget, so the loop does not claim
+        // and put back the same tasks round after round.
+        let mut reserving = self.config.reserve_per_slot > 0;
         loop {
-            let mut free = self.free_slots();
+            let mut free = self.free_slots(reserving);
             if free.is_empty() {
                 return Ok(());
             }
@@ -135,27 +156,59 @@ impl SenderCore {
             if claimed.is_empty() {
                 return Ok(());
             }
-            self.send_claimed(claimed, &jobs).await?;
+            if !self.send_claimed(claimed, &jobs).await? {
+                reserving = false;
+            }
         }
     }
 
-    /// Every open slot of every connected worker, the workers expected to finish soonest first.
-    fn free_slots(&self) -> Vec<FreeSlot> {
+    /// Sends reserved tasks to any slot that freed without taking one (a slot normally takes its
+    /// worker's next reserved task the moment it frees; this is the safety net).
+    fn send_reserved_to_free_slots(&self) {
+        let waiting: Vec<String> = self
+            .workers()
+            .iter()
+            .filter(|(_, w)| !w.reserve.is_empty() && w.in_flight.len() < w.slots as usize)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for worker_id in waiting {
+            while self.send_next_reserved(&worker_id) {}
+        }
+    }
+
+    /// Every open slot of every connected worker, the workers expected to finish soonest first,
+    /// then (when `reserving` and the payload budget has room) every free reserve place.
+    fn free_slots(&self, reserving: bool) -> Vec<FreeSlot> {
+        let reserving =
+            reserving && self.reserved_bytes.load(Ordering::Relaxed) < RESERVED_PAYLOAD_BUDGET;
         let mut free = Vec::new();
         for (id, w) in self.workers().iter() {
+            let slot = FreeSlot {
+                worker_id: id.clone(),
+                key: w.key.clone(),
+                expected_s: w.track.expected_s(REFERENCE_TASK_ROWS),
+                reserve: false,
+            };
             let open = (w.slots as usize).saturating_sub(w.in_flight.len());
-            free.extend(std::iter::repeat_n(
-                FreeSlot {
-                    worker_id: id.clone(),
-                    key: w.key.clone(),
-                    expected_s: w.track.expected_s(REFERENCE_TASK_ROWS),
-                },
-                open,
-            ));
+            free.extend(std::iter::repeat_n(slot.clone(), open));
+            if reserving {
+                let places = (w.slots as usize)
+                    .saturating_mul(self.config.reserve_per_slot as usize)
+                    .saturating_sub(w.reserve.len());
+                free.extend(std::iter::repeat_n(
+                    FreeSlot {
+                        reserve: true,
+                        ..slot
+                    },
+                    places,
+                ));
+            }
         }
+        // Slots that will run their task at once come before reserve places.
         free.sort_by(|a, b| {
-            a.expected_s
-                .total_cmp(&b.expected_s)
+            a.reserve
+                .cmp(&b.reserve)
+                .then_with(|| a.expected_s.total_cmp(&b.expected_s))
                 .then_with(|| a.worker_id.cmp(&b.worker_id))
         });
         free
@@ -364,13 +417,16 @@ impl SenderCore {
     }
 
     /// Sends the tasks just claimed, each preceded by its template where the worker lacks it, a
-    /// few payloads at a time (a round can hand out hundreds of multi-megabyte tasks). A worker
-    /// gone since the round began has its task put back at once.
+    /// few payloads at a time (a round can hand out hundreds of multi-megabyte tasks). A task
+    /// whose worker has no free slot by now goes to its reserve instead, or back to the queue if
+    /// the reserves' payload budget has no room for it. A worker gone since the round began has its
+    /// task put back at once. Returns false when a task was put back for want of budget.
     async fn send_claimed(
         &self,
         claimed: Vec<Assignment>,
         jobs: &HashMap<i64, RoundJob>,
-    ) -> Result<(), DbErr> {
+    ) -> Result<bool, DbErr> {
+        let mut budget_had_room = true;
         if let Err(error) = self.cache_templates(&claimed, jobs).await {
             self.put_back(&claimed).await?;
             return Err(error);
@@ -398,33 +454,60 @@ impl SenderCore {
                         continue;
                     }
                 };
-                let (packet, kept) = without_payload(packet);
-                let in_flight = InFlight {
-                    packet: kept,
-                    payload_of: a.task_id.clone(),
-                    job_id: a.job_id,
-                    sent_at_ms: self.clock.now_ms(),
-                    lease_renewed_at_ms: self.clock.now_ms(),
-                    acked: false,
-                    resends: 0,
-                    known_answer: None,
-                };
-                let still_connected = match self.workers().get_mut(&a.worker_id) {
-                    Some(worker) => {
-                        worker.in_flight.insert(a.task_id.clone(), in_flight);
-                        true
+                match self.place(a, packet) {
+                    Placement::Send(packet) => self.send_task(&a.worker_id, packet),
+                    Placement::Reserved => {}
+                    Placement::NoRoom => {
+                        budget_had_room = false;
+                        self.release(&a.task_id, a.lease as u64, false, "no room to reserve it")
+                            .await?;
                     }
-                    None => false,
-                };
-                if still_connected {
-                    self.send_task(&a.worker_id, packet);
-                } else {
-                    self.release(&a.task_id, a.lease as u64, false, "the worker disconnected")
-                        .await?;
+                    Placement::WorkerGone => {
+                        self.release(&a.task_id, a.lease as u64, false, "the worker disconnected")
+                            .await?;
+                    }
                 }
             }
         }
-        Ok(())
+        Ok(budget_had_room)
+    }
+
+    /// Puts a claimed task in its worker's free slot (to be sent) or, with every slot busy — as for
+    /// a reserve place, or when a slot filled since the round was planned — in its reserve.
+    fn place(&self, a: &Assignment, packet: TaskPacket) -> Placement {
+        let now = self.clock.now_ms();
+        let mut workers = self.workers();
+        let Some(worker) = workers.get_mut(&a.worker_id) else {
+            return Placement::WorkerGone;
+        };
+        // With reserves off, a slot that filled since the round was planned is overfilled by one,
+        // as before reserves existed.
+        if worker.in_flight.len() < worker.slots as usize || self.config.reserve_per_slot == 0 {
+            let (packet, kept) = without_payload(packet);
+            let in_flight = InFlight {
+                packet: kept,
+                payload_of: a.task_id.clone(),
+                job_id: a.job_id,
+                sent_at_ms: now,
+                lease_renewed_at_ms: now,
+                acked: false,
+                resends: 0,
+                known_answer: None,
+            };
+            worker.in_flight.insert(a.task_id.clone(), in_flight);
+            return Placement::Send(packet);
+        }
+        let bytes = packet.data.payload.len();
+        if self.reserved_bytes.load(Ordering::Relaxed) + bytes > RESERVED_PAYLOAD_BUDGET {
+            return Placement::NoRoom;
+        }
+        self.reserved_bytes.fetch_add(bytes, Ordering::Relaxed);
+        worker.reserve.push_back(Reserved {
+            packet,
+            job_id: a.job_id,
+            lease_renewed_at_ms: now,
+        });
+        Placement::Reserved
     }
 
     /// Makes sure the claimed tasks' templates are in the cache, which `send_task` reads.
@@ -530,6 +613,7 @@ mod tests {
             worker_id: worker_id.to_owned(),
             key: key.to_owned(),
             expected_s,
+            reserve: false,
         }
     }
 

@@ -16,7 +16,8 @@ mod dispatch;
 pub mod priority;
 pub mod replication;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rand::{Rng, RngCore};
@@ -45,6 +46,12 @@ use priority::FairQueue;
 /// Resends of a packet the worker reported as damaged, or never ACKed, before it goes elsewhere.
 const MAX_RESENDS: u32 = 2;
 
+/// Most payload bytes held in reserves across all workers. A reserved task keeps its payload in
+/// memory (a sent one does not), so without a bound a thousand workers holding a multi-megabyte
+/// ECG task each would cost gigabytes; at this bound small tasks are always reserved and large
+/// ones are reserved for some workers while the rest wait for a dispatch round as before.
+const RESERVED_PAYLOAD_BUDGET: usize = 64 * 1024 * 1024;
+
 #[derive(Debug)]
 pub struct SenderCore {
     db: DatabaseConnection,
@@ -61,6 +68,9 @@ pub struct SenderCore {
     /// round gives the task to someone else when anyone else is free (an entry lasts until the
     /// task is handed out again).
     failed_last_on: Mutex<HashMap<String, String>>,
+    /// Payload bytes held in all workers' reserves, kept within `RESERVED_PAYLOAD_BUDGET` (changed
+    /// only under the `workers` lock, alongside the reserves it counts).
+    reserved_bytes: AtomicUsize,
 }
 
 /// Turns at writing for the scheduler's transactions on SQLite, which lets one connection write at
@@ -110,6 +120,18 @@ struct ConnectedWorker {
     connected_at_ms: i64,
     templates_sent: HashSet<(String, u32)>,
     in_flight: HashMap<String, InFlight>,
+    /// Tasks leased to it but not sent yet, oldest first: the next goes out the moment a slot frees.
+    reserve: VecDeque<Reserved>,
+}
+
+/// A task claimed and leased to a worker, held here until one of its slots frees. Unlike
+/// `InFlight` it keeps its payload: sending it must not wait for a database read.
+#[derive(Debug)]
+struct Reserved {
+    packet: TaskPacket,
+    job_id: i64,
+    /// When its lease was last set to expire a full `lease_ttl` later (at the claim, then by sweeps).
+    lease_renewed_at_ms: i64,
 }
 
 /// A task packet this process sent and has not yet had an answer to.
@@ -146,6 +168,8 @@ pub struct WorkerInfo {
     pub current_tasks: Vec<String>,
     pub slots: u32,
     pub in_flight: usize,
+    /// Tasks leased to it and held here, to be sent as its slots free.
+    pub reserved: usize,
     pub tasks_done: u64,
     /// Leases that went wrong on it: no ACK, a refused packet, a broken result.
     pub failures: u64,
@@ -183,6 +207,7 @@ impl SenderCore {
             answers,
             write_turns,
             failed_last_on: Mutex::new(HashMap::new()),
+            reserved_bytes: AtomicUsize::new(0),
         });
         tokio::spawn(Arc::clone(&core).run());
         core
@@ -255,6 +280,7 @@ impl SenderCore {
                 connected_at_ms: self.clock.now_ms(),
                 templates_sent: HashSet::new(),
                 in_flight: HashMap::new(),
+                reserve: VecDeque::new(),
             },
         );
         tracing::info!(worker.id = %worker_id, slots, "worker connected");
@@ -299,14 +325,23 @@ impl SenderCore {
         }
     }
 
-    /// Forgets a worker whose connection ended and puts every task it held back in the queue.
+    /// Forgets a worker whose connection ended and puts every task it held back in the queue: the
+    /// ones it was sent as failed attempts if the connection broke (`Departure`), its reserve as
+    /// never tried.
     pub async fn disconnect(&self, worker_id: &str, departure: Departure) -> Result<(), DbErr> {
-        let held = self
-            .workers()
-            .remove(worker_id)
-            .map(|w| w.in_flight)
-            .unwrap_or_default();
-        tracing::info!(worker.id = %worker_id, tasks_held = held.len(), "worker disconnected");
+        let (held, reserved) = match self.workers().remove(worker_id) {
+            Some(mut worker) => {
+                let reserved = self.take_reserve(&mut worker);
+                (worker.in_flight, reserved)
+            }
+            None => Default::default(),
+        };
+        tracing::info!(
+            worker.id = %worker_id,
+            tasks_held = held.len(),
+            tasks_reserved = reserved.len(),
+            "worker disconnected"
+        );
         let (counts_as_attempt, reason) = match departure {
             Departure::Lost => (true, "the worker disconnected"),
             Departure::Left => (false, "the worker left"),
@@ -315,7 +350,103 @@ impl SenderCore {
             self.release(&task_id, in_flight.packet.lease, counts_as_attempt, reason)
                 .await?;
         }
+        for (task_id, lease) in reserved {
+            self.release(
+                &task_id,
+                lease,
+                false,
+                "reserved for a worker that disconnected",
+            )
+            .await?;
+        }
         self.notify();
+        Ok(())
+    }
+
+    /// Empties a worker's reserve (under the `workers` lock); returns the tasks and their leases.
+    fn take_reserve(&self, worker: &mut ConnectedWorker) -> Vec<(String, u64)> {
+        worker
+            .reserve
+            .drain(..)
+            .map(|r| {
+                self.reserved_bytes
+                    .fetch_sub(r.packet.data.payload.len(), Ordering::Relaxed);
+                (r.packet.task_id, r.packet.lease)
+            })
+            .collect()
+    }
+
+    /// Sends the worker's next reserved task if it has a free slot, with no database work in
+    /// between: this is what makes a freed slot busy again within a network round trip. Returns
+    /// whether a task went (its reserve place is then refilled by the next dispatch round).
+    fn send_next_reserved(&self, worker_id: &str) -> bool {
+        let packet = {
+            let mut workers = self.workers();
+            let Some(worker) = workers.get_mut(worker_id) else {
+                return false;
+            };
+            if worker.in_flight.len() >= worker.slots as usize {
+                return false;
+            }
+            let Some(reserved) = worker.reserve.pop_front() else {
+                return false;
+            };
+            self.reserved_bytes
+                .fetch_sub(reserved.packet.data.payload.len(), Ordering::Relaxed);
+            let (packet, kept) = without_payload(reserved.packet);
+            worker.in_flight.insert(
+                packet.task_id.clone(),
+                InFlight {
+                    packet: kept,
+                    payload_of: packet.task_id.clone(),
+                    job_id: reserved.job_id,
+                    sent_at_ms: self.clock.now_ms(),
+                    // The lease in the database runs from its last renewal, not from now.
+                    lease_renewed_at_ms: reserved.lease_renewed_at_ms,
+                    acked: false,
+                    resends: 0,
+                    known_answer: None,
+                },
+            );
+            packet
+        };
+        // Its template was cached when the task was claimed (`dispatch::cache_templates`), so
+        // `send_task` can put it first if this worker lacks it.
+        self.send_task(worker_id, packet);
+        true
+    }
+
+    /// Drops the reserved tasks of jobs that ended (deleted, or failed) so that none of them is
+    /// sent later, and puts them back in the queue without counting an attempt (a deleted job's
+    /// tasks are gone already; a failed job's queued tasks are never dispatched).
+    pub async fn drop_reserved(&self, job_ids: &[i64]) -> Result<(), DbErr> {
+        let dropped: Vec<(String, u64)> = {
+            let mut workers = self.workers();
+            let mut dropped = Vec::new();
+            for worker in workers.values_mut() {
+                let (ended, kept): (Vec<Reserved>, Vec<Reserved>) =
+                    std::mem::take(&mut worker.reserve)
+                        .into_iter()
+                        .partition(|r| job_ids.contains(&r.job_id));
+                worker.reserve = kept.into();
+                for r in ended {
+                    self.reserved_bytes
+                        .fetch_sub(r.packet.data.payload.len(), Ordering::Relaxed);
+                    dropped.push((r.packet.task_id, r.packet.lease));
+                }
+            }
+            dropped
+        };
+        // A direct update rather than `release`: this runs from `fail_if_exhausted`, which
+        // `release` calls, and a job that ended needs no requeue event.
+        for (task_id, lease) in dropped {
+            back_in_queue()
+                .filter(task::Column::Id.eq(task_id))
+                .filter(task::Column::Lease.eq(lease as i64))
+                .filter(task::Column::Status.eq(task_status::LEASED))
+                .exec(&self.db)
+                .await?;
+        }
         Ok(())
     }
 
@@ -350,6 +481,7 @@ impl SenderCore {
                 current_tasks: w.in_flight.keys().cloned().collect(),
                 slots: w.slots,
                 in_flight: w.in_flight.len(),
+                reserved: w.reserve.len(),
                 tasks_done: w.track.tasks_done,
                 failures: w.track.failures,
                 connected_at: w.connected_at_ms,
@@ -396,6 +528,16 @@ impl SenderCore {
                 if self.take_in_flight(worker_id, &task_id, lease).is_some() {
                     self.release(&task_id, lease, false, "handed back by the volunteer")
                         .await?;
+                    // A volunteer hands tasks back when it stops: its reserve goes back too,
+                    // rather than being sent only to be handed back in turn.
+                    let reserved = match self.workers().get_mut(worker_id) {
+                        Some(worker) => self.take_reserve(worker),
+                        None => Vec::new(),
+                    };
+                    for (task_id, lease) in reserved {
+                        self.release(&task_id, lease, false, "its volunteer stopped")
+                            .await?;
+                    }
                     self.notify();
                 }
             }
@@ -497,6 +639,7 @@ impl SenderCore {
                 else {
                     return Ok(());
                 };
+                self.send_next_reserved(worker_id);
                 let reason = format!("a worker refused it: {message}");
                 self.remember_failed_lease(worker_id, task_id);
                 self.release(task_id, in_flight.packet.lease, true, &reason)
@@ -675,7 +818,7 @@ impl SenderCore {
             .filter(job::Column::Status.is_in([job_status::QUEUED, job_status::RUNNING]))
             .exec(&self.db)
             .await?;
-        Ok(())
+        self.drop_reserved(&[job_id]).await
     }
 
     fn lease_ttl_ms(&self) -> i64 {
@@ -689,7 +832,7 @@ impl SenderCore {
         let idle: Vec<(String, String)> = self
             .workers()
             .iter()
-            .filter(|(_, w)| w.in_flight.is_empty())
+            .filter(|(_, w)| w.in_flight.is_empty() && w.reserve.is_empty())
             .map(|(id, w)| (id.clone(), w.key.clone()))
             .collect();
         // Each sweep probes an idle worker with the chance that gives one probe per
@@ -778,11 +921,22 @@ impl SenderCore {
         // a third of it has passed, not at every sweep: two thirds of it always remain, and a sweep
         // every few seconds does not rewrite every lease each time.
         let renew_after = self.lease_ttl_ms() / 3;
+        // Reserved tasks are leased like sent ones, so theirs are renewed alike.
         let mut due: Vec<String> = self
             .workers()
             .values()
-            .flat_map(|w| w.in_flight.iter())
-            .filter(|(_, f)| now - f.lease_renewed_at_ms >= renew_after)
+            .flat_map(|w| {
+                let sent = w
+                    .in_flight
+                    .iter()
+                    .map(|(id, f)| (id, f.lease_renewed_at_ms));
+                let reserved = w
+                    .reserve
+                    .iter()
+                    .map(|r| (&r.packet.task_id, r.lease_renewed_at_ms));
+                sent.chain(reserved)
+            })
+            .filter(|(_, renewed_at_ms)| now - renewed_at_ms >= renew_after)
             .map(|(task_id, _)| task_id.clone())
             .collect();
         due.sort_unstable();
@@ -803,6 +957,11 @@ impl SenderCore {
             for (task_id, in_flight) in worker.in_flight.iter_mut() {
                 if due.binary_search(task_id).is_ok() {
                     in_flight.lease_renewed_at_ms = now;
+                }
+            }
+            for reserved in worker.reserve.iter_mut() {
+                if due.binary_search(&reserved.packet.task_id).is_ok() {
+                    reserved.lease_renewed_at_ms = now;
                 }
             }
         }
@@ -848,6 +1007,7 @@ impl SenderCore {
         }
         for (worker_id, task_id, lease) in give_up {
             if self.take_in_flight(&worker_id, &task_id, lease).is_some() {
+                self.send_next_reserved(&worker_id);
                 self.lease_failed(&worker_id, &task_id);
                 self.send_to(
                     &worker_id,

@@ -7,5 +7,6 @@ mod support;
 
 mod accounts;
 mod files;
+mod reserves;
 mod templates;
 mod worker_socket;
