@@ -257,6 +257,8 @@ export interface WorkerInfo {
   agent: string;
   slots: number;
   in_flight: number;
+  /** Tasks leased to it but held by the server, sent as its slots free. */
+  reserved: number;
   current_tasks: string[];
   tasks_done: number;
   connected_at: number;

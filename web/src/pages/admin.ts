@@ -161,6 +161,7 @@ function workersTable(list: WorkerInfo[]): HTMLTableElement {
         h('td', { class: 'num' }, w.slots),
         h('td', { 'data-col': 'in-flight' },
           h('span', {}, `${w.in_flight} / ${w.slots}`),
+          w.reserved > 0 && h('span', { class: 'muted' }, ` + ${w.reserved} reserved`),
           w.current_tasks.length > 0 && h('div', { class: 'mono muted', title: w.current_tasks.join('\n') }, w.current_tasks.map((t) => shortId(t, 8)).join(', '))),
         h('td', { class: 'num' }, formatCount(w.tasks_done)),
         h('td', { class: 'num', 'data-col': 'speed' }, w.rows_per_s === null ? '—' : `${formatCount(Math.round(w.rows_per_s))} rows/s`,
