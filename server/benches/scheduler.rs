@@ -1,5 +1,6 @@
 //! Load benchmark of the scheduler (`cargo xtask bench scheduler`, or
-//! `cargo bench -p vitalgrid-server --bench scheduler -- [--mysql URL] [--tasks N] [--json PATH]`).
+//! `cargo bench -p vitalgrid-server --bench scheduler -- [--mysql URL] [--tasks N] [--json PATH]`;
+//! every flag is in `parse_args`).
 //!
 //! The release `vitalgrid` binary runs as a child process (so its memory is its own) on a fresh
 //! SQLite database and, with `--mysql URL` or `TEST_DATABASE_URL`, a fresh MariaDB/MySQL database.
@@ -54,6 +55,8 @@ struct Args {
     sweep_ms: u64,
     /// The server's `--sqlite-synchronous` (`full`, its default, or `normal`).
     sqlite_synchronous: String,
+    /// The server's `--reserve-per-slot` (its default, 1, when not given).
+    reserve_per_slot: Option<u32>,
 }
 
 fn parse_args() -> Args {
@@ -68,6 +71,7 @@ fn parse_args() -> Args {
         json: None,
         sweep_ms: 20,
         sqlite_synchronous: "full".to_owned(),
+        reserve_per_slot: None,
     };
     let mut raw = std::env::args().skip(1);
     while let Some(flag) = raw.next() {
@@ -87,6 +91,9 @@ fn parse_args() -> Args {
             "--json" => args.json = Some(PathBuf::from(value())),
             "--sweep-ms" => args.sweep_ms = value().parse().expect("--sweep-ms N"),
             "--sqlite-synchronous" => args.sqlite_synchronous = value(),
+            "--reserve-per-slot" => {
+                args.reserve_per_slot = Some(value().parse().expect("--reserve-per-slot N"))
+            }
             // `cargo bench` passes `--bench`; anything else is a mistake worth hearing about.
             "--bench" => {}
             other => panic!("unknown flag {other}"),
@@ -199,6 +206,7 @@ async fn bench_backend(name: &str, mysql: Option<&String>, args: &Args) -> Value
     json!({
         "backend": name,
         "sqlite_synchronous": &args.sqlite_synchronous,
+        "reserve_per_slot": args.reserve_per_slot,
         "round_trip_p50_ms": p50,
         "round_trip_p99_ms": p99,
         "round_trips": args.round_trips,
@@ -272,6 +280,11 @@ async fn start_server(url: &str, log: &std::path::Path, args: &Args) -> Server {
             "--lease-ttl-ms",
             "120000",
         ])
+        .args(
+            args.reserve_per_slot
+                .iter()
+                .flat_map(|n| ["--reserve-per-slot".to_owned(), n.to_string()]),
+        )
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(log_file)
