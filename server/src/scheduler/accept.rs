@@ -19,7 +19,7 @@ use vitalgrid_worker::analysis::SegmentResult;
 use vitalgrid_worker::protocol::{ErrorCode, ResultPacket, ServerMessage, sha256_hex};
 
 use super::replication::{Verdict, decide, replicas_needed};
-use super::{SenderCore, WriteTurns};
+use super::{InFlight, SenderCore, WriteTurns};
 use crate::db::entities::{job, result, task, task_result, worker_record};
 use crate::db::{job_status, task_status};
 use crate::events::{self, NewEvent};
@@ -46,7 +46,7 @@ pub(super) enum Outcome {
 
 impl SenderCore {
     pub(super) async fn accept_result(
-        &self,
+        self: &Arc<Self>,
         worker_id: &str,
         packet: ResultPacket,
     ) -> Result<(), DbErr> {
@@ -122,7 +122,6 @@ impl SenderCore {
         let now = self.clock.now_ms();
         let key = self.record_key(worker_id);
         let spot_check_draw: f64 = rand::thread_rng().r#gen();
-        let lease = packet.lease;
         let (reply, outcome) = oneshot::channel();
         let pending = PendingAnswer {
             sha256: sha256_hex(packet.data.payload.as_bytes()),
@@ -133,17 +132,47 @@ impl SenderCore {
             spot_check_draw,
             reply,
         };
-        let recorded = match self.answers.send(pending) {
-            Ok(()) => outcome.await.unwrap_or_else(|_| Err(committer_gone())),
-            Err(_) => Err(committer_gone()),
-        };
+        let answer_queued = self.answers.send(pending).is_ok();
+        // The commit is awaited apart from this connection's messages: the worker's next result
+        // is read (and takes the next reserved task) while this one is being committed, and then
+        // shares its group commit.
+        let core = Arc::clone(self);
+        let worker_id = worker_id.to_owned();
+        let rows = segment.rows as f64;
+        tokio::spawn(async move {
+            let recorded = if answer_queued {
+                outcome.await.unwrap_or_else(|_| Err(committer_gone()))
+            } else {
+                Err(committer_gone())
+            };
+            if let Err(error) = core
+                .settle_answer(&worker_id, &in_flight, rows, now, recorded)
+                .await
+            {
+                tracing::error!(worker.id = %worker_id, task.id = %task_id, %error, "settling a committed result failed");
+            }
+        });
+        Ok(())
+    }
+
+    /// What follows a result's commit: the worker's record of speed, bans of workers caught
+    /// disagreeing, and a requeue if the commit failed.
+    async fn settle_answer(
+        &self,
+        worker_id: &str,
+        in_flight: &InFlight,
+        rows: f64,
+        now: i64,
+        recorded: Result<Outcome, DbErr>,
+    ) -> Result<(), DbErr> {
+        let (task_id, lease) = (&in_flight.packet.task_id, in_flight.packet.lease);
         let outcome = match recorded {
             Ok(outcome) => outcome,
             Err(error) => {
                 // A deadlock or lost connection rolled the answer back; the task must not stay
                 // leased to a worker that no longer holds it, so it goes back to the queue.
                 tracing::warn!(task.id = %task_id, %error, "recording a result failed; task requeued");
-                self.release(&task_id, lease, false, "the result could not be stored")
+                self.release(task_id, lease, false, "the result could not be stored")
                     .await?;
                 self.notify();
                 return Ok(());
@@ -153,7 +182,7 @@ impl SenderCore {
         if let Some(worker) = self.workers().get_mut(worker_id) {
             worker.track.tasks_done += u64::from(outcome != Outcome::Stale);
             let elapsed_s = (now - in_flight.sent_at_ms).max(1) as f64 / 1000.0;
-            let speed = segment.rows as f64 / elapsed_s;
+            let speed = rows / elapsed_s;
             worker.track.rows_per_s = Some(match worker.track.rows_per_s {
                 Some(previous) => previous + super::SPEED_SMOOTHING * (speed - previous),
                 None => speed,

@@ -492,7 +492,11 @@ impl SenderCore {
     }
 
     /// Handles one message from a worker.
-    pub async fn handle(&self, worker_id: &str, message: WorkerMessage) -> Result<(), DbErr> {
+    pub async fn handle(
+        self: &Arc<Self>,
+        worker_id: &str,
+        message: WorkerMessage,
+    ) -> Result<(), DbErr> {
         match message {
             WorkerMessage::Hello { .. } => self.send_to(
                 worker_id,
