@@ -372,9 +372,13 @@ async fn corrupt_task_packet_gets_an_error_and_the_task_still_completes(backend:
         "exactly the corrupt packet was refused: {errors:?}"
     );
     assert_eq!(errors[0]["code"], "integrity");
-    assert_eq!(
-        log.sent_of_type("result"),
-        job["tasks_total"].as_i64().unwrap_or(0) as usize
+    // Every task answered; one more answer is possible when the machine is so loaded that an ACK
+    // arrived after the ACK timeout and the packet was sent again (the copy's result is stale).
+    let results = log.sent_of_type("result");
+    let tasks = job["tasks_total"].as_i64().unwrap_or(0) as usize;
+    assert!(
+        (tasks..=tasks + 1).contains(&results),
+        "{results} results for {tasks} tasks"
     );
 }
 
