@@ -119,6 +119,11 @@ impl SenderCore {
             }
         };
 
+        if let Some(worker) = self.workers().get_mut(worker_id) {
+            worker
+                .track
+                .record_task_time(in_flight.sent.elapsed().as_secs_f64() * 1_000.0);
+        }
         let now = self.clock.now_ms();
         let key = self.record_key(worker_id);
         let spot_check_draw: f64 = rand::thread_rng().r#gen();

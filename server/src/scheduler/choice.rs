@@ -15,6 +15,13 @@ pub const REFERENCE_TASK_ROWS: f64 = 3_600.0;
 /// Weight of a new ACK latency in the smoothed figure.
 const LATENCY_SMOOTHING: f64 = 0.2;
 
+/// Weight of a new task's time in the smoothed figure.
+const TASK_TIME_SMOOTHING: f64 = 0.3;
+
+/// Most tasks reserved per slot, however fast the worker: reserved tasks are kept from every other
+/// worker, so the depth only grows for tasks far shorter than a dispatch round.
+pub const MAX_RESERVE_DEPTH: u32 = 8;
+
 /// What the scheduler has measured of one connected worker.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Track {
@@ -24,6 +31,8 @@ pub struct Track {
     pub ack_latency_ms: Option<f64>,
     pub tasks_done: u64,
     pub failures: u64,
+    /// Milliseconds from sending a task to its result, smoothed; `None` until its first result.
+    pub task_ms: Option<f64>,
 }
 
 impl Track {
@@ -33,6 +42,15 @@ impl Track {
         self.ack_latency_ms = Some(match self.ack_latency_ms {
             Some(previous) => previous + LATENCY_SMOOTHING * (latency_ms - previous),
             None => latency_ms,
+        });
+    }
+
+    /// Folds one task's time, from sending it to its result, into the smoothed figure.
+    pub fn record_task_time(&mut self, task_ms: f64) {
+        let task_ms = task_ms.max(0.0);
+        self.task_ms = Some(match self.task_ms {
+            Some(previous) => previous + TASK_TIME_SMOOTHING * (task_ms - previous),
+            None => task_ms,
         });
     }
 
@@ -50,6 +68,26 @@ impl Track {
     }
 }
 
+/// Tasks to reserve per slot of a worker: enough to cover the time a dispatch round takes to refill
+/// the reserve (`round_ms`) at the pace the worker answers (`task_ms`), so that a worker faster
+/// than a round does not wait for one after each task; never fewer than configured, never more than
+/// `MAX_RESERVE_DEPTH`, and none when reserves are off (`configured` 0). Until both are measured,
+/// the configured depth.
+pub fn reserve_depth(configured: u32, round_ms: Option<f64>, task_ms: Option<f64>) -> u32 {
+    if configured == 0 {
+        return 0;
+    }
+    match (round_ms, task_ms) {
+        (Some(round_ms), Some(task_ms)) if round_ms.is_finite() && task_ms > 0.0 => {
+            let covering = (round_ms / task_ms)
+                .ceil()
+                .min(f64::from(MAX_RESERVE_DEPTH)) as u32;
+            covering.clamp(configured.min(MAX_RESERVE_DEPTH), MAX_RESERVE_DEPTH)
+        }
+        _ => configured,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,7 +98,43 @@ mod tests {
             ack_latency_ms: Some(ack_latency_ms),
             tasks_done,
             failures,
+            task_ms: None,
         }
+    }
+
+    #[test]
+    fn a_worker_slower_than_a_dispatch_round_keeps_the_configured_reserve() {
+        assert_eq!(reserve_depth(1, Some(1.5), Some(2_000.0)), 1);
+        assert_eq!(reserve_depth(2, Some(1.5), Some(2_000.0)), 2);
+    }
+
+    #[test]
+    fn a_worker_faster_than_a_dispatch_round_reserves_enough_to_cover_one() {
+        assert_eq!(reserve_depth(1, Some(1.5), Some(0.5)), 3);
+        assert_eq!(reserve_depth(1, Some(1.5), Some(0.25)), 6);
+    }
+
+    #[test]
+    fn the_reserve_depth_is_bounded_and_off_stays_off() {
+        assert_eq!(reserve_depth(1, Some(50.0), Some(0.1)), MAX_RESERVE_DEPTH);
+        assert_eq!(reserve_depth(20, Some(1.5), Some(0.1)), MAX_RESERVE_DEPTH);
+        assert_eq!(reserve_depth(0, Some(50.0), Some(0.1)), 0);
+    }
+
+    #[test]
+    fn an_unmeasured_worker_or_round_keeps_the_configured_reserve() {
+        assert_eq!(reserve_depth(1, None, Some(0.1)), 1);
+        assert_eq!(reserve_depth(1, Some(1.5), None), 1);
+        assert_eq!(reserve_depth(1, Some(1.5), Some(0.0)), 1);
+    }
+
+    #[test]
+    fn task_time_is_smoothed() {
+        let mut t = Track::default();
+        t.record_task_time(10.0);
+        assert_eq!(t.task_ms, Some(10.0));
+        t.record_task_time(20.0);
+        assert_eq!(t.task_ms, Some(13.0));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use sea_orm::sea_query::{CaseStatement, Expr, LockBehavior, LockType};
 use sea_orm::{
@@ -18,7 +19,7 @@ use sea_orm::{
 };
 use vitalgrid_worker::protocol::TaskPacket;
 
-use super::choice::REFERENCE_TASK_ROWS;
+use super::choice::{REFERENCE_TASK_ROWS, reserve_depth};
 use super::priority::{ActiveJob, Priority};
 use super::{InFlight, RESERVED_PAYLOAD_BUDGET, Reserved, SenderCore, without_payload};
 use crate::db::entities::{job, task, task_result};
@@ -27,6 +28,8 @@ use crate::events::{self, NewEvent};
 
 /// Most tasks claimed by one UPDATE (each adds three bound parameters) or read by one query.
 const TASKS_PER_STATEMENT: usize = 250;
+/// Weight of a new round's time in the smoothed figure.
+const ROUND_TIME_SMOOTHING: f64 = 0.2;
 /// Payloads read per query: a few MB each at most, so a few tens of MB at once at most.
 const PAYLOADS_PER_QUERY: usize = 16;
 
@@ -107,6 +110,7 @@ impl SenderCore {
             if free.is_empty() {
                 return Ok(());
             }
+            let round_started = Instant::now();
             let (jobs, mut queued) = self.queued_work(free.len()).await?;
             if queued.is_empty() {
                 return Ok(());
@@ -159,7 +163,17 @@ impl SenderCore {
             if !self.send_claimed(claimed, &jobs).await? {
                 reserving = false;
             }
+            self.record_round_time(round_started.elapsed().as_secs_f64() * 1_000.0);
         }
+    }
+
+    /// Folds the time of a round that handed out tasks into the smoothed figure.
+    fn record_round_time(&self, round_ms: f64) {
+        let mut smoothed = self.round_ms.lock().unwrap_or_else(PoisonError::into_inner);
+        *smoothed = Some(match *smoothed {
+            Some(previous) => previous + ROUND_TIME_SMOOTHING * (round_ms - previous),
+            None => round_ms,
+        });
     }
 
     /// Sends reserved tasks to any slot that freed without taking one (a slot normally takes its
@@ -181,6 +195,7 @@ impl SenderCore {
     fn free_slots(&self, reserving: bool) -> Vec<FreeSlot> {
         let reserving =
             reserving && self.reserved_bytes.load(Ordering::Relaxed) < RESERVED_PAYLOAD_BUDGET;
+        let round_ms = *self.round_ms.lock().unwrap_or_else(PoisonError::into_inner);
         let mut free = Vec::new();
         for (id, w) in self.workers().iter() {
             let slot = FreeSlot {
@@ -192,8 +207,9 @@ impl SenderCore {
             let open = (w.slots as usize).saturating_sub(w.in_flight.len());
             free.extend(std::iter::repeat_n(slot.clone(), open));
             if reserving {
+                let depth = reserve_depth(self.config.reserve_per_slot, round_ms, w.track.task_ms);
                 let places = (w.slots as usize)
-                    .saturating_mul(self.config.reserve_per_slot as usize)
+                    .saturating_mul(depth as usize)
                     .saturating_sub(w.reserve.len());
                 free.extend(std::iter::repeat_n(
                     FreeSlot {
@@ -489,6 +505,7 @@ impl SenderCore {
                 payload_of: a.task_id.clone(),
                 job_id: a.job_id,
                 sent_at_ms: now,
+                sent: Instant::now(),
                 lease_renewed_at_ms: now,
                 acked: false,
                 resends: 0,

@@ -19,6 +19,7 @@ pub mod replication;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use rand::{Rng, RngCore};
 use sea_orm::sea_query::Expr;
@@ -71,6 +72,9 @@ pub struct SenderCore {
     /// Payload bytes held in all workers' reserves, kept within `RESERVED_PAYLOAD_BUDGET` (changed
     /// only under the `workers` lock, alongside the reserves it counts).
     reserved_bytes: AtomicUsize,
+    /// How long a dispatch round that handed out tasks took, in milliseconds, smoothed: what a
+    /// reserve must cover (`choice::reserve_depth`).
+    round_ms: Mutex<Option<f64>>,
 }
 
 /// Turns at writing for the scheduler's transactions on SQLite, which lets one connection write at
@@ -145,6 +149,9 @@ struct InFlight {
     /// The task's job (for a probe, the job of the task it copies).
     job_id: i64,
     sent_at_ms: i64,
+    /// When it was sent, for the worker's task time (`Track::task_ms`), which can be well under a
+    /// millisecond: the scheduler's clock counts whole milliseconds.
+    sent: Instant,
     /// When its lease was last set to expire a full `lease_ttl` later (at the claim, then by sweeps).
     lease_renewed_at_ms: i64,
     acked: bool,
@@ -208,6 +215,7 @@ impl SenderCore {
             write_turns,
             failed_last_on: Mutex::new(HashMap::new()),
             reserved_bytes: AtomicUsize::new(0),
+            round_ms: Mutex::new(None),
         });
         tokio::spawn(Arc::clone(&core).run());
         core
@@ -401,6 +409,7 @@ impl SenderCore {
                     payload_of: packet.task_id.clone(),
                     job_id: reserved.job_id,
                     sent_at_ms: self.clock.now_ms(),
+                    sent: Instant::now(),
                     // The lease in the database runs from its last renewal, not from now.
                     lease_renewed_at_ms: reserved.lease_renewed_at_ms,
                     acked: false,
@@ -624,6 +633,7 @@ impl SenderCore {
             if damaged_in_transit && in_flight.resends < MAX_RESENDS {
                 in_flight.resends += 1;
                 in_flight.sent_at_ms = self.clock.now_ms();
+                in_flight.sent = Instant::now();
                 in_flight.acked = false;
                 Some((in_flight.packet.clone(), in_flight.payload_of.clone()))
             } else {
@@ -903,6 +913,7 @@ impl SenderCore {
                 payload_of: known.id,
                 job_id: known.job_id,
                 sent_at_ms: self.clock.now_ms(),
+                sent: Instant::now(),
                 lease_renewed_at_ms: self.clock.now_ms(),
                 acked: false,
                 resends: 0,
@@ -995,6 +1006,7 @@ impl SenderCore {
                 if in_flight.resends < MAX_RESENDS {
                     in_flight.resends += 1;
                     in_flight.sent_at_ms = now;
+                    in_flight.sent = Instant::now();
                     resend.push((
                         worker_id.clone(),
                         in_flight.packet.clone(),
