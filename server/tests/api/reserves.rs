@@ -155,16 +155,8 @@ async fn task_ids_of(app: &TestApp, job_id: i64) -> Vec<String> {
 
 async fn a_freed_slot_takes_the_reserved_task_and_every_job_completes_correctly(backend: Backend) {
     let app = spawn_app(backend).await;
-    let client = app.user("ana@example.org", Role::Clinician).await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(3_000).await;
     let admin = app.user("root@example.org", Role::Admin).await;
-    let (_, job_id) = app
-        .upload_and_submit(
-            &client,
-            "PT-001",
-            "night.csv",
-            small_vitals_csv(3_000).as_bytes(),
-        )
-        .await;
     let tasks = task_ids_of(&app, job_id).await;
     assert!(tasks.len() >= 3, "several tasks queue up: {}", tasks.len());
     let mut worker = HandDrivenWorker::connect(&app, "reserve-key-0001").await;
@@ -217,16 +209,8 @@ async fn a_freed_slot_takes_the_reserved_task_and_every_job_completes_correctly(
 
 async fn a_reserved_task_goes_back_untried_when_its_worker_disconnects(backend: Backend) {
     let app = spawn_app(backend).await;
-    let client = app.user("ana@example.org", Role::Clinician).await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(3_000).await;
     let admin = app.user("root@example.org", Role::Admin).await;
-    let (_, job_id) = app
-        .upload_and_submit(
-            &client,
-            "PT-001",
-            "night.csv",
-            small_vitals_csv(3_000).as_bytes(),
-        )
-        .await;
     let mut leaving = HandDrivenWorker::connect(&app, "leaving-key-0001").await;
     let sent = leaving.next_task().await;
     worker_entry(
@@ -283,16 +267,8 @@ async fn a_reserved_task_goes_back_untried_when_its_worker_disconnects(backend: 
 
 async fn a_deleted_jobs_reserved_task_is_never_sent(backend: Backend) {
     let app = spawn_app(backend).await;
-    let client = app.user("ana@example.org", Role::Clinician).await;
+    let (client, file_id, deleted_job) = app.clinician_with_vitals_job(3_000).await;
     let admin = app.user("root@example.org", Role::Admin).await;
-    let (file_id, deleted_job) = app
-        .upload_and_submit(
-            &client,
-            "PT-001",
-            "night.csv",
-            small_vitals_csv(3_000).as_bytes(),
-        )
-        .await;
     let mut worker = HandDrivenWorker::connect(&app, "steady-key-0001").await;
     worker.next_task().await;
     worker_entry(

@@ -134,6 +134,17 @@ impl TestApp {
         (file_id, job["id"].as_i64().expect("job id"))
     }
 
+    /// A clinician's logged-in client, and the file and job it submitted: `small_vitals_csv(rows)`
+    /// for patient PT-001.
+    pub async fn clinician_with_vitals_job(&self, rows: usize) -> (reqwest::Client, i64, i64) {
+        let client = self.user("ana@example.org", Role::Clinician).await;
+        let csv = small_vitals_csv(rows);
+        let (file_id, job_id) = self
+            .upload_and_submit(&client, "PT-001", "night.csv", csv.as_bytes())
+            .await;
+        (client, file_id, job_id)
+    }
+
     /// GET `path` as `client` and its JSON body.
     pub async fn get_json(&self, client: &reqwest::Client, path: &str) -> Value {
         client

@@ -30,16 +30,8 @@ on_every_backend!(
 
 async fn an_idle_forger_fails_a_known_answer_probe_and_is_banned(backend: Backend) {
     let app = spawn_app(backend).await;
-    let client = app.user("ana@example.org", Role::Clinician).await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(300).await;
     let admin = app.user("root@example.org", Role::Admin).await;
-    let (_, job_id) = app
-        .upload_and_submit(
-            &client,
-            "PT-001",
-            "night.csv",
-            small_vitals_csv(300).as_bytes(),
-        )
-        .await;
     let (stop, honest) = spawn_native_worker(&app, 1, Misbehaviour::default());
     assert_eq!(
         app.wait_for_job(&client, job_id, JOB_TIMEOUT).await["status"],
@@ -95,16 +87,8 @@ async fn with_two_replicas_each_task_is_answered_by_two_workers_and_the_history_
         },
     )
     .await;
-    let client = app.user("ana@example.org", Role::Clinician).await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(2_000).await;
     let admin = app.user("root@example.org", Role::Admin).await;
-    let (_, job_id) = app
-        .upload_and_submit(
-            &client,
-            "PT-001",
-            "night.csv",
-            small_vitals_csv(2_000).as_bytes(),
-        )
-        .await;
     let (stop_a, worker_a) = spawn_native_worker(&app, 1, Misbehaviour::default());
     let (stop_b, worker_b) = spawn_native_worker(&app, 1, Misbehaviour::default());
 
@@ -154,15 +138,7 @@ async fn a_lone_worker_cannot_validate_its_own_results(backend: Backend) {
         },
     )
     .await;
-    let client = app.user("ana@example.org", Role::Clinician).await;
-    let (_, job_id) = app
-        .upload_and_submit(
-            &client,
-            "PT-001",
-            "night.csv",
-            small_vitals_csv(100).as_bytes(),
-        )
-        .await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(100).await;
     let (stop, worker) = spawn_native_worker(&app, 2, Misbehaviour::default());
     let job = app
         .wait_for_job(&client, job_id, std::time::Duration::from_secs(3))
@@ -183,15 +159,7 @@ async fn a_lone_worker_cannot_validate_its_own_results(backend: Backend) {
 
 async fn native_worker_completes_a_job_and_the_result_counts_every_valid_value(backend: Backend) {
     let app = spawn_app(backend).await;
-    let client = app.user("ana@example.org", Role::Clinician).await;
-    let (_, job_id) = app
-        .upload_and_submit(
-            &client,
-            "PT-001",
-            "night.csv",
-            small_vitals_csv(3_000).as_bytes(),
-        )
-        .await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(3_000).await;
     let (stop, worker) = spawn_native_worker(&app, 2, Misbehaviour::default());
 
     let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
@@ -239,16 +207,8 @@ async fn a_result_sent_twice_is_applied_once_and_counted_late_on_the_workers_rec
     backend: Backend,
 ) {
     let app = spawn_app(backend).await;
-    let client = app.user("ana@example.org", Role::Clinician).await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(3_000).await;
     let admin = app.user("root@example.org", Role::Admin).await;
-    let (_, job_id) = app
-        .upload_and_submit(
-            &client,
-            "PT-001",
-            "night.csv",
-            small_vitals_csv(3_000).as_bytes(),
-        )
-        .await;
     let replaying = Misbehaviour {
         send_results_twice: true,
         worker_key: Some("replay-key-0001"),
@@ -341,15 +301,7 @@ async fn rows_out_of_order_across_task_cuts_are_put_in_order_and_counted(backend
 
 async fn corrupt_task_packet_gets_an_error_and_the_task_still_completes(backend: Backend) {
     let app = spawn_app(backend).await;
-    let client = app.user("ana@example.org", Role::Clinician).await;
-    let (_, job_id) = app
-        .upload_and_submit(
-            &client,
-            "PT-001",
-            "night.csv",
-            small_vitals_csv(2_000).as_bytes(),
-        )
-        .await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(2_000).await;
     let misbehaviour = Misbehaviour {
         corrupt_first_task: true,
         ..Misbehaviour::default()
@@ -384,15 +336,7 @@ async fn corrupt_task_packet_gets_an_error_and_the_task_still_completes(backend:
 
 async fn worker_vanishing_mid_task_does_not_lose_the_task(backend: Backend) {
     let app = spawn_app(backend).await;
-    let client = app.user("ana@example.org", Role::Clinician).await;
-    let (_, job_id) = app
-        .upload_and_submit(
-            &client,
-            "PT-001",
-            "night.csv",
-            small_vitals_csv(500).as_bytes(),
-        )
-        .await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(500).await;
 
     let (_keep, deserter) = spawn_native_worker(
         &app,
@@ -422,16 +366,8 @@ async fn worker_vanishing_mid_task_does_not_lose_the_task(backend: Backend) {
 /// of that is the task's fault, so it is requeued each time without failing, and the job completes.
 async fn volunteers_who_leave_mid_task_use_up_none_of_its_attempts(backend: Backend) {
     let app = spawn_app(backend).await;
-    let client = app.user("ana@example.org", Role::Clinician).await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(500).await;
     let admin = app.user("root@example.org", Role::Admin).await;
-    let (_, job_id) = app
-        .upload_and_submit(
-            &client,
-            "PT-001",
-            "night.csv",
-            small_vitals_csv(500).as_bytes(),
-        )
-        .await;
     let leavers = fast_scheduler().max_attempts as usize + 1;
     for _ in 0..leavers {
         let (_keep, leaver) = spawn_native_worker(
