@@ -354,6 +354,9 @@ pub(super) struct Committer {
     pub(super) replicas: u32,
     pub(super) templates: Arc<TemplateStore>,
     pub(super) write_turns: Arc<WriteTurns>,
+    /// The longest statement the database accepts (MySQL's `max_allowed_packet`), read when the
+    /// committer starts; `None` on SQLite, whose limit no analysis comes near.
+    pub(super) largest_statement: Option<usize>,
 }
 
 /// Applies results in groups: the results that arrive while one transaction commits go together
@@ -362,9 +365,10 @@ pub(super) struct Committer {
 /// transaction fails, nothing of it was applied, and its results are retried one transaction each,
 /// so one that cannot be stored does not cost the others theirs.
 pub(super) async fn commit_answers(
-    committer: Committer,
+    mut committer: Committer,
     mut queue: mpsc::UnboundedReceiver<PendingAnswer>,
 ) {
+    committer.largest_statement = largest_statement(&committer.db).await;
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
         // The same order in every process: on MySQL two servers' groups then take their row locks
@@ -412,7 +416,14 @@ impl Committer {
             outcomes
         };
         let now_ms = group.iter().map(|p| p.now_ms).max().unwrap_or_default();
-        effects.apply(&transaction, now_ms, &self.templates).await?;
+        effects
+            .apply(
+                &transaction,
+                now_ms,
+                &self.templates,
+                self.largest_statement,
+            )
+            .await?;
         transaction.commit().await?;
         Ok(outcomes)
     }
@@ -445,6 +456,7 @@ impl GroupEffects {
         db: &impl ConnectionTrait,
         now_ms: i64,
         templates: &TemplateStore,
+        largest_statement: Option<usize>,
     ) -> Result<(), DbErr> {
         for (column, counts) in [
             (worker_record::Column::Agreed, self.agreed),
@@ -481,7 +493,7 @@ impl GroupEffects {
             .await?;
         for owner in jobs {
             if owner.tasks_done >= owner.tasks_total && owner.status == job_status::RUNNING {
-                finish_job(db, owner, now_ms, templates).await?;
+                finish_job(db, owner, now_ms, templates, largest_statement).await?;
             }
         }
         Ok(())
@@ -933,12 +945,50 @@ async fn fail_job(
     Ok(())
 }
 
+/// The longest statement the database accepts, where it has a limit an analysis can reach.
+async fn largest_statement(db: &DatabaseConnection) -> Option<usize> {
+    if db.get_database_backend() != DbBackend::MySql {
+        return None;
+    }
+    let limit = sea_orm::Statement::from_string(DbBackend::MySql, "SELECT @@max_allowed_packet");
+    match db.query_one(limit).await {
+        Ok(Some(row)) => row.try_get_by_index::<u64>(0).ok().map(|n| n as usize),
+        Ok(None) | Err(_) => {
+            tracing::warn!(
+                "could not read max_allowed_packet; analyses are not checked against it"
+            );
+            None
+        }
+    }
+}
+
+/// Room in a statement for everything but the analysis itself (the INSERT, its other columns).
+const STATEMENT_OVERHEAD_BYTES: usize = 64 * 1024;
+
+/// The analysis if the database can store it in one statement. Without this check an analysis
+/// over the limit would roll back the commit of the job's last result again and again (the task is
+/// requeued after each failed commit), and the job would never end; instead it fails with a
+/// reason an administrator can act on.
+fn fits_one_statement(json: String, largest_statement: Option<usize>) -> Result<String, String> {
+    match largest_statement {
+        Some(limit) if json.len() + STATEMENT_OVERHEAD_BYTES > limit => Err(format!(
+            "the analysis is {:.1} MB, more than the database accepts in one statement \
+             ({:.1} MB, MySQL's max_allowed_packet); an administrator can raise that limit and \
+             submit the file again",
+            json.len() as f64 / 1e6,
+            limit as f64 / 1e6,
+        )),
+        _ => Ok(json),
+    }
+}
+
 /// Merges every segment of a finished job, in order, into its analysis.
 async fn finish_job(
     db: &impl ConnectionTrait,
     finished: job::Model,
     now_ms: i64,
     templates: &TemplateStore,
+    largest_statement: Option<usize>,
 ) -> Result<(), DbErr> {
     // Only what the merge reads: a job's payloads (the patient's data) can run to many megabytes.
     let mut query = task::Entity::find()
@@ -970,7 +1020,8 @@ async fn finish_job(
     let analysis = match (segments, template) {
         (Ok(segments), Some(template)) => merge(&template, &segments, finished.trend_bucket_s)
             .map_err(|error| error.to_string())
-            .and_then(|analysis| serde_json::to_string(&analysis).map_err(|e| e.to_string())),
+            .and_then(|analysis| serde_json::to_string(&analysis).map_err(|e| e.to_string()))
+            .and_then(|json| fits_one_statement(json, largest_statement)),
         (Err(error), _) => Err(error),
         (_, None) => Err(format!(
             "template {} v{} is unknown",
@@ -1021,6 +1072,30 @@ async fn finish_job(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_analysis_over_the_statement_limit_fails_with_the_sizes_in_its_reason() {
+        let json = "x".repeat(2_000_000);
+        let refused = fits_one_statement(json.clone(), Some(1_048_576))
+            .expect_err("2 MB does not fit in 1 MiB");
+        assert!(refused.contains("2.0 MB"), "{refused}");
+        assert!(refused.contains("1.0 MB"), "{refused}");
+        assert!(refused.contains("max_allowed_packet"), "{refused}");
+        assert_eq!(
+            fits_one_statement(json.clone(), Some(16 << 20)),
+            Ok(json.clone())
+        );
+        assert_eq!(fits_one_statement(json.clone(), None), Ok(json));
+    }
+
+    #[test]
+    fn the_statement_limit_leaves_room_for_the_rest_of_the_insert() {
+        let limit = 1_000_000;
+        let just_too_big = "x".repeat(limit - STATEMENT_OVERHEAD_BYTES + 1);
+        assert!(fits_one_statement(just_too_big, Some(limit)).is_err());
+        let just_fits = "x".repeat(limit - STATEMENT_OVERHEAD_BYTES);
+        assert!(fits_one_statement(just_fits, Some(limit)).is_ok());
+    }
 
     #[test]
     fn statements_are_cut_by_count_and_by_bytes_but_never_split_an_item() {

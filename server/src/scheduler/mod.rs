@@ -200,6 +200,7 @@ impl SenderCore {
                 replicas: config.replicas,
                 templates: Arc::clone(&templates),
                 write_turns: Arc::clone(&write_turns),
+                largest_statement: None,
             },
             queued_answers,
         ));
