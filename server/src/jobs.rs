@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QuerySelect, Set, TransactionTrait,
 };
 use serde::Serialize;
 use vitalgrid_worker::protocol::{TaskData, sha256_hex};
@@ -14,7 +14,7 @@ use vitalgrid_worker::template::{RecordingKind, Template};
 use crate::app::AppState;
 use crate::config::SchedulerConfig;
 use crate::db::entities::{file, job, result, task};
-use crate::db::{job_status, task_status};
+use crate::db::{is_deadlock, job_status, task_status};
 use crate::error::AppError;
 use crate::events;
 use crate::extract::{Recording, SegmentPlan, split_into_tasks, trend_bucket_for};
@@ -171,8 +171,12 @@ pub async fn submit_job(
     .map_err(|error| anyhow::anyhow!("task payload: {error}"))?;
 
     let now = state.clock.now_ms();
-    let transaction = state.db.begin().await?;
-    let created = job::ActiveModel {
+    let detail = format!(
+        "{} parts, {algorithm}, {} priority",
+        payloads.len(),
+        priority.as_str()
+    );
+    let new_job = job::ActiveModel {
         file_id: Set(stored.id),
         owner_id: Set(owner_id),
         algorithm: Set(algorithm),
@@ -187,15 +191,42 @@ pub async fn submit_job(
         finished_at_ms: Set(None),
         priority: Set(priority.as_str().to_owned()),
         ..Default::default()
-    }
-    .insert(&transaction)
-    .await?;
-    let detail = format!(
-        "{} parts, {}, {} priority",
-        payloads.len(),
-        created.algorithm,
-        priority.as_str()
+    };
+    // MySQL/MariaDB may pick this transaction as the victim of a deadlock with the scheduler's
+    // (the new task rows sit beside rows it locks); nothing of it was applied, so it runs again.
+    let mut tries = 0;
+    let created = loop {
+        tries += 1;
+        match insert_job(&state.db, new_job.clone(), &detail, &payloads, now).await {
+            Ok(created) => break created,
+            Err(error) if tries < SUBMIT_TRIES && is_deadlock(&error) => {
+                tracing::info!(%error, tries, "a job submission was rolled back by a deadlock; retrying");
+            }
+            Err(error) => return Err(error.into()),
+        }
+    };
+    tracing::info!(
+        job.id = created.id,
+        tasks = created.tasks_total,
+        "job submitted"
     );
+    state.scheduler.notify();
+    Ok(JobView::new(created, false))
+}
+
+/// Runs of a job submission's transaction before a deadlock is reported as an error.
+const SUBMIT_TRIES: u32 = 3;
+
+/// Stores a new job, its "submitted" event and its queued tasks in one transaction.
+async fn insert_job(
+    db: &DatabaseConnection,
+    new_job: job::ActiveModel,
+    detail: &str,
+    payloads: &[String],
+    now: i64,
+) -> Result<job::Model, DbErr> {
+    let transaction = db.begin().await?;
+    let created = new_job.insert(&transaction).await?;
     events::record(
         &transaction,
         created.id,
@@ -206,25 +237,16 @@ pub async fn submit_job(
         now,
     )
     .await?;
-    let tasks: Vec<task::ActiveModel> = payloads
-        .into_iter()
-        .enumerate()
-        .map(|(seq, payload)| queued_task(created.id, seq, payload))
-        .collect();
     // Batches keep each INSERT well under MySQL's packet limit.
-    for batch in tasks.chunks(8) {
-        task::Entity::insert_many(batch.to_vec())
-            .exec(&transaction)
-            .await?;
+    const TASKS_PER_INSERT: usize = 8;
+    for (batch_no, batch) in payloads.chunks(TASKS_PER_INSERT).enumerate() {
+        let tasks = batch.iter().enumerate().map(|(n, payload)| {
+            queued_task(created.id, batch_no * TASKS_PER_INSERT + n, payload.clone())
+        });
+        task::Entity::insert_many(tasks).exec(&transaction).await?;
     }
     transaction.commit().await?;
-    tracing::info!(
-        job.id = created.id,
-        tasks = created.tasks_total,
-        "job submitted"
-    );
-    state.scheduler.notify();
-    Ok(JobView::new(created, false))
+    Ok(created)
 }
 
 /// The row of a new task, queued and never leased: segment `seq` of job `job_id`, with `payload`
