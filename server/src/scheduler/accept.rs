@@ -299,7 +299,7 @@ impl SenderCore {
             ids.into_iter()
                 .filter_map(|id| {
                     let mut worker = workers.remove(&id)?;
-                    let reserved = self.take_reserve(&mut worker);
+                    let reserved = self.take_reserve(&mut worker, |_| true);
                     let _ = worker.outbox.send(ServerMessage::Error {
                         task_id: None,
                         code: ErrorCode::Protocol,

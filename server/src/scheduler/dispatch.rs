@@ -500,17 +500,7 @@ impl SenderCore {
         // as before reserves existed.
         if worker.in_flight.len() < worker.slots as usize || self.config.reserve_per_slot == 0 {
             let (packet, kept) = without_payload(packet);
-            let in_flight = InFlight {
-                packet: kept,
-                payload_of: a.task_id.clone(),
-                job_id: a.job_id,
-                sent_at_ms: now,
-                sent: Instant::now(),
-                lease_renewed_at_ms: now,
-                acked: false,
-                resends: 0,
-                known_answer: None,
-            };
+            let in_flight = InFlight::sent(kept, a.task_id.clone(), a.job_id, now, now);
             worker.in_flight.insert(a.task_id.clone(), in_flight);
             return Placement::Send(packet);
         }

@@ -160,6 +160,38 @@ struct InFlight {
     known_answer: Option<String>,
 }
 
+impl InFlight {
+    /// A packet sent at `now_ms`, not yet ACKed or resent, whose lease was last renewed at
+    /// `lease_renewed_at_ms`.
+    fn sent(
+        packet: TaskPacket,
+        payload_of: String,
+        job_id: i64,
+        now_ms: i64,
+        lease_renewed_at_ms: i64,
+    ) -> Self {
+        Self {
+            packet,
+            payload_of,
+            job_id,
+            sent_at_ms: now_ms,
+            sent: Instant::now(),
+            lease_renewed_at_ms,
+            acked: false,
+            resends: 0,
+            known_answer: None,
+        }
+    }
+
+    /// The packet goes out again at `now_ms` and awaits a new ACK.
+    fn resent(&mut self, now_ms: i64) {
+        self.resends += 1;
+        self.sent_at_ms = now_ms;
+        self.sent = Instant::now();
+        self.acked = false;
+    }
+}
+
 /// Smoothing of the measured worker speed: recent tasks count most, one odd task cannot dominate.
 const SPEED_SMOOTHING: f64 = 0.3;
 
@@ -340,7 +372,7 @@ impl SenderCore {
     pub async fn disconnect(&self, worker_id: &str, departure: Departure) -> Result<(), DbErr> {
         let (held, reserved) = match self.workers().remove(worker_id) {
             Some(mut worker) => {
-                let reserved = self.take_reserve(&mut worker);
+                let reserved = self.take_reserve(&mut worker, |_| true);
                 (worker.in_flight, reserved)
             }
             None => Default::default(),
@@ -359,30 +391,43 @@ impl SenderCore {
             self.release(&task_id, in_flight.packet.lease, counts_as_attempt, reason)
                 .await?;
         }
-        for (task_id, lease) in reserved {
-            self.release(
-                &task_id,
-                lease,
-                false,
-                "reserved for a worker that disconnected",
-            )
+        self.release_untried(reserved, "reserved for a worker that disconnected")
             .await?;
-        }
         self.notify();
         Ok(())
     }
 
-    /// Empties a worker's reserve (under the `workers` lock); returns the tasks and their leases.
-    fn take_reserve(&self, worker: &mut ConnectedWorker) -> Vec<(String, u64)> {
-        worker
-            .reserve
-            .drain(..)
+    /// Takes the reserved tasks `taken` picks out of a worker's reserve (under the `workers` lock),
+    /// keeping `reserved_bytes` in step; returns them with their leases.
+    fn take_reserve(
+        &self,
+        worker: &mut ConnectedWorker,
+        taken: impl Fn(&Reserved) -> bool,
+    ) -> Vec<(String, u64)> {
+        let (taken, kept): (Vec<Reserved>, Vec<Reserved>) = std::mem::take(&mut worker.reserve)
+            .into_iter()
+            .partition(taken);
+        worker.reserve = kept.into();
+        taken
+            .into_iter()
             .map(|r| {
                 self.reserved_bytes
                     .fetch_sub(r.packet.data.payload.len(), Ordering::Relaxed);
                 (r.packet.task_id, r.packet.lease)
             })
             .collect()
+    }
+
+    /// Puts reserved tasks taken from a worker back in the queue: never sent, so no attempt used.
+    async fn release_untried(
+        &self,
+        reserved: Vec<(String, u64)>,
+        reason: &str,
+    ) -> Result<(), DbErr> {
+        for (task_id, lease) in reserved {
+            self.release(&task_id, lease, false, reason).await?;
+        }
+        Ok(())
     }
 
     /// Sends the worker's next reserved task if it has a free slot, with no database work in
@@ -403,21 +448,15 @@ impl SenderCore {
             self.reserved_bytes
                 .fetch_sub(reserved.packet.data.payload.len(), Ordering::Relaxed);
             let (packet, kept) = without_payload(reserved.packet);
-            worker.in_flight.insert(
+            // The lease in the database runs from its last renewal, not from now.
+            let in_flight = InFlight::sent(
+                kept,
                 packet.task_id.clone(),
-                InFlight {
-                    packet: kept,
-                    payload_of: packet.task_id.clone(),
-                    job_id: reserved.job_id,
-                    sent_at_ms: self.clock.now_ms(),
-                    sent: Instant::now(),
-                    // The lease in the database runs from its last renewal, not from now.
-                    lease_renewed_at_ms: reserved.lease_renewed_at_ms,
-                    acked: false,
-                    resends: 0,
-                    known_answer: None,
-                },
+                reserved.job_id,
+                self.clock.now_ms(),
+                reserved.lease_renewed_at_ms,
             );
+            worker.in_flight.insert(packet.task_id.clone(), in_flight);
             packet
         };
         // Its template was cached when the task was claimed (`dispatch::cache_templates`), so
@@ -430,23 +469,11 @@ impl SenderCore {
     /// sent later, and puts them back in the queue without counting an attempt (a deleted job's
     /// tasks are gone already; a failed job's queued tasks are never dispatched).
     pub async fn drop_reserved(&self, job_ids: &[i64]) -> Result<(), DbErr> {
-        let dropped: Vec<(String, u64)> = {
-            let mut workers = self.workers();
-            let mut dropped = Vec::new();
-            for worker in workers.values_mut() {
-                let (ended, kept): (Vec<Reserved>, Vec<Reserved>) =
-                    std::mem::take(&mut worker.reserve)
-                        .into_iter()
-                        .partition(|r| job_ids.contains(&r.job_id));
-                worker.reserve = kept.into();
-                for r in ended {
-                    self.reserved_bytes
-                        .fetch_sub(r.packet.data.payload.len(), Ordering::Relaxed);
-                    dropped.push((r.packet.task_id, r.packet.lease));
-                }
-            }
-            dropped
-        };
+        let dropped: Vec<(String, u64)> = self
+            .workers()
+            .values_mut()
+            .flat_map(|worker| self.take_reserve(worker, |r| job_ids.contains(&r.job_id)))
+            .collect();
         // A direct update rather than `release`: this runs from `fail_if_exhausted`, which
         // `release` calls, and a job that ended needs no requeue event.
         for (task_id, lease) in dropped {
@@ -545,13 +572,11 @@ impl SenderCore {
                     // A volunteer hands tasks back when it stops: its reserve goes back too,
                     // rather than being sent only to be handed back in turn.
                     let reserved = match self.workers().get_mut(worker_id) {
-                        Some(worker) => self.take_reserve(worker),
+                        Some(worker) => self.take_reserve(worker, |_| true),
                         None => Vec::new(),
                     };
-                    for (task_id, lease) in reserved {
-                        self.release(&task_id, lease, false, "its volunteer stopped")
-                            .await?;
-                    }
+                    self.release_untried(reserved, "its volunteer stopped")
+                        .await?;
                     self.notify();
                 }
             }
@@ -632,10 +657,7 @@ impl SenderCore {
             // delays tasks as surely as a bad machine), resent or not.
             worker.track.failures += 1;
             if damaged_in_transit && in_flight.resends < MAX_RESENDS {
-                in_flight.resends += 1;
-                in_flight.sent_at_ms = self.clock.now_ms();
-                in_flight.sent = Instant::now();
-                in_flight.acked = false;
+                in_flight.resent(self.clock.now_ms());
                 Some((in_flight.packet.clone(), in_flight.payload_of.clone()))
             } else {
                 None
@@ -909,16 +931,10 @@ impl SenderCore {
                 data: CheckedPayload::seal(payload),
             };
             let (packet, kept) = without_payload(packet);
+            let now = self.clock.now_ms();
             let probe = InFlight {
-                packet: kept,
-                payload_of: known.id,
-                job_id: known.job_id,
-                sent_at_ms: self.clock.now_ms(),
-                sent: Instant::now(),
-                lease_renewed_at_ms: self.clock.now_ms(),
-                acked: false,
-                resends: 0,
                 known_answer: Some(expected),
+                ..InFlight::sent(kept, known.id, known.job_id, now, now)
             };
             if let Some(worker) = self.workers().get_mut(&worker_id) {
                 worker.in_flight.insert(packet.task_id.clone(), probe);
@@ -1005,9 +1021,7 @@ impl SenderCore {
                     continue;
                 }
                 if in_flight.resends < MAX_RESENDS {
-                    in_flight.resends += 1;
-                    in_flight.sent_at_ms = now;
-                    in_flight.sent = Instant::now();
+                    in_flight.resent(now);
                     resend.push((
                         worker_id.clone(),
                         in_flight.packet.clone(),
