@@ -41,8 +41,9 @@ pub struct SchedulerArgs {
     /// Mean time between known-answer probes of an idle worker that has not earned trust yet.
     #[arg(long, env = "VITALGRID_PROBE_INTERVAL_MS", default_value_t = 8_000)]
     pub probe_interval_ms: u64,
-    /// Tasks claimed per worker slot beyond the ones it is running, held here and sent the moment a
-    /// slot frees (0 turns reserves off).
+    /// Tasks claimed per worker slot beyond the ones it is running, at least (a worker faster than
+    /// a dispatch round gets up to 8), held here and sent the moment a slot frees (0 turns reserves
+    /// off).
     #[arg(long, env = "VITALGRID_RESERVE_PER_SLOT", default_value_t = 1)]
     pub reserve_per_slot: u32,
 }
@@ -152,7 +153,8 @@ pub struct SchedulerConfig {
     pub probe_interval: Duration,
     /// Reserve places per worker slot: tasks claimed and leased to the worker like sent ones but
     /// held in memory, so that when a slot frees its next task goes out at once instead of after
-    /// a dispatch round (a read, a claim transaction and a payload read). 0 turns reserves off.
+    /// a dispatch round (a read, a claim transaction and a payload read). The least a worker
+    /// holds: one faster than a round holds more (`choice::reserve_depth`). 0 turns reserves off.
     pub reserve_per_slot: u32,
 }
 
