@@ -46,6 +46,10 @@ pub struct SchedulerArgs {
     /// off).
     #[arg(long, env = "VITALGRID_RESERVE_PER_SLOT", default_value_t = 1)]
     pub reserve_per_slot: u32,
+    /// Task payloads held in memory at once (read and not yet written to a socket, or reserved),
+    /// in MiB.
+    #[arg(long, env = "VITALGRID_PAYLOAD_BUDGET_MIB", default_value_t = 16)]
+    pub payload_budget_mib: usize,
 }
 
 /// Where the database is.
@@ -109,6 +113,7 @@ impl Config {
                 replicas: args.scheduler.replicas.max(1),
                 probe_interval: Duration::from_millis(args.scheduler.probe_interval_ms.max(1)),
                 reserve_per_slot: args.scheduler.reserve_per_slot,
+                payload_budget_bytes: args.scheduler.payload_budget_mib.max(1) * 1024 * 1024,
                 ..SchedulerConfig::default()
             },
             ..Self::default()
@@ -156,6 +161,10 @@ pub struct SchedulerConfig {
     /// a dispatch round (a read, a claim transaction and a payload read). The least a worker
     /// holds: one faster than a round holds more (`choice::reserve_depth`). 0 turns reserves off.
     pub reserve_per_slot: u32,
+    /// Task payload bytes held in memory at once: read from the database and not yet written to a
+    /// socket, or in a reserve (`scheduler::budget`). Dispatch rounds hand out no more than it
+    /// holds, so the server's memory does not grow with workers × task size.
+    pub payload_budget_bytes: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -171,6 +180,7 @@ impl Default for SchedulerConfig {
             replicas: 2,
             probe_interval: Duration::from_secs(8),
             reserve_per_slot: 1,
+            payload_budget_bytes: 16 * 1024 * 1024,
         }
     }
 }

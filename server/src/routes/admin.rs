@@ -216,6 +216,9 @@ pub struct Health {
     pub workers: usize,
     pub queued_tasks: u64,
     pub leased_tasks: u64,
+    /// Task payload bytes this process holds in memory now, and the most it lets itself hold.
+    pub payload_held_bytes: usize,
+    pub payload_budget_bytes: usize,
 }
 
 /// Public: a load balancer's health check. Reveals counts only.
@@ -235,5 +238,7 @@ pub async fn health(State(state): State<AppState>) -> Result<ApiJson<Health>, Ap
         workers: state.scheduler.workers_snapshot().len(),
         queued_tasks: count(task_status::QUEUED).await?,
         leased_tasks: count(task_status::LEASED).await?,
+        payload_held_bytes: state.scheduler.payload_held_bytes(),
+        payload_budget_bytes: state.scheduler.payload_budget_bytes(),
     }))
 }

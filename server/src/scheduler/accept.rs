@@ -300,12 +300,13 @@ impl SenderCore {
                 .filter_map(|id| {
                     let mut worker = workers.remove(&id)?;
                     let reserved = self.take_reserve(&mut worker, |_| true);
-                    let _ = worker.outbox.send(ServerMessage::Error {
+                    let refusal = ServerMessage::Error {
                         task_id: None,
                         code: ErrorCode::Protocol,
                         message: "this worker returned a wrong result and may not take more work"
                             .to_owned(),
-                    });
+                    };
+                    let _ = worker.outbox.send(refusal.into());
                     Some((
                         id,
                         worker

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::PoisonError;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use sea_orm::sea_query::{CaseStatement, Expr, LockBehavior, LockType};
@@ -19,9 +18,10 @@ use sea_orm::{
 };
 use vitalgrid_worker::protocol::TaskPacket;
 
+use super::budget::PayloadCharge;
 use super::choice::{REFERENCE_TASK_ROWS, reserve_depth};
 use super::priority::{ActiveJob, Priority};
-use super::{InFlight, RESERVED_PAYLOAD_BUDGET, Reserved, SenderCore, without_payload};
+use super::{InFlight, Reserved, SenderCore, without_payload};
 use crate::db::entities::{job, task, task_result};
 use crate::db::{job_status, task_status};
 use crate::events::{self, NewEvent};
@@ -79,8 +79,8 @@ pub(super) struct Assignment {
 
 /// Where a claimed task went (`SenderCore::place`).
 enum Placement {
-    /// Into a free slot: the packet is to be sent now.
-    Send(TaskPacket),
+    /// Into a free slot: the packet is to be sent now, its payload charged until written.
+    Send(TaskPacket, PayloadCharge),
     /// Into the worker's reserve.
     Reserved,
     /// Nowhere: every slot is busy and the reserves' payload budget has no room for it.
@@ -191,10 +191,16 @@ impl SenderCore {
     }
 
     /// Every open slot of every connected worker, the workers expected to finish soonest first,
-    /// then (when `reserving` and the payload budget has room) every free reserve place.
+    /// then (when `reserving`) every free reserve place — as many of them as the payload budget is
+    /// expected to hold.
     fn free_slots(&self, reserving: bool) -> Vec<FreeSlot> {
-        let reserving =
-            reserving && self.reserved_bytes.load(Ordering::Relaxed) < RESERVED_PAYLOAD_BUDGET;
+        let budget = &self.payload_budget;
+        let reserves_fit = if reserving {
+            budget.tasks_that_fit(true)
+        } else {
+            0
+        };
+        let reserving = reserves_fit > 0;
         let round_ms = *self.round_ms.lock().unwrap_or_else(PoisonError::into_inner);
         let mut free = Vec::new();
         for (id, w) in self.workers().iter() {
@@ -227,6 +233,13 @@ impl SenderCore {
                 .then_with(|| a.expected_s.total_cmp(&b.expected_s))
                 .then_with(|| a.worker_id.cmp(&b.worker_id))
         });
+        let slots = free.iter().filter(|s| !s.reserve).count();
+        let fit = budget.tasks_that_fit(false);
+        if slots > fit {
+            budget.hold_back_dispatch();
+        }
+        let reserve_places = (free.len() - slots).min(reserves_fit);
+        free.truncate(slots.min(fit) + reserve_places.min(fit.saturating_sub(slots)));
         free
     }
 
@@ -455,13 +468,18 @@ impl SenderCore {
                     return Err(error);
                 }
             };
+            let read_bytes = payloads.values().map(|p| p.payload.len()).sum();
+            self.payload_budget.observe(read_bytes, payloads.len());
             for a in chunk {
                 let packet = match (payloads.remove(&a.task_id), jobs.get(&a.job_id)) {
-                    (Some(stored), Some(job)) => Self::task_packet(a, job, stored),
+                    (Some(stored), Some(job)) => {
+                        let charge = self.payload_budget.charge(stored.payload.len());
+                        Self::task_packet(a, job, stored).map(|packet| (packet, charge))
+                    }
                     _ => Err(DbErr::RecordNotFound(format!("task {}", a.task_id))),
                 };
-                let packet = match packet {
-                    Ok(packet) => packet,
+                let (packet, charge) = match packet {
+                    Ok(charged) => charged,
                     Err(error) => {
                         tracing::error!(task.id = %a.task_id, %error, "a claimed task cannot be sent");
                         let reason = format!("it could not be sent: {error}");
@@ -470,8 +488,8 @@ impl SenderCore {
                         continue;
                     }
                 };
-                match self.place(a, packet) {
-                    Placement::Send(packet) => self.send_task(&a.worker_id, packet),
+                match self.place(a, packet, charge) {
+                    Placement::Send(packet, charge) => self.send_task(&a.worker_id, packet, charge),
                     Placement::Reserved => {}
                     Placement::NoRoom => {
                         budget_had_room = false;
@@ -490,7 +508,7 @@ impl SenderCore {
 
     /// Puts a claimed task in its worker's free slot (to be sent) or, with every slot busy — as for
     /// a reserve place, or when a slot filled since the round was planned — in its reserve.
-    fn place(&self, a: &Assignment, packet: TaskPacket) -> Placement {
+    fn place(&self, a: &Assignment, packet: TaskPacket, charge: PayloadCharge) -> Placement {
         let now = self.clock.now_ms();
         let mut workers = self.workers();
         let Some(worker) = workers.get_mut(&a.worker_id) else {
@@ -502,15 +520,14 @@ impl SenderCore {
             let (packet, kept) = without_payload(packet);
             let in_flight = InFlight::sent(kept, a.task_id.clone(), a.job_id, now, now);
             worker.in_flight.insert(a.task_id.clone(), in_flight);
-            return Placement::Send(packet);
+            return Placement::Send(packet, charge);
         }
-        let bytes = packet.data.payload.len();
-        if self.reserved_bytes.load(Ordering::Relaxed) + bytes > RESERVED_PAYLOAD_BUDGET {
+        if !self.payload_budget.may_reserve() {
             return Placement::NoRoom;
         }
-        self.reserved_bytes.fetch_add(bytes, Ordering::Relaxed);
         worker.reserve.push_back(Reserved {
             packet,
+            charge,
             job_id: a.job_id,
             lease_renewed_at_ms: now,
         });

@@ -11,13 +11,13 @@
 //! live connections, requeues expired ones and resends packets nobody ACKed.
 
 mod accept;
+mod budget;
 pub mod choice;
 mod dispatch;
 pub mod priority;
 pub mod replication;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -33,6 +33,7 @@ use vitalgrid_worker::protocol::{
     CheckedPayload, ErrorCode, ServerMessage, SignedPayload, TaskPacket, WorkerMessage,
 };
 
+use self::budget::{PayloadBudget, PayloadCharge};
 use self::choice::Track;
 use crate::clock::Clock;
 use crate::config::SchedulerConfig;
@@ -47,12 +48,6 @@ use priority::FairQueue;
 /// Resends of a packet the worker reported as damaged, or never ACKed, before it goes elsewhere.
 const MAX_RESENDS: u32 = 2;
 
-/// Most payload bytes held in reserves across all workers. A reserved task keeps its payload in
-/// memory (a sent one does not), so without a bound a thousand workers holding a multi-megabyte
-/// ECG task each would cost gigabytes; at this bound small tasks are always reserved and large
-/// ones are reserved for some workers while the rest wait for a dispatch round as before.
-const RESERVED_PAYLOAD_BUDGET: usize = 64 * 1024 * 1024;
-
 #[derive(Debug)]
 pub struct SenderCore {
     db: DatabaseConnection,
@@ -61,7 +56,7 @@ pub struct SenderCore {
     templates: Arc<TemplateStore>,
     workers: Mutex<HashMap<String, ConnectedWorker>>,
     fair_queue: Mutex<FairQueue>,
-    wake: Notify,
+    wake: Arc<Notify>,
     /// Results on their way to the next group commit (`accept::commit_answers`).
     answers: mpsc::UnboundedSender<PendingAnswer>,
     write_turns: Arc<WriteTurns>,
@@ -69,9 +64,8 @@ pub struct SenderCore {
     /// round gives the task to someone else when anyone else is free (an entry lasts until the
     /// task is handed out again).
     failed_last_on: Mutex<HashMap<String, String>>,
-    /// Payload bytes held in all workers' reserves, kept within `RESERVED_PAYLOAD_BUDGET` (changed
-    /// only under the `workers` lock, alongside the reserves it counts).
-    reserved_bytes: AtomicUsize,
+    /// Task payloads held in memory: on their way to a socket, or in a reserve.
+    payload_budget: Arc<PayloadBudget>,
     /// How long a dispatch round that handed out tasks took, in milliseconds, smoothed: what a
     /// reserve must cover (`choice::reserve_depth`).
     round_ms: Mutex<Option<f64>>,
@@ -111,10 +105,27 @@ pub enum Departure {
     Lost,
 }
 
+/// A message on its way to a worker's socket. A task packet's payload stays charged to the payload
+/// budget until the frame has been written.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub message: ServerMessage,
+    pub charge: Option<PayloadCharge>,
+}
+
+impl From<ServerMessage> for Outgoing {
+    fn from(message: ServerMessage) -> Self {
+        Self {
+            message,
+            charge: None,
+        }
+    }
+}
+
 /// A worker connected to this process.
 #[derive(Debug)]
 struct ConnectedWorker {
-    outbox: mpsc::UnboundedSender<ServerMessage>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
     /// The key its record (credibility) is kept under: the one it presented, or the connection id.
     key: String,
     /// Speed, ACK latency, tasks done and failed leases: what choosing it rests on.
@@ -129,10 +140,12 @@ struct ConnectedWorker {
 }
 
 /// A task claimed and leased to a worker, held here until one of its slots frees. Unlike
-/// `InFlight` it keeps its payload: sending it must not wait for a database read.
+/// `InFlight` it keeps its payload (charged to the budget): sending it must not wait for a
+/// database read.
 #[derive(Debug)]
 struct Reserved {
     packet: TaskPacket,
+    charge: PayloadCharge,
     job_id: i64,
     /// When its lease was last set to expire a full `lease_ttl` later (at the claim, then by sweeps).
     lease_renewed_at_ms: i64,
@@ -226,6 +239,8 @@ impl SenderCore {
     ) -> Arc<Self> {
         let write_turns = Arc::new(WriteTurns::for_backend(db.get_database_backend()));
         let (answers, queued_answers) = mpsc::unbounded_channel();
+        let wake = Arc::new(Notify::new());
+        let payload_budget = PayloadBudget::new(config.payload_budget_bytes, Arc::clone(&wake));
         tokio::spawn(accept::commit_answers(
             accept::Committer {
                 db: db.clone(),
@@ -243,11 +258,11 @@ impl SenderCore {
             templates,
             workers: Mutex::new(HashMap::new()),
             fair_queue: Mutex::new(FairQueue::default()),
-            wake: Notify::new(),
+            wake,
             answers,
             write_turns,
             failed_last_on: Mutex::new(HashMap::new()),
-            reserved_bytes: AtomicUsize::new(0),
+            payload_budget,
             round_ms: Mutex::new(None),
         });
         tokio::spawn(Arc::clone(&core).run());
@@ -296,7 +311,7 @@ impl SenderCore {
         slots: u32,
         agent: String,
         worker_key: Option<String>,
-    ) -> Result<Option<(String, mpsc::UnboundedReceiver<ServerMessage>)>, DbErr> {
+    ) -> Result<Option<(String, mpsc::UnboundedReceiver<Outgoing>)>, DbErr> {
         let worker_id = random_id();
         let key = worker_key
             .filter(|k| is_acceptable_key(k))
@@ -306,10 +321,13 @@ impl SenderCore {
             return Ok(None);
         }
         let (outbox, inbox) = mpsc::unbounded_channel();
-        let _ = outbox.send(ServerMessage::Welcome {
-            worker_id: worker_id.clone(),
-            slots,
-        });
+        let _ = outbox.send(
+            ServerMessage::Welcome {
+                worker_id: worker_id.clone(),
+                slots,
+            }
+            .into(),
+        );
         self.workers().insert(
             worker_id.clone(),
             ConnectedWorker {
@@ -398,7 +416,7 @@ impl SenderCore {
     }
 
     /// Takes the reserved tasks `taken` picks out of a worker's reserve (under the `workers` lock),
-    /// keeping `reserved_bytes` in step; returns them with their leases.
+    /// freeing their payloads; returns them with their leases.
     fn take_reserve(
         &self,
         worker: &mut ConnectedWorker,
@@ -410,11 +428,7 @@ impl SenderCore {
         worker.reserve = kept.into();
         taken
             .into_iter()
-            .map(|r| {
-                self.reserved_bytes
-                    .fetch_sub(r.packet.data.payload.len(), Ordering::Relaxed);
-                (r.packet.task_id, r.packet.lease)
-            })
+            .map(|r| (r.packet.task_id, r.packet.lease))
             .collect()
     }
 
@@ -434,7 +448,7 @@ impl SenderCore {
     /// between: this is what makes a freed slot busy again within a network round trip. Returns
     /// whether a task went (its reserve place is then refilled by the next dispatch round).
     fn send_next_reserved(&self, worker_id: &str) -> bool {
-        let packet = {
+        let (packet, charge) = {
             let mut workers = self.workers();
             let Some(worker) = workers.get_mut(worker_id) else {
                 return false;
@@ -445,8 +459,6 @@ impl SenderCore {
             let Some(reserved) = worker.reserve.pop_front() else {
                 return false;
             };
-            self.reserved_bytes
-                .fetch_sub(reserved.packet.data.payload.len(), Ordering::Relaxed);
             let (packet, kept) = without_payload(reserved.packet);
             // The lease in the database runs from its last renewal, not from now.
             let in_flight = InFlight::sent(
@@ -457,11 +469,11 @@ impl SenderCore {
                 reserved.lease_renewed_at_ms,
             );
             worker.in_flight.insert(packet.task_id.clone(), in_flight);
-            packet
+            (packet, reserved.charge)
         };
         // Its template was cached when the task was claimed (`dispatch::cache_templates`), so
         // `send_task` can put it first if this worker lacks it.
-        self.send_task(worker_id, packet);
+        self.send_task(worker_id, packet, charge);
         true
     }
 
@@ -487,10 +499,20 @@ impl SenderCore {
         Ok(())
     }
 
+    /// Task payload bytes held in memory now (`budget`).
+    pub fn payload_held_bytes(&self) -> usize {
+        self.payload_budget.held()
+    }
+
+    /// The most payload bytes held at once, as configured.
+    pub fn payload_budget_bytes(&self) -> usize {
+        self.payload_budget.capacity()
+    }
+
     /// Sends a message to one worker (dropped silently if it has just gone).
     pub fn send_to(&self, worker_id: &str, message: ServerMessage) {
         if let Some(worker) = self.workers().get(worker_id) {
-            let _ = worker.outbox.send(message);
+            let _ = worker.outbox.send(message.into());
         }
     }
 
@@ -702,8 +724,9 @@ impl SenderCore {
             .await?;
         match stored.map(String::from_utf8) {
             Some(Ok(payload)) => {
+                let charge = self.payload_budget.charge(payload.len());
                 packet.data.payload = payload;
-                self.send_task(worker_id, packet);
+                self.send_task(worker_id, packet, charge);
             }
             // Its job was deleted meanwhile: without an ACK, the sweep gives the packet up.
             _ => {
@@ -713,8 +736,9 @@ impl SenderCore {
         Ok(())
     }
 
-    /// Sends a task, preceded by its template if this worker has not had it yet.
-    fn send_task(&self, worker_id: &str, packet: TaskPacket) {
+    /// Sends a task, preceded by its template if this worker has not had it yet. The payload's
+    /// charge goes with the packet to the socket.
+    fn send_task(&self, worker_id: &str, packet: TaskPacket, charge: PayloadCharge) {
         let mut workers = self.workers();
         let Some(worker) = workers.get_mut(worker_id) else {
             return;
@@ -725,16 +749,18 @@ impl SenderCore {
             if let Some(template) = self.templates.cached(&key.0, key.1) {
                 match serde_json::to_string(&template) {
                     Ok(json) => {
-                        let _ = worker
-                            .outbox
-                            .send(ServerMessage::Template(SignedPayload::seal(json)));
+                        let template = ServerMessage::Template(SignedPayload::seal(json));
+                        let _ = worker.outbox.send(template.into());
                         worker.templates_sent.insert(key);
                     }
                     Err(error) => tracing::error!(%error, "template does not serialise"),
                 }
             }
         }
-        let _ = worker.outbox.send(ServerMessage::Task(packet));
+        let _ = worker.outbox.send(Outgoing {
+            message: ServerMessage::Task(packet),
+            charge: Some(charge),
+        });
     }
 
     /// The packet of a task just claimed: its payload as stored, under its new lease.
@@ -884,6 +910,10 @@ impl SenderCore {
             if rand::thread_rng().r#gen::<f64>() >= chance {
                 continue;
             }
+            // Probes wait while payloads fill the budget: real work comes first.
+            if self.payload_budget.tasks_that_fit(false) == 0 {
+                break;
+            }
             let record = worker_record::Entity::find_by_id(&key)
                 .one(&self.db)
                 .await?;
@@ -922,6 +952,7 @@ impl SenderCore {
             else {
                 continue;
             };
+            let charge = self.payload_budget.charge(payload.len());
             let packet = TaskPacket {
                 task_id: random_id(),
                 lease: 1,
@@ -939,7 +970,7 @@ impl SenderCore {
             if let Some(worker) = self.workers().get_mut(&worker_id) {
                 worker.in_flight.insert(packet.task_id.clone(), probe);
             }
-            self.send_task(&worker_id, packet);
+            self.send_task(&worker_id, packet, charge);
         }
         Ok(())
     }

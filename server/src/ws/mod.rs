@@ -11,7 +11,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use vitalgrid_worker::protocol::{ErrorCode, PROTOCOL_VERSION, ServerMessage, WorkerMessage};
 
 use crate::app::AppState;
-use crate::scheduler::{Departure, SenderCore};
+use crate::scheduler::{Departure, Outgoing, SenderCore};
 
 /// Largest frame accepted from a worker: a result with its chart buckets, with ample room.
 const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -96,12 +96,12 @@ where
             let message = format!(
                 "protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}"
             );
-            let _ = send(&mut outgoing, protocol_error(message)).await;
+            let _ = send(&mut outgoing, protocol_error(message).into()).await;
             return;
         }
         _ => {
             let message = "the first message must be a hello".to_owned();
-            let _ = send(&mut outgoing, protocol_error(message)).await;
+            let _ = send(&mut outgoing, protocol_error(message).into()).await;
             return;
         }
     };
@@ -110,7 +110,7 @@ where
         Ok(None) => {
             let message =
                 "this worker returned a wrong result and may not take more work".to_owned();
-            let _ = send(&mut outgoing, protocol_error(message)).await;
+            let _ = send(&mut outgoing, protocol_error(message).into()).await;
             return;
         }
         Err(error) => {
@@ -172,7 +172,7 @@ fn protocol_error(message: String) -> ServerMessage {
 async fn send_while<O: Sink<Message> + Unpin>(
     handled: impl Future<Output = Result<(), sea_orm::DbErr>>,
     worker_id: &str,
-    outbox: &mut tokio::sync::mpsc::UnboundedReceiver<ServerMessage>,
+    outbox: &mut tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
     outgoing: &mut O,
 ) -> bool {
     let mut handled = std::pin::pin!(handled);
@@ -191,10 +191,13 @@ async fn send_while<O: Sink<Message> + Unpin>(
     writes
 }
 
+/// Writes one message to the socket. A task's payload stays charged to the payload budget until its
+/// frame has been written (with no write buffer, `send` returns once the bytes are in the kernel).
 async fn send<O: Sink<Message> + Unpin>(
     outgoing: &mut O,
-    message: ServerMessage,
+    outgoing_message: Outgoing,
 ) -> Result<(), ()> {
+    let Outgoing { message, charge } = outgoing_message;
     let text = serde_json::to_string(&message).map_err(|_| ())?;
     // Task packets go out as binary messages holding the same UTF-8 JSON (docs/protocol.md): a
     // browser then hands the bytes to the wasm as they are, instead of decoding a megabyte of
@@ -208,5 +211,7 @@ async fn send<O: Sink<Message> + Unpin>(
     } else {
         Message::Text(text.into())
     };
-    outgoing.send(frame).await.map_err(|_| ())
+    let written = outgoing.send(frame).await.map_err(|_| ());
+    drop(charge);
+    written
 }

@@ -16,9 +16,11 @@ use vitalgrid_server::db::entities::task;
 use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::protocol::{PROTOCOL_VERSION, ServerMessage, WorkerMessage};
 
+use vitalgrid_server::config::SchedulerConfig;
+
 use crate::support::{
-    Backend, Misbehaviour, TestApp, on_every_backend, small_vitals_csv, spawn_app,
-    spawn_native_worker,
+    Backend, Misbehaviour, TestApp, fast_scheduler, on_every_backend, small_vitals_csv, spawn_app,
+    spawn_app_with, spawn_native_worker,
 };
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,6 +31,7 @@ on_every_backend!(
     a_freed_slot_takes_the_reserved_task_and_every_job_completes_correctly,
     a_reserved_task_goes_back_untried_when_its_worker_disconnects,
     a_deleted_jobs_reserved_task_is_never_sent,
+    a_payload_budget_smaller_than_any_task_still_sends_every_task_and_reserves_none,
 );
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -310,4 +313,69 @@ async fn a_deleted_jobs_reserved_task_is_never_sent(backend: Backend) {
     }
     let job = app.wait_for_job(&client, next_job, JOB_TIMEOUT).await;
     assert_eq!(job["status"], "done", "{job}");
+}
+
+async fn a_payload_budget_smaller_than_any_task_still_sends_every_task_and_reserves_none(
+    backend: Backend,
+) {
+    let app = spawn_app_with(
+        backend,
+        SchedulerConfig {
+            payload_budget_bytes: 1,
+            // A probe reaching a worker between its tasks would be taken for one of the job's.
+            probe_interval: Duration::from_secs(3_600),
+            ..fast_scheduler()
+        },
+    )
+    .await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(6_000).await;
+    let admin = app.user("root@example.org", Role::Admin).await;
+    let tasks = task_ids_of(&app, job_id).await;
+    let keys = ["budget-key-0001", "budget-key-0002", "budget-key-0003"];
+    assert!(
+        tasks.len() > keys.len(),
+        "more tasks than workers: {}",
+        tasks.len()
+    );
+
+    // Every worker gets a task although each payload is larger than the whole budget: a task goes
+    // whenever nothing else is held, and a sent task's payload is no longer held once written.
+    let mut workers = Vec::new();
+    for key in keys {
+        let mut worker = HandDrivenWorker::connect(&app, key).await;
+        worker.next_task().await;
+        workers.push(worker);
+    }
+    for key in keys {
+        // With reserves on (the default), each would also hold one in reserve; the budget has no
+        // room for any.
+        let entry = worker_entry(&app, &admin, key, |e| e["in_flight"] == 1).await;
+        assert_eq!(entry["reserved"], 0, "{entry}");
+    }
+    let health = app.get_json(&admin, "/api/health").await;
+    assert_eq!(health["payload_budget_bytes"], 1, "{health}");
+    assert_eq!(
+        health["payload_held_bytes"], 0,
+        "every frame was written: {health}"
+    );
+
+    // The rest of the tasks follow as slots free, and the job's result is complete.
+    let mut received = keys.len();
+    while received < tasks.len() {
+        for worker in &mut workers {
+            worker.answer().await;
+            if received < tasks.len() {
+                worker.next_task().await;
+                received += 1;
+            }
+        }
+    }
+    for worker in &mut workers {
+        let held = worker.pipeline.run_until_idle();
+        worker.send(held).await;
+    }
+    let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let result = app.job_result(&client, job_id).await;
+    assert_eq!(result["analysis"]["rows"], 6_001, "{result}");
 }

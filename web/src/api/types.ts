@@ -363,4 +363,6 @@ export interface Health {
   workers: number;
   queued_tasks: number;
   leased_tasks?: number;
+  payload_held_bytes?: number;
+  payload_budget_bytes?: number;
 }

@@ -130,7 +130,11 @@ export const adminPage: Page = ({ root }) => {
         h('dt', {}, 'Database'), h('dd', {}, status.database),
         h('dt', {}, 'Workers'), h('dd', {}, status.workers),
         h('dt', {}, 'Queued tasks'), h('dd', {}, status.queued_tasks),
-        status.leased_tasks !== undefined && [h('dt', {}, 'Leased tasks'), h('dd', {}, status.leased_tasks)])),
+        status.leased_tasks !== undefined && [h('dt', {}, 'Leased tasks'), h('dd', {}, status.leased_tasks)],
+        status.payload_budget_bytes !== undefined && [
+          h('dt', {}, 'Task payloads in memory'),
+          h('dd', {}, `${mebibytes(status.payload_held_bytes ?? 0)} of ${mebibytes(status.payload_budget_bytes)} MiB`),
+        ])),
     ]);
     loadError.textContent = outcomes.every(Boolean) ? '' : 'Some sections could not be refreshed; they are retried every few seconds.';
   }
@@ -141,6 +145,11 @@ export const adminPage: Page = ({ root }) => {
 };
 
 /** "95.2 %" with "19 agreed · 1 disagreed" under it. */
+/** Bytes as MiB with one decimal. */
+function mebibytes(bytes: number): string {
+  return (bytes / (1024 * 1024)).toFixed(1);
+}
+
 function credibilityCell(record: { credibility: number; agreed: number; disagreed: number }): HTMLTableCellElement {
   return h('td', { 'data-col': 'credibility' },
     formatPercent(record.credibility, 1),
