@@ -43,6 +43,8 @@ use vitalgrid_worker::protocol::{
 };
 
 const PASSWORD: &str = "a long bench password";
+/// Pause after the 64 KB phase before the second memory reading.
+const SETTLE_BEFORE_MEMORY_READING: Duration = Duration::from_secs(3);
 
 struct Args {
     mysql: Option<String>,
@@ -57,6 +59,8 @@ struct Args {
     sqlite_synchronous: String,
     /// The server's `--reserve-per-slot` (its default, 1, when not given).
     reserve_per_slot: Option<u32>,
+    /// The server's `--payload-budget-mib` (its default when not given).
+    payload_budget_mib: Option<usize>,
 }
 
 fn parse_args() -> Args {
@@ -72,6 +76,7 @@ fn parse_args() -> Args {
         sweep_ms: 20,
         sqlite_synchronous: "full".to_owned(),
         reserve_per_slot: None,
+        payload_budget_mib: None,
     };
     let mut raw = std::env::args().skip(1);
     while let Some(flag) = raw.next() {
@@ -93,6 +98,9 @@ fn parse_args() -> Args {
             "--sqlite-synchronous" => args.sqlite_synchronous = value(),
             "--reserve-per-slot" => {
                 args.reserve_per_slot = Some(value().parse().expect("--reserve-per-slot N"))
+            }
+            "--payload-budget-mib" => {
+                args.payload_budget_mib = Some(value().parse().expect("--payload-budget-mib N"))
             }
             // `cargo bench` passes `--bench`; anything else is a mistake worth hearing about.
             "--bench" => {}
@@ -168,9 +176,15 @@ async fn bench_backend(name: &str, mysql: Option<&String>, args: &Args) -> Value
     let mut scenarios = Vec::new();
     for &workers in &args.workers {
         let (stops, handles) = connect_workers(&server, workers).await;
+        let (idle_rss, _) = server.memory_mb();
+        eprintln!(
+            "[{name}]    server memory with {workers} idle workers: {idle_rss:.1} MB resident"
+        );
         eprintln!("[{name}] a) {} tiny tasks, {workers} workers", args.tasks);
         let tiny = throughput(&db, owner_id, file_id, &template, args.tasks, 1).await;
         eprintln!("[{name}]    {tiny:.0} tasks/s");
+        let (tiny_rss, _) = server.memory_mb();
+        eprintln!("[{name}]    server memory after the tiny tasks: {tiny_rss:.1} MB resident");
         eprintln!(
             "[{name}] c) {} tasks with 64 KB payloads, {workers} workers",
             args.tasks_64k
@@ -179,6 +193,14 @@ async fn bench_backend(name: &str, mysql: Option<&String>, args: &Args) -> Value
         eprintln!("[{name}]    {large:.0} tasks/s");
         let (rss, hwm) = server.memory_mb();
         eprintln!("[{name}]    server memory: {rss:.1} MB resident, {hwm:.1} MB peak");
+        // What stays resident once the burst is over, with the workers still connected: an
+        // allocator may hand freed memory back a little later.
+        tokio::time::sleep(SETTLE_BEFORE_MEMORY_READING).await;
+        let (settled_rss, _) = server.memory_mb();
+        eprintln!(
+            "[{name}]    server memory {} s later: {settled_rss:.1} MB resident",
+            SETTLE_BEFORE_MEMORY_READING.as_secs()
+        );
         for stop in stops {
             let _ = stop.send(());
         }
@@ -189,7 +211,10 @@ async fn bench_backend(name: &str, mysql: Option<&String>, args: &Args) -> Value
             "workers": workers,
             "noop_tasks_per_s": tiny,
             "payload_64k_tasks_per_s": large,
+            "server_rss_idle_mb": idle_rss,
+            "server_rss_after_tiny_mb": tiny_rss,
             "server_rss_mb": rss,
+            "server_rss_settled_mb": settled_rss,
             "server_peak_rss_mb": hwm,
         }));
     }
@@ -207,6 +232,7 @@ async fn bench_backend(name: &str, mysql: Option<&String>, args: &Args) -> Value
         "backend": name,
         "sqlite_synchronous": &args.sqlite_synchronous,
         "reserve_per_slot": args.reserve_per_slot,
+        "payload_budget_mib": args.payload_budget_mib,
         "round_trip_p50_ms": p50,
         "round_trip_p99_ms": p99,
         "round_trips": args.round_trips,
@@ -284,6 +310,11 @@ async fn start_server(url: &str, log: &std::path::Path, args: &Args) -> Server {
             args.reserve_per_slot
                 .iter()
                 .flat_map(|n| ["--reserve-per-slot".to_owned(), n.to_string()]),
+        )
+        .args(
+            args.payload_budget_mib
+                .iter()
+                .flat_map(|n| ["--payload-budget-mib".to_owned(), n.to_string()]),
         )
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
