@@ -145,14 +145,16 @@ fn survey(data: &TaskData) -> Result<TimeSurvey, DataError> {
 /// over needs no copy there.
 pub const VALUE_BLOCK: usize = 512;
 
-/// Receives the valid values of kept core rows, in time order.
+/// Receives the valid values of kept core rows, each signal's in time order. Signals are
+/// independent of each other: a column-wise visit hands over a stretch of one signal's values
+/// before the same stretch of the next signal's, so a sink must not rely on the order between
+/// signals.
 pub trait ValueSink {
     /// `signal` indexes [`DataProcessor::signals`].
     fn valid_value(&mut self, signal: usize, time_s: f64, value: f64);
 
     /// Consecutive valid values of one signal, with their ascending times (the column-wise visit
-    /// of a single-signal recording hands them over in blocks). One by one unless a sink has
-    /// something faster.
+    /// hands them over in blocks). One by one unless a sink has something faster.
     fn valid_values(&mut self, signal: usize, times_s: &[f64], values: &[f64]) {
         for (&time_s, &value) in times_s.iter().zip(values) {
             self.valid_value(signal, time_s, value);
@@ -288,6 +290,8 @@ pub struct DataProcessor {
     max_gap_s: Option<f64>,
     gaps: Vec<Gap>,
     params: AnalysisParams,
+    /// Room for a derived signal's cells during a column-wise visit, kept between calls.
+    cells: Vec<Option<f64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -350,6 +354,7 @@ impl DataProcessor {
             max_gap_s: template.max_gap_s.filter(|g| g.is_finite() && *g > 0.0),
             gaps: Vec::new(),
             params: template.params.clone(),
+            cells: Vec::new(),
         })
     }
 
@@ -429,13 +434,11 @@ impl DataProcessor {
             .min(self.data.time_s.len());
         let rows = self.next..end;
         if as_sent {
-            // Overlap before the core, the core (column-wise when it can be), overlap after it.
+            // Overlap before the core, the core (column-wise where it can be), overlap after it.
             let core_start = self.data.core_start.clamp(rows.start, rows.end);
             let core = core_start..self.data.core_end.clamp(core_start, rows.end);
             self.visit_rows(rows.start..core.start, sink);
-            if !self.visit_plain_run(core.clone(), sink) {
-                self.visit_rows(core.clone(), sink);
-            }
+            self.visit_core_in_order(core.clone(), sink);
             self.visit_rows(core.end..rows.end, sink);
         } else {
             self.visit_rows(rows, sink);
@@ -468,68 +471,113 @@ impl DataProcessor {
         }
     }
 
-    /// The common case of a single-signal recording (an ECG lead), visited column-wise: when every
-    /// row of `rows` is a core row, in packet order, with times strictly increasing from the last
-    /// kept row and no gap beyond the template's, no row is a duplicate and no gap is listed, so
-    /// only the cells need looking at. Gives exactly what `visit_row` gives row by row (with one
-    /// signal, cell order is row order); returns false, having done nothing, when it does not
-    /// apply. Worth having because it runs on every sample of every ECG task.
-    fn visit_plain_run(&mut self, rows: std::ops::Range<usize>, sink: &mut impl ValueSink) -> bool {
-        let data = &self.data;
-        let [tally] = &mut self.signals[..] else {
-            return false;
-        };
-        let Some(column) = tally.column.filter(|_| tally.derive_from.is_none()) else {
-            return false;
-        };
-        if rows.is_empty() || rows.start < data.core_start || rows.end > data.core_end {
-            return false;
-        }
-        let times = &data.time_s[rows.clone()];
+    /// Visits core rows `rows` of a packet in time order: the stretches where every row follows
+    /// the last kept one (later, and within the template's gap) column by column, each row that
+    /// breaks a stretch (a repeated time, a gap) on its own with `visit_row`. A vitals log with a
+    /// few hundred repeated times in a day is still nearly all stretches.
+    fn visit_core_in_order(&mut self, rows: std::ops::Range<usize>, sink: &mut impl ValueSink) {
         let max_gap = self.max_gap_s.unwrap_or(f64::INFINITY);
         let follows = |previous: f64, time: f64| time > previous && time - previous <= max_gap;
-        let starts_well = self
-            .last_kept_time
-            .is_none_or(|last| follows(last, times[0]));
-        // The survey answers for the whole packet at once; only a packet with a gap somewhere
-        // looks at this run's pairs (all of them: a loop without an exit vectorises).
-        let all_follow = (self.times.strictly_increasing && self.times.longest_step_s <= max_gap)
-            || times[..times.len() - 1]
-                .iter()
-                .zip(&times[1..])
-                .fold(true, |all, (&previous, &time)| {
-                    all & follows(previous, time)
-                });
-        if !starts_well || !all_follow {
-            return false;
+        let times = &self.data.time_s;
+        // The survey answers for a packet without any break at once.
+        let whole = self.times.strictly_increasing
+            && self.times.longest_step_s <= max_gap
+            && rows
+                .clone()
+                .next()
+                .zip(self.last_kept_time)
+                .is_none_or(|(first, last)| follows(last, times[first]));
+        if whole {
+            self.visit_columns(rows, sink);
+            return;
         }
-        // Valid values go to the sink a block at a time; the others are only counted, so the sink
-        // still sees every valid value in time order.
-        const BLOCK: usize = VALUE_BLOCK;
-        let (mut block_times, mut block_values) = ([0.0; BLOCK], [0.0; BLOCK]);
-        let mut held = 0;
-        for (&time, &cell) in times.iter().zip(&data.signals[column].values[rows]) {
-            match cell {
-                Some(value) if tally.accepts(value) => {
-                    block_times[held] = time;
-                    block_values[held] = value;
-                    held += 1;
-                    if held == BLOCK {
-                        sink.valid_values(0, &block_times, &block_values);
-                        held = 0;
-                    }
+        let mut start = rows.start;
+        while start < rows.end {
+            let mut last = self.last_kept_time;
+            let mut end = start;
+            while end < rows.end && last.is_none_or(|last| follows(last, self.data.time_s[end])) {
+                last = Some(self.data.time_s[end]);
+                end += 1;
+            }
+            self.visit_columns(start..end, sink);
+            if end < rows.end {
+                self.visit_rows(end..end + 1, sink);
+                end += 1;
+            }
+            start = end;
+        }
+    }
+
+    /// Visits core rows `rows`, all in packet order and each following the last kept row, one
+    /// signal at a time: no row is a duplicate and no gap is listed, so only the cells need
+    /// looking at. Gives every signal exactly what `visit_row` gives it row by row (each signal's
+    /// counts and its sink's state are its own), without the per-row work of looking up each
+    /// signal's column and sending each value on its own through every algorithm; valid values
+    /// go to the sink a block at a time.
+    fn visit_columns(&mut self, rows: std::ops::Range<usize>, sink: &mut impl ValueSink) {
+        let data = &self.data;
+        let (Some(&first), Some(&last)) = (
+            data.time_s[rows.clone()].first(),
+            data.time_s[rows.clone()].last(),
+        ) else {
+            return;
+        };
+        let times = &data.time_s[rows.clone()];
+        for (index, tally) in self.signals.iter_mut().enumerate() {
+            match (tally.column, tally.derive_from) {
+                (Some(column), None) => {
+                    sort_column(
+                        tally,
+                        index,
+                        times,
+                        &data.signals[column].values[rows.clone()],
+                        sink,
+                    );
                 }
-                other => tally.sort_cell(0, time, other, sink),
+                _ => {
+                    // Derived cells (MAP) count as derived when they are read, so read them first.
+                    self.cells.clear();
+                    self.cells
+                        .extend(rows.clone().map(|row| tally.cell(data, row)));
+                    sort_column(tally, index, times, &self.cells, sink);
+                }
             }
         }
-        sink.valid_values(0, &block_times[..held], &block_values[..held]);
-        let (first, last) = (times[0], times[times.len() - 1]);
         self.counts.rows += times.len() as u64;
         self.counts.first_time_s.get_or_insert(first);
         self.counts.last_time_s = Some(last);
         self.last_kept_time = Some(last);
-        true
     }
+}
+
+/// Sorts one signal's cells of kept core rows (at `times`): counted when missing or out of range,
+/// handed to `sink` as signal `index`'s values a block at a time when valid, so the sink still
+/// sees every valid value in time order.
+fn sort_column(
+    tally: &mut SignalTally,
+    index: usize,
+    times: &[f64],
+    cells: &[Option<f64>],
+    sink: &mut impl ValueSink,
+) {
+    const BLOCK: usize = VALUE_BLOCK;
+    let (mut block_times, mut block_values) = ([0.0; BLOCK], [0.0; BLOCK]);
+    let mut held = 0;
+    for (&time, &cell) in times.iter().zip(cells) {
+        match cell {
+            Some(value) if tally.accepts(value) => {
+                block_times[held] = time;
+                block_values[held] = value;
+                held += 1;
+                if held == BLOCK {
+                    sink.valid_values(index, &block_times, &block_values);
+                    held = 0;
+                }
+            }
+            other => tally.sort_cell(index, time, other, sink),
+        }
+    }
+    sink.valid_values(index, &block_times[..held], &block_values[..held]);
 }
 
 /// Counts out-of-order core rows and returns the visiting order.
@@ -693,6 +741,81 @@ mod tests {
             (g.first_time_s, g.last_time_s)
         );
         assert!(plain.signals()[0].missing > 0 && plain.signals()[0].out_of_range > 0);
+    }
+
+    #[test]
+    fn the_column_wise_visit_gives_each_signal_what_the_row_by_row_visit_gives_it() {
+        // Seven signals with repeated times, gaps beyond the template's 60 s, empty and
+        // out-of-range cells and MAP derived where its cell is empty.
+        let rows = 3_000;
+        let mut time_s: Vec<f64> = Vec::with_capacity(rows);
+        for i in 0..rows {
+            let previous = time_s.last().copied().unwrap_or(0.0);
+            time_s.push(match i {
+                0 => 0.0,
+                _ if i % 211 == 0 => previous,
+                _ if i % 997 == 0 => previous + 75.0,
+                _ => previous + 1.0,
+            });
+        }
+        let column = |name: &str, cell: &dyn Fn(usize) -> Option<f64>| SignalColumn {
+            name: name.into(),
+            values: (0..rows).map(cell).collect(),
+        };
+        let wave = |i: usize, base: f64, swing: f64| base + swing * ((i % 53) as f64 / 53.0);
+        let signals = vec![
+            column("hr", &|i| (i % 89 != 0).then(|| wave(i, 55.0, 80.0))),
+            column("sbp", &|i| {
+                Some(if i % 101 == 0 {
+                    0.0
+                } else {
+                    wave(i, 85.0, 50.0)
+                })
+            }),
+            column("dbp", &|i| (i % 67 != 0).then(|| wave(i, 45.0, 40.0))),
+            column("map", &|i| (i % 3 == 0).then(|| wave(i, 60.0, 30.0))),
+            column("rr", &|i| Some(wave(i, 8.0, 20.0))),
+            column("spo2", &|i| (i % 31 != 0).then(|| wave(i, 86.0, 14.0))),
+            column("temp", &|i| Some(wave(i, 35.0, 4.5))),
+        ];
+        let in_order = TaskData {
+            time_s,
+            signals,
+            core_start: 0,
+            core_end: rows,
+            trend_bucket_s: 60.0,
+            reordered_rows: 0,
+        };
+        // Two rows swapped make the packet out of order, so every row is visited on its own; the
+        // sort restores the same order, so only the out-of-order count may differ.
+        let mut swapped = in_order.clone();
+        swapped.time_s.swap(1, 2);
+        for column in &mut swapped.signals {
+            column.values.swap(1, 2);
+        }
+        let by_signal = |values: Vec<(usize, f64, f64)>| {
+            let mut values = values;
+            values.sort_by_key(|&(signal, _, _)| signal);
+            values
+        };
+        let (columns, column_values) = run(in_order);
+        let (rows_, row_values) = run(swapped);
+        assert!(column_values.len() > 15_000);
+        assert_eq!(by_signal(column_values), by_signal(row_values));
+        assert_eq!(columns.signals(), rows_.signals());
+        assert_eq!(columns.gaps(), rows_.gaps());
+        assert!(!columns.gaps().is_empty());
+        let (c, r) = (columns.counts(), rows_.counts());
+        assert_eq!(
+            (c.rows, c.duplicates_removed),
+            (r.rows, r.duplicates_removed)
+        );
+        assert!(c.duplicates_removed > 0);
+        assert_eq!(
+            (c.first_time_s, c.last_time_s),
+            (r.first_time_s, r.last_time_s)
+        );
+        assert_eq!((c.out_of_order, r.out_of_order), (0, 1));
     }
 
     #[test]

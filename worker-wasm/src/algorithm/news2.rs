@@ -168,6 +168,23 @@ impl ValueSink for News2Run {
             extend(&mut entry.runs, sample, self.window_s);
         }
     }
+
+    /// [`ValueSink::valid_value`] for a block, with the parameter looked up once.
+    fn valid_values(&mut self, signal: usize, times_s: &[f64], values: &[f64]) {
+        let Some(Some(parameter)) = self.parameter_of.get(signal) else {
+            return;
+        };
+        if let Some(entry) = self.runs.iter_mut().find(|r| r.parameter == *parameter) {
+            for (&time_s, &value) in times_s.iter().zip(values) {
+                let sample = SubscoreRun {
+                    start_s: time_s,
+                    last_s: time_s,
+                    score: parameter.score(value),
+                };
+                extend(&mut entry.runs, sample, self.window_s);
+            }
+        }
+    }
 }
 
 fn ms(time_s: f64) -> i64 {
