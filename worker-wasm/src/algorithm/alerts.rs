@@ -97,6 +97,29 @@ impl ValueSink for AlertsRun {
             }
         }
     }
+
+    /// Rule by rule over the block: each rule's runs are its own, so this is what value by value
+    /// gives, with the rule looked up once.
+    fn valid_values(&mut self, signal: usize, times_s: &[f64], values: &[f64]) {
+        let Some(rules) = self.by_signal.get(signal) else {
+            return;
+        };
+        for &index in rules {
+            let (rule, runs) = (&self.rules[index], &mut self.runs[index]);
+            for (&time_s, &value) in times_s.iter().zip(values) {
+                if rule.is_breached_by(value) {
+                    let sample = AlertRun {
+                        rule: index as u32,
+                        start_s: time_s,
+                        end_s: time_s,
+                        worst_value: value,
+                        worst_time_s: time_s,
+                    };
+                    extend(runs, sample, rule, self.bridge_s);
+                }
+            }
+        }
+    }
 }
 
 /// Joins runs across cuts, keeps those lasting at least their rule's minimum, in start order.

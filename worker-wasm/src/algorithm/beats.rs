@@ -101,11 +101,7 @@ enum Trace {
 impl Trace {
     fn of(processor: &DataProcessor) -> Self {
         let time_s = &processor.data().time_s;
-        // A fold rather than `all`: no early exit, so the check compiles to a vector loop.
-        let increasing = time_s
-            .windows(2)
-            .fold(true, |ok, pair| ok & (pair[0] < pair[1]));
-        if increasing {
+        if processor.time_survey().strictly_increasing {
             return Self::AsSent(time_s.len());
         }
         let mut rows: Vec<usize> = Vec::with_capacity(time_s.len());

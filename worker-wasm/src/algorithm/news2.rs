@@ -46,7 +46,9 @@ impl News2Parameter {
         }
     }
 
-    /// The parameter's NEWS2 sub-score (0–3) for a measured value.
+    /// The parameter's NEWS2 sub-score (0–3) for a measured value. Inlined, so that a loop over
+    /// one parameter's values matches on the parameter once (see `News2Run::valid_values`).
+    #[inline]
     pub fn score(self, value: f64) -> u8 {
         // `round_to_i64` rounds as `f64::round` does, without the call into libm that `round` is
         // on wasm32 (once per value of every vital sign).
@@ -167,6 +169,48 @@ impl ValueSink for News2Run {
             };
             extend(&mut entry.runs, sample, self.window_s);
         }
+    }
+
+    /// [`ValueSink::valid_value`] for a block, with the parameter looked up and matched once.
+    fn valid_values(&mut self, signal: usize, times_s: &[f64], values: &[f64]) {
+        let Some(Some(parameter)) = self.parameter_of.get(signal) else {
+            return;
+        };
+        let Some(entry) = self.runs.iter_mut().find(|r| r.parameter == *parameter) else {
+            return;
+        };
+        let (runs, window_s) = (&mut entry.runs, self.window_s);
+        // One arm per parameter, so that each loop scores with its parameter a constant.
+        use News2Parameter as P;
+        let (t, v) = (times_s, values);
+        match parameter {
+            P::RespirationRate => {
+                extend_block(runs, t, v, window_s, |x| P::RespirationRate.score(x))
+            }
+            P::Spo2Scale1 => extend_block(runs, t, v, window_s, |x| P::Spo2Scale1.score(x)),
+            P::SystolicBp => extend_block(runs, t, v, window_s, |x| P::SystolicBp.score(x)),
+            P::Pulse => extend_block(runs, t, v, window_s, |x| P::Pulse.score(x)),
+            P::Temperature => extend_block(runs, t, v, window_s, |x| P::Temperature.score(x)),
+        }
+    }
+}
+
+/// Adds a block of one parameter's samples to its runs, `score` giving each sample's sub-score.
+#[inline(always)]
+fn extend_block(
+    runs: &mut Vec<SubscoreRun>,
+    times_s: &[f64],
+    values: &[f64],
+    window_s: f64,
+    score: impl Fn(f64) -> u8,
+) {
+    for (&time_s, &value) in times_s.iter().zip(values) {
+        let sample = SubscoreRun {
+            start_s: time_s,
+            last_s: time_s,
+            score: score(value),
+        };
+        extend(runs, sample, window_s);
     }
 }
 
