@@ -64,6 +64,19 @@ impl AlertsRun {
     }
 }
 
+impl AlertRun {
+    /// A run of one sample: the value at `time_s` breaches rule `rule`.
+    fn breach(rule: usize, time_s: f64, value: f64) -> Self {
+        Self {
+            rule: rule as u32,
+            start_s: time_s,
+            end_s: time_s,
+            worst_value: value,
+            worst_time_s: time_s,
+        }
+    }
+}
+
 /// Adds `next` (later in time) to the chain ending with `runs`' last run, or starts a new run.
 fn extend(runs: &mut Vec<AlertRun>, next: AlertRun, rule: &AlertRule, bridge_s: f64) {
     match runs.last_mut() {
@@ -86,13 +99,7 @@ impl ValueSink for AlertsRun {
         for &index in rules {
             let rule = &self.rules[index];
             if rule.is_breached_by(value) {
-                let sample = AlertRun {
-                    rule: index as u32,
-                    start_s: time_s,
-                    end_s: time_s,
-                    worst_value: value,
-                    worst_time_s: time_s,
-                };
+                let sample = AlertRun::breach(index, time_s, value);
                 extend(&mut self.runs[index], sample, rule, self.bridge_s);
             }
         }
@@ -108,14 +115,12 @@ impl ValueSink for AlertsRun {
             let (rule, runs) = (&self.rules[index], &mut self.runs[index]);
             for (&time_s, &value) in times_s.iter().zip(values) {
                 if rule.is_breached_by(value) {
-                    let sample = AlertRun {
-                        rule: index as u32,
-                        start_s: time_s,
-                        end_s: time_s,
-                        worst_value: value,
-                        worst_time_s: time_s,
-                    };
-                    extend(runs, sample, rule, self.bridge_s);
+                    extend(
+                        runs,
+                        AlertRun::breach(index, time_s, value),
+                        rule,
+                        self.bridge_s,
+                    );
                 }
             }
         }
