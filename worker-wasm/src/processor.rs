@@ -516,13 +516,10 @@ impl DataProcessor {
     /// go to the sink a block at a time.
     fn visit_columns(&mut self, rows: std::ops::Range<usize>, sink: &mut impl ValueSink) {
         let data = &self.data;
-        let (Some(&first), Some(&last)) = (
-            data.time_s[rows.clone()].first(),
-            data.time_s[rows.clone()].last(),
-        ) else {
+        let times = &data.time_s[rows.clone()];
+        let (Some(&first), Some(&last)) = (times.first(), times.last()) else {
             return;
         };
-        let times = &data.time_s[rows.clone()];
         for (index, tally) in self.signals.iter_mut().enumerate() {
             match (tally.column, tally.derive_from) {
                 (Some(column), None) => {

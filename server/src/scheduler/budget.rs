@@ -101,12 +101,6 @@ impl PayloadBudget {
     }
 }
 
-impl PayloadCharge {
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-}
-
 impl Drop for PayloadCharge {
     fn drop(&mut self) {
         self.budget.held.fetch_sub(self.bytes, Ordering::Relaxed);
@@ -132,7 +126,6 @@ mod tests {
         assert_eq!(budget.held(), 500);
         drop(a);
         assert_eq!(budget.held(), 200);
-        assert_eq!(b.bytes(), 200);
         drop(b);
         assert_eq!(budget.held(), 0);
     }

@@ -7,7 +7,7 @@
 import { api, messageOf } from '../api/client';
 import type { AdminJob, Id, JobEvent, Priority, QueueCount, Role, TaskStatus, Template, WorkerInfo, WorkerRecord } from '../api/types';
 import { dataTable, h, progressBar, replaceChildren } from '../dom';
-import { formatCount, formatDuration, formatNumber, formatPercent, formatTimeOfDay, formatTimestamp, shortId } from '../format';
+import { formatBytes, formatCount, formatDuration, formatNumber, formatPercent, formatTimeOfDay, formatTimestamp, shortId } from '../format';
 import { normalRange } from './result/summary';
 import type { Page } from '../main';
 
@@ -133,7 +133,7 @@ export const adminPage: Page = ({ root }) => {
         status.leased_tasks !== undefined && [h('dt', {}, 'Leased tasks'), h('dd', {}, status.leased_tasks)],
         status.payload_budget_bytes !== undefined && [
           h('dt', {}, 'Task payloads in memory'),
-          h('dd', {}, `${mebibytes(status.payload_held_bytes ?? 0)} of ${mebibytes(status.payload_budget_bytes)} MiB`),
+          h('dd', {}, `${formatBytes(status.payload_held_bytes ?? 0)} of ${formatBytes(status.payload_budget_bytes)}`),
         ])),
     ]);
     loadError.textContent = outcomes.every(Boolean) ? '' : 'Some sections could not be refreshed; they are retried every few seconds.';
@@ -145,11 +145,6 @@ export const adminPage: Page = ({ root }) => {
 };
 
 /** "95.2 %" with "19 agreed · 1 disagreed" under it. */
-/** Bytes as MiB with one decimal. */
-function mebibytes(bytes: number): string {
-  return (bytes / (1024 * 1024)).toFixed(1);
-}
-
 function credibilityCell(record: { credibility: number; agreed: number; disagreed: number }): HTMLTableCellElement {
   return h('td', { 'data-col': 'credibility' },
     formatPercent(record.credibility, 1),
