@@ -189,7 +189,7 @@ mod tests {
         let original = packet();
         let corrupted = corrupt(original.clone());
         assert!(!corrupted.data.is_intact());
-        assert_eq!(corrupted.data.crc32, original.data.crc32);
+        assert_eq!(corrupted.data.adler32, original.data.adler32);
     }
 
     #[test]

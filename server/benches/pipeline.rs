@@ -180,7 +180,7 @@ fn run_once(workload: &Workload) -> Result<(f64, f64, Vec<String>), Error> {
 }
 
 /// Where the time goes, stage by stage, with the crate's public pieces in the order
-/// `receiver::accept_task` and the pipeline use them: frame JSON → payload CRC-32 → payload JSON
+/// `receiver::accept_task` and the pipeline use them: frame JSON → payload Adler-32 → payload JSON
 /// → validation (`DataProcessor::new`) → algorithms (process + finish) → result encode (JSON,
 /// SHA-256, frame). Then each algorithm the template offers, run alone on the same rows, to show
 /// which part of a report costs what. Each figure is the least of `repeats` tries: single stages

@@ -8,15 +8,23 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { crc32 } from 'node:zlib';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { dist, launchChromium, serveDist, until } from './support.mjs';
 
 const sha256 = (text) => createHash('sha256').update(text, 'utf8').digest('hex');
-// Templates carry a SHA-256; tasks and results a CRC-32 (see worker-wasm/src/protocol.rs).
+// Adler-32 (RFC 1950) of a string's UTF-8 bytes, written out from its definition.
+const adler32 = (text) => {
+  let [a, b] = [1, 0];
+  for (const byte of new TextEncoder().encode(text)) {
+    a = (a + byte) % 65521;
+    b = (b + a) % 65521;
+  }
+  return ((b << 16) | a) >>> 0;
+};
+// Templates carry a SHA-256; tasks and results an Adler-32 (see worker-wasm/src/protocol.rs).
 const seal = (payload) => ({ payload, sha256: sha256(payload) });
-const sealTask = (payload) => ({ payload, crc32: crc32(payload) });
+const sealTask = (payload) => ({ payload, adler32: adler32(payload) });
 
 // The built-in vitals template (worker-wasm/src/template.rs), as the server would send it.
 const template = {
@@ -96,7 +104,7 @@ test('tasks reach the wasm workers and their frames reach the server unchanged',
   assert.deepEqual(ofType('ack').map((m) => m.task_id).sort(), ['t-1', 't-2']);
   assert.deepEqual(ofType('result').map((m) => m.task_id).sort(), ['t-1', 't-2']);
   assert.equal(ofType('error')[0].code, 'malformed');
-  for (const result of ofType('result')) assert.equal(crc32(result.payload), result.crc32);
+  for (const result of ofType('result')) assert.equal(adler32(result.payload), result.adler32);
 
   await until('the counters', async () => (await page.getByTestId('tasks-done').innerText()) === '2');
   assert.equal((await page.getByTestId('samples-processed').innerText()).replace(/\D/g, ''), '35000');
@@ -195,7 +203,7 @@ test('the hello carries a worker key that stays the same across Starts, and 50 %
   assert.equal(second.worker_key, first.worker_key, 'the same key on the second Start');
   assert.equal(await page.evaluate(() => localStorage.getItem('vitalgrid.worker_key')), first.worker_key);
   assert.deepEqual(results().map((m) => m.task_id), ['t-share-1', 't-share-2']);
-  for (const result of results()) assert.equal(crc32(result.payload), result.crc32);
+  for (const result of results()) assert.equal(adler32(result.payload), result.adler32);
   await page.getByRole('button', { name: 'Stop' }).click();
   await until('the stopped state', async () => (await page.getByTestId('runtime-status').getAttribute('data-state')) === 'stopped');
 

@@ -443,7 +443,7 @@ mod tests {
     fn corrupt_task_is_not_queued() {
         let mut pipeline = ready_pipeline(&[]);
         let mut corrupt = packet("a", 10);
-        corrupt.data.crc32 ^= 1;
+        corrupt.data.adler32 ^= 1;
         let replies = pipeline.receive(&task_frame(corrupt));
         assert!(matches!(
             replies.as_slice(),

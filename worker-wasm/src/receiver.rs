@@ -16,7 +16,7 @@ use crate::template::Template;
 /// Why a task cannot be run (or its result not sent); each maps to a protocol [`ErrorCode`].
 #[derive(Debug, Error)]
 pub enum TaskError {
-    #[error("task payload does not match its CRC-32")]
+    #[error("task payload does not match its Adler-32")]
     Integrity,
     #[error("template {id} v{version} has not been received")]
     UnknownTemplate { id: String, version: u32 },

@@ -20,7 +20,7 @@ pub fn encode(message: &WorkerMessage) -> Result<String, SendError> {
     Ok(serde_json::to_string(message)?)
 }
 
-/// The result packet for a finished task: the segment result's JSON, sealed with its CRC-32.
+/// The result packet for a finished task: the segment result's JSON, sealed with its Adler-32.
 pub fn result_packet(
     task_id: &str,
     lease: u64,

@@ -381,7 +381,7 @@ fn print_tables(report: &Value) {
 
     println!();
     println!(
-        "Where native time goes (ms, summed over tasks): frame JSON / payload CRC-32 / payload JSON / validate / algorithms / result encode"
+        "Where native time goes (ms, summed over tasks): frame JSON / payload Adler-32 / payload JSON / validate / algorithms / result encode"
     );
     for name in [
         "ecg-whole",

@@ -97,7 +97,7 @@ impl SenderCore {
         } else {
             Err((
                 ErrorCode::Integrity,
-                "result payload does not match its CRC-32".to_owned(),
+                "result payload does not match its Adler-32".to_owned(),
             ))
         };
         let segment = match checked {

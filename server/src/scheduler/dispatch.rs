@@ -89,7 +89,7 @@ enum Placement {
     WorkerGone,
 }
 
-/// A claimed task's stored payload (the packet's CRC-32 is computed as it is sent).
+/// A claimed task's stored payload (the packet's Adler-32 is computed as it is sent).
 #[derive(Debug)]
 pub(super) struct StoredPayload {
     pub(super) payload: Vec<u8>,

@@ -15,7 +15,7 @@
 import type { FromWorker, ServerFrame, ToWorker } from './messages';
 
 // Must equal `PROTOCOL_VERSION` in worker-wasm/src/protocol.rs (a Rust test checks).
-const PROTOCOL_VERSION = 3;
+const PROTOCOL_VERSION = 4;
 /** How long Stop waits for workers to hand back their tasks before closing anyway. */
 const STOP_TIMEOUT_MS = 3000;
 

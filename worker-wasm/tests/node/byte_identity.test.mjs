@@ -51,7 +51,7 @@ test("a corrupt task frame is refused with an integrity error", { skip }, async 
   const pipeline = new glue.WasmPipeline();
   pipeline.receive(template);
   const packet = JSON.parse(task);
-  packet.crc32 ^= 1;
+  packet.adler32 ^= 1;
   const [reply] = pipeline.receive(JSON.stringify(packet));
   assert.equal(JSON.parse(reply).code, "integrity");
   assert.equal(pipeline.is_idle(), true);
