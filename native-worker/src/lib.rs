@@ -273,8 +273,9 @@ where
     S: Sink<Message> + Unpin,
     S::Error: std::error::Error + Send + Sync + 'static,
 {
+    // A binary message: a result's frame is its header line and payload (docs/protocol.md).
     let frame = sender::encode(message)?;
-    sink.send(Message::Text(frame.into())).await?;
+    sink.send(Message::Binary(frame.into())).await?;
     Ok(())
 }
 

@@ -143,7 +143,7 @@ fn workload(
 
 /// The template frame, then every task frame, then run to idle: what a volunteer's worker does
 /// with a job's tasks. Returns (ms in `receive`, ms in `run_until_idle`, result frames).
-fn run_once(workload: &Workload) -> Result<(f64, f64, Vec<String>), Error> {
+fn run_once(workload: &Workload) -> Result<(f64, f64, Vec<Vec<u8>>), Error> {
     let start = Instant::now();
     let mut pipeline = Pipeline::new();
     let mut replies = pipeline.receive(&workload.template_frame);
@@ -165,7 +165,7 @@ fn run_once(workload: &Workload) -> Result<(f64, f64, Vec<String>), Error> {
             WorkerMessage::Result(_) => Ok(sender::encode(message)?),
             other => Err(format!("{}: not a result: {other:?}", workload.name).into()),
         })
-        .collect::<Result<Vec<String>, Error>>()?;
+        .collect::<Result<Vec<Vec<u8>>, Error>>()?;
     if frames.len() != workload.task_frames.len() {
         return Err(format!(
             "{}: {} results for {} tasks",
@@ -295,7 +295,7 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-fn write_frames(dir: &Path, workloads: &[Workload], results: &[Vec<String>]) -> Result<(), Error> {
+fn write_frames(dir: &Path, workloads: &[Workload], results: &[Vec<Vec<u8>>]) -> Result<(), Error> {
     let mut manifest = Vec::new();
     for (workload, results) in workloads.iter().zip(results) {
         let sub = dir.join(&workload.name);
@@ -305,7 +305,7 @@ fn write_frames(dir: &Path, workloads: &[Workload], results: &[Vec<String>]) -> 
         for (seq, (task, result)) in workload.task_frames.iter().zip(results).enumerate() {
             let (task_name, result_name) = (
                 format!("task-{seq:03}.json"),
-                format!("result-{seq:03}.json"),
+                format!("result-{seq:03}.frame"),
             );
             std::fs::write(sub.join(&task_name), task)?;
             std::fs::write(sub.join(&result_name), result)?;

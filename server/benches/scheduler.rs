@@ -41,6 +41,7 @@ use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::protocol::{
     PROTOCOL_VERSION, ServerMessage, SignalColumn, TaskData, WorkerMessage,
 };
+use vitalgrid_worker::sender;
 
 const PASSWORD: &str = "a long bench password";
 /// Pause after the 64 KB phase before the second memory reading.
@@ -571,8 +572,8 @@ async fn round_trips(
         let mut outgoing = pipeline.receive(text.as_str());
         outgoing.extend(pipeline.run_until_idle());
         for message in outgoing {
-            sink.send(Message::Text(
-                serde_json::to_string(&message).expect("encodes").into(),
+            sink.send(Message::Binary(
+                sender::encode(&message).expect("encodes").into(),
             ))
             .await
             .expect("sent");

@@ -45,7 +45,9 @@ export async function runAll(glue, runs, rowsPerSlice) {
     const template = await text(base + workload.template);
     // Task frames as the server sends them: binary messages of UTF-8 JSON (docs/protocol.md).
     const tasks = await Promise.all(workload.tasks.map((t) => fetch(base + t.task).then((r) => r.arrayBuffer())));
-    const expected = await Promise.all(workload.tasks.map((t) => text(base + t.result)));
+    // Result frames as workers send them: UTF-8 bytes, a header line and the payload.
+    const expected = await Promise.all(workload.tasks.map((t) => fetch(base + t.result).then((r) => r.arrayBuffer()).then((b) => new Uint8Array(b))));
+    const same = (a, b) => a.length === b.length && a.every((byte, i) => byte === b[i]);
     const once = (maxRows) => {
       const t0 = performance.now();
       const pipeline = new glue.WasmPipeline();
@@ -71,9 +73,9 @@ export async function runAll(glue, runs, rowsPerSlice) {
       // counts: warm up for at least three runs and a second before measuring.
       let warm = once(maxRows);
       for (let n = 1, since = performance.now(); n < 3 || performance.now() - since < 1000; n++) warm = once(maxRows);
-      const refused = warm.replies.filter((reply) => JSON.parse(reply).type !== 'ack');
+      const refused = warm.replies.map((reply) => new TextDecoder().decode(reply)).filter((reply) => JSON.parse(reply).type !== 'ack');
       if (refused.length) throw new Error(workload.name + ': refused: ' + refused[0]);
-      const identical = warm.frames.length === expected.length && warm.frames.every((f, i) => f === expected[i]);
+      const identical = warm.frames.length === expected.length && warm.frames.every((f, i) => same(f, expected[i]));
       const measured = Array.from({ length: runs }, () => once(maxRows));
       const total = median(measured.map((m) => m.total));
       figures[workload.name][variant] = {

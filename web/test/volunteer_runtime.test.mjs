@@ -48,6 +48,16 @@ function taskFrame(taskId, rows) {
   });
 }
 
+/**
+ * A frame the runtime sent, as an object: a binary result frame is its header line and payload
+ * (docs/protocol.md); any other frame is JSON, whether it came as text or as bytes.
+ */
+const parse = (frame) => {
+  const text = frame.toString('utf8');
+  const newline = text.indexOf('\n');
+  return newline < 0 ? JSON.parse(text) : { ...JSON.parse(text.slice(0, newline)), payload: text.slice(newline + 1) };
+};
+
 let site, baseUrl, browser;
 
 before(async () => {
@@ -81,7 +91,7 @@ async function volunteerPage(script) {
 test('tasks reach the wasm workers and their frames reach the server unchanged', async () => {
   const tasks = [taskFrame('t-1', 5000), taskFrame('t-2', 30_000)];
   const { page, received, isClosed } = await volunteerPage((frame, ws) => {
-    const message = JSON.parse(frame);
+    const message = parse(frame);
     if (message.type === 'hello') {
       ws.send(JSON.stringify({ type: 'welcome', worker_id: 'w-1', slots: message.slots }));
       ws.send(templateFrame);
@@ -92,12 +102,12 @@ test('tasks reach the wasm workers and their frames reach the server unchanged',
   await page.getByLabel('Threads').fill('2');
   await page.getByRole('button', { name: 'Start' }).click();
 
-  const ofType = (type) => received.map((f) => JSON.parse(f)).filter((m) => m.type === type);
+  const ofType = (type) => received.map(parse).filter((m) => m.type === type);
   await until('two results and one error', () => ofType('result').length === 2 && ofType('error').length === 1);
 
-  const hello = JSON.parse(received[0]);
+  const hello = parse(received[0]);
   assert.equal(hello.type, 'hello');
-  assert.equal(hello.protocol, 3);
+  assert.equal(hello.protocol, 4);
   assert.equal(hello.slots, 2);
   assert.match(hello.agent, /^browser /);
   assert.match(hello.worker_key, /^b-[0-9a-f]{32}$/);
@@ -115,13 +125,16 @@ test('tasks reach the wasm workers and their frames reach the server unchanged',
     ({ workerUrl, template, task }) =>
       new Promise((resolve) => {
         const worker = new Worker(workerUrl, { type: 'module' });
-        worker.onmessage = (event) => event.data.kind === 'task_result' && resolve(event.data);
+        worker.onmessage = ({ data }) =>
+          data.kind === 'task_result' && resolve({ error: data.error, frame: data.frame && new TextDecoder().decode(data.frame) });
         worker.postMessage({ kind: 'run_task_frame', template, task });
       }),
     { workerUrl, template: templateFrame, task: tasks[0] },
   );
   assert.equal(direct.error, null);
-  assert.equal(direct.frame, received.find((f) => f.includes('"type":"result"') && f.includes('"t-1"')));
+  const sent = received.find((f) => typeof f !== 'string' && f.includes('"type":"result"') && f.includes('"t-1"'));
+  assert.ok(sent, 'the runtime sent the result as a binary message');
+  assert.equal(direct.frame, sent.toString('utf8'));
 
   await page.getByRole('button', { name: 'Stop' }).click();
   await until('the socket to close', () => isClosed());
@@ -134,7 +147,7 @@ test('a task with a damaged payload is refused with an integrity error', async (
   const packet = JSON.parse(taskFrame('t-bad', 100));
   const damaged = JSON.stringify({ ...packet, payload: packet.payload.replace('"core_start":0', '"core_start":1') });
   const { page, received } = await volunteerPage((frame, ws) => {
-    if (JSON.parse(frame).type === 'hello') {
+    if (parse(frame).type === 'hello') {
       ws.send(JSON.stringify({ type: 'welcome', worker_id: 'w-2', slots: 1 }));
       ws.send(templateFrame);
       ws.send(damaged);
@@ -144,31 +157,38 @@ test('a task with a damaged payload is refused with an integrity error', async (
   await page.getByLabel('Threads').fill('1');
   await page.getByRole('button', { name: 'Start' }).click();
   await until('the error and the result', () => received.some((f) => f.includes('"type":"result"')));
-  const error = received.map((f) => JSON.parse(f)).find((m) => m.type === 'error');
+  const error = received.map(parse).find((m) => m.type === 'error');
   assert.equal(error.code, 'integrity');
   assert.equal(error.task_id, 't-bad');
   await page.close();
 });
 
 test('Stop hands an unfinished task back with a release frame', async () => {
-  const big = taskFrame('t-long', 600_000); // long enough to still be running when Stop arrives
-  const { page, received, isClosed } = await volunteerPage((frame, ws) => {
-    if (JSON.parse(frame).type === 'hello') {
+  const big = taskFrame('t-long', 1_000_000); // long enough to still be running when Stop arrives
+  let stopping = null;
+  let page;
+  const opened = await volunteerPage((frame, ws) => {
+    const message = parse(frame);
+    if (message.type === 'hello') {
       ws.send(JSON.stringify({ type: 'welcome', worker_id: 'w-3', slots: 1 }));
       ws.send(templateFrame);
       ws.send(big);
     }
+    // Stop the moment the task is acknowledged, rather than on the test's next poll.
+    if (message.type === 'ack') stopping = page.getByRole('button', { name: 'Stop' }).click();
   });
+  ({ page } = opened);
+  const { received, isClosed } = opened;
   // The least CPU share makes the task last four times as long, so Stop lands while it runs.
   await page.getByLabel('CPU share').selectOption('25');
   await page.getByLabel('Threads').fill('1');
   await page.getByRole('button', { name: 'Start' }).click();
-  await until('the ack', () => received.some((f) => f.includes('"type":"ack"')));
-  await page.getByRole('button', { name: 'Stop' }).click();
+  await until('the ack and the Stop click', () => stopping !== null);
+  await stopping;
   await until('the socket to close', () => isClosed());
-  const types = received.map((f) => JSON.parse(f).type);
+  const types = received.map((f) => parse(f).type);
   assert.ok(!types.includes('result'), `the task finished before Stop (${types}); make it longer`);
-  const release = received.map((f) => JSON.parse(f)).find((m) => m.type === 'release');
+  const release = received.map(parse).find((m) => m.type === 'release');
   assert.deepEqual(release, { type: 'release', task_id: 't-long', lease: 1 });
   await page.close();
 });
@@ -176,7 +196,7 @@ test('Stop hands an unfinished task back with a release frame', async () => {
 test('the hello carries a worker key that stays the same across Starts, and 50 % CPU share still finishes tasks', async () => {
   let next = 0;
   const { page, received } = await volunteerPage((frame, ws) => {
-    if (JSON.parse(frame).type === 'hello') {
+    if (parse(frame).type === 'hello') {
       next += 1;
       ws.send(JSON.stringify({ type: 'welcome', worker_id: `w-key-${next}`, slots: 1 }));
       ws.send(templateFrame);
@@ -187,8 +207,8 @@ test('the hello carries a worker key that stays the same across Starts, and 50 %
   assert.equal(await share.inputValue(), '50', 'the CPU share defaults to 50 %');
   await share.selectOption('50');
   await page.getByLabel('Threads').fill('1');
-  const hellos = () => received.map((f) => JSON.parse(f)).filter((m) => m.type === 'hello');
-  const results = () => received.map((f) => JSON.parse(f)).filter((m) => m.type === 'result');
+  const hellos = () => received.map(parse).filter((m) => m.type === 'hello');
+  const results = () => received.map(parse).filter((m) => m.type === 'result');
 
   await page.getByRole('button', { name: 'Start' }).click();
   await until('the first result', () => results().length === 1);
@@ -221,7 +241,7 @@ test('the hello carries a worker key that stays the same across Starts, and 50 %
 test('a refusal from the server (a banned worker key) is shown and stops the runtime', async () => {
   const reason = 'this worker returned a wrong result and may not take more work';
   const { page, isClosed } = await volunteerPage((frame, ws) => {
-    if (JSON.parse(frame).type === 'hello') {
+    if (parse(frame).type === 'hello') {
       ws.send(JSON.stringify({ type: 'error', task_id: null, code: 'protocol', message: reason }));
       ws.close();
     }

@@ -179,7 +179,7 @@ pub fn run_task(template: &Template, packet: &TaskPacket) -> Result<ResultPacket
 /// Why [`run_task_frame`] produced no result frame.
 #[derive(Debug, Error)]
 pub enum FrameRunError {
-    /// The pipeline answered a frame with this Error frame instead of accepting it.
+    /// The pipeline answered a frame with this Error frame (JSON) instead of accepting it.
     #[error("the worker refused a frame: {0}")]
     Refused(String),
     #[error("the task frame did not yield a result")]
@@ -190,19 +190,26 @@ pub enum FrameRunError {
 
 /// Runs a template frame and a task frame through a fresh [`Pipeline`] and returns the result frame,
 /// exactly as a worker would send it (the byte-identity check between native and WebAssembly).
-pub fn run_task_frame(template_frame: &str, task_frame: &str) -> Result<String, FrameRunError> {
+pub fn run_task_frame(template_frame: &str, task_frame: &str) -> Result<Vec<u8>, FrameRunError> {
     let mut pipeline = Pipeline::new();
+    let refusal = |reply: &WorkerMessage| -> Result<FrameRunError, FrameRunError> {
+        // A refusal is an ACK's or ERROR's JSON, never a result's payload.
+        let frame = sender::encode(reply)?;
+        Ok(FrameRunError::Refused(
+            String::from_utf8_lossy(&frame).into_owned(),
+        ))
+    };
     for frame in [template_frame, task_frame] {
         for reply in pipeline.receive(frame) {
             if !matches!(reply, WorkerMessage::Ack { .. }) {
-                return Err(FrameRunError::Refused(sender::encode(&reply)?));
+                return Err(refusal(&reply)?);
             }
         }
     }
     let outgoing = pipeline.run_until_idle();
     match outgoing.as_slice() {
         [result @ WorkerMessage::Result(_)] => Ok(sender::encode(result)?),
-        [refusal, ..] => Err(FrameRunError::Refused(sender::encode(refusal)?)),
+        [other, ..] => Err(refusal(other)?),
         [] => Err(FrameRunError::NoResult),
     }
 }
@@ -302,7 +309,7 @@ mod tests {
         pipeline
     }
 
-    fn encoded(messages: &[WorkerMessage]) -> Vec<String> {
+    fn encoded(messages: &[WorkerMessage]) -> Vec<Vec<u8>> {
         messages
             .iter()
             .map(|m| sender::encode(m).expect("encodes"))
@@ -480,6 +487,6 @@ mod tests {
         let result_frame = sender::encode(&WorkerMessage::Result(result)).expect("encodes");
         std::fs::write(dir.join("template.json"), template_frame()).expect("writes");
         std::fs::write(dir.join("task.json"), task_frame(task)).expect("writes");
-        std::fs::write(dir.join("result.json"), result_frame).expect("writes");
+        std::fs::write(dir.join("result.frame"), result_frame).expect("writes");
     }
 }

@@ -1,4 +1,5 @@
-//! Sender: turns outgoing [`WorkerMessage`]s into JSON text frames and seals segment results.
+//! Sender: turns outgoing [`WorkerMessage`]s into frames (JSON, or a result's header line and
+//! payload) and seals segment results.
 //!
 //! Everything encoded here is structs, enums and `Vec`s (no maps), and serde_json formats floats
 //! with the same shortest-round-trip algorithm on every target, so a result's bytes — and therefore
@@ -7,7 +8,7 @@
 use thiserror::Error;
 
 use crate::analysis::SegmentResult;
-use crate::protocol::{CheckedPayload, ResultPacket, WorkerMessage};
+use crate::protocol::{CheckedPayload, ResultPacket, WorkerMessage, encode_result_frame};
 
 #[derive(Debug, Error)]
 pub enum SendError {
@@ -15,9 +16,13 @@ pub enum SendError {
     Encode(#[from] serde_json::Error),
 }
 
-/// The JSON text frame for `message`.
-pub fn encode(message: &WorkerMessage) -> Result<String, SendError> {
-    Ok(serde_json::to_string(message)?)
+/// The frame for `message`, as UTF-8 bytes: a result's header line and payload
+/// ([`encode_result_frame`]), any other message's JSON. Workers send it as a binary message.
+pub fn encode(message: &WorkerMessage) -> Result<Vec<u8>, SendError> {
+    match message {
+        WorkerMessage::Result(packet) => Ok(encode_result_frame(packet)),
+        other => Ok(serde_json::to_vec(other)?),
+    }
 }
 
 /// The result packet for a finished task: the segment result's JSON, sealed with its Adler-32.
@@ -70,7 +75,7 @@ mod tests {
         .expect("encodes");
         assert_eq!(
             frame,
-            r#"{"type":"error","task_id":null,"lease":null,"code":"unknown_template","message":"x"}"#
+            br#"{"type":"error","task_id":null,"lease":null,"code":"unknown_template","message":"x"}"#
         );
     }
 }

@@ -36,9 +36,9 @@ impl Clock for PerformanceClock {
 }
 
 /// What `run_slice` returns to JS: `step`'s fields plus `rest_ms`, the pause before the next slice.
+/// (`frames` is set on the object apart: see [`with_frames`].)
 #[derive(Serialize)]
 struct SliceReport {
-    frames: Vec<String>,
     rows: u32,
     idle: bool,
     progress: f64,
@@ -51,16 +51,17 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// What `step` returns to JS: `{frames: string[], rows: number, idle: boolean, progress: number}`.
+/// What `step` returns to JS: `{frames: Uint8Array[], rows: number, idle: boolean, progress: number}`.
 #[derive(Serialize)]
 struct StepReport {
-    frames: Vec<String>,
     rows: u32,
     idle: bool,
     progress: f64,
 }
 
-/// The worker pipeline; outgoing messages cross as JSON text frames ready for the socket.
+/// The worker pipeline; outgoing messages cross as frames ready for the socket: `Uint8Array`s of
+/// UTF-8 (docs/protocol.md), which a WebSocket sends as they are. As strings they cost a UTF-8
+/// decode on the way out of wasm memory, and the browser encodes them back to send them.
 #[wasm_bindgen]
 pub struct WasmPipeline {
     inner: Pipeline,
@@ -78,7 +79,7 @@ impl WasmPipeline {
     }
 
     /// Feeds one server frame; returns frames to send at once (ACK or ERROR).
-    pub fn receive(&mut self, frame: &str) -> Result<Vec<String>, JsError> {
+    pub fn receive(&mut self, frame: &str) -> Result<js_sys::Array, JsError> {
         encode_all(&self.inner.receive(frame))
     }
 
@@ -86,7 +87,7 @@ impl WasmPipeline {
     /// cross into wasm memory at memory-copy speed, while wasm-bindgen's glue copies a string one
     /// character at a time — a millisecond for a megabyte task. Bytes that are not UTF-8 become
     /// replacement characters, which the frame's checksum then refuses.
-    pub fn receive_bytes(&mut self, frame: &[u8]) -> Result<Vec<String>, JsError> {
+    pub fn receive_bytes(&mut self, frame: &[u8]) -> Result<js_sys::Array, JsError> {
         // `from_utf8` checks ASCII a word at a time; `from_utf8_lossy` walks every byte even when
         // all is well (4 % of an ECG report's time in wasm), so it is only the fallback.
         match std::str::from_utf8(frame) {
@@ -100,15 +101,11 @@ impl WasmPipeline {
         // u32 → usize is lossless on wasm32 and wider targets.
         let step = self.inner.step(max_rows as usize);
         let report = StepReport {
-            frames: encode_all(&step.outgoing)?,
             rows: u32::try_from(step.rows_processed).unwrap_or(max_rows),
             idle: step.idle,
             progress: step.progress,
         };
-        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-        report
-            .serialize(&serializer)
-            .map_err(|error| JsError::new(&error.to_string()))
+        with_frames(&report, encode_all(&step.outgoing)?)
     }
 
     /// Works for about `budget_ms` (a few ms keeps Stop and pings responsive), then returns
@@ -116,16 +113,12 @@ impl WasmPipeline {
     pub fn run_slice(&mut self, budget_ms: f64) -> Result<JsValue, JsError> {
         let slice = self.inner.run_slice(&self.clock, budget_ms);
         let report = SliceReport {
-            frames: encode_all(&slice.step.outgoing)?,
             rows: u32::try_from(slice.step.rows_processed).unwrap_or(u32::MAX),
             idle: slice.step.idle,
             progress: slice.step.progress,
             rest_ms: slice.rest_ms,
         };
-        let serializer = serde_wasm_bindgen::Serializer::json_compatible();
-        report
-            .serialize(&serializer)
-            .map_err(|error| JsError::new(&error.to_string()))
+        with_frames(&report, encode_all(&slice.step.outgoing)?)
     }
 
     /// Share of the CPU (0.05–1, e.g. 0.5 for 50 %) the worker may use.
@@ -134,13 +127,14 @@ impl WasmPipeline {
     }
 
     /// Abandons every queued task; returns a RELEASE frame for each.
-    pub fn release_all(&mut self) -> Vec<String> {
+    pub fn release_all(&mut self) -> js_sys::Array {
         // Release frames hold only a string and an integer, which always encode; an impossible
         // failure drops that frame rather than throwing while the volunteer is stopping.
         self.inner
             .release_all()
             .iter()
             .filter_map(|m| sender::encode(m).ok())
+            .map(|frame| js_sys::Uint8Array::from(frame.as_slice()))
             .collect()
     }
 
@@ -157,14 +151,30 @@ impl Default for WasmPipeline {
 
 /// The result frame for a template frame and a task frame, as a worker would send it.
 #[wasm_bindgen]
-pub fn run_task_frame(template_frame: &str, task_frame: &str) -> Result<String, JsError> {
+pub fn run_task_frame(template_frame: &str, task_frame: &str) -> Result<Vec<u8>, JsError> {
     pipeline::run_task_frame(template_frame, task_frame)
         .map_err(|error| JsError::new(&error.to_string()))
 }
 
-fn encode_all(messages: &[crate::protocol::WorkerMessage]) -> Result<Vec<String>, JsError> {
+/// The frames for `messages`, as an array of `Uint8Array`s.
+fn encode_all(messages: &[crate::protocol::WorkerMessage]) -> Result<js_sys::Array, JsError> {
     messages
         .iter()
-        .map(|m| sender::encode(m).map_err(|error| JsError::new(&error.to_string())))
+        .map(|m| {
+            sender::encode(m)
+                .map(|frame| js_sys::Uint8Array::from(frame.as_slice()))
+                .map_err(|error| JsError::new(&error.to_string()))
+        })
         .collect()
+}
+
+/// `report` as a JS object, with `frames` added to it.
+fn with_frames(report: &impl Serialize, frames: js_sys::Array) -> Result<JsValue, JsError> {
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    let object = report
+        .serialize(&serializer)
+        .map_err(|error| JsError::new(&error.to_string()))?;
+    js_sys::Reflect::set(&object, &JsValue::from_str("frames"), &frames)
+        .map_err(|_| JsError::new("could not attach the frames to the step report"))?;
+    Ok(object)
 }

@@ -8,7 +8,9 @@ use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use vitalgrid_worker::protocol::{ErrorCode, PROTOCOL_VERSION, ServerMessage, WorkerMessage};
+use vitalgrid_worker::protocol::{
+    ErrorCode, PROTOCOL_VERSION, ServerMessage, WorkerMessage, decode_worker_frame,
+};
 
 use crate::app::AppState;
 use crate::scheduler::{Departure, Outgoing, SenderCore};
@@ -43,8 +45,8 @@ pub async fn worker_socket(State(state): State<AppState>, upgrade: WebSocketUpgr
 /// What arrives on a worker's socket, as the session needs it.
 #[derive(Debug)]
 pub enum Inbound {
-    /// A text frame, or a binary one holding UTF-8 JSON.
-    Frame(String),
+    /// A frame's bytes, from a text or a binary message alike (docs/protocol.md).
+    Frame(axum::body::Bytes),
     /// A ping or pong: nothing to handle.
     Keepalive,
     /// A close frame: the worker left on purpose (a volunteer pressed Stop or closed the tab).
@@ -55,10 +57,8 @@ async fn serve_socket(core: Arc<SenderCore>, socket: WebSocket) {
     let (sink, stream) = socket.split();
     let incoming = stream.filter_map(|frame| async move {
         match frame {
-            Ok(Message::Text(text)) => Some(Inbound::Frame(text.to_string())),
-            Ok(Message::Binary(bytes)) => {
-                Some(Inbound::Frame(String::from_utf8_lossy(&bytes).into_owned()))
-            }
+            Ok(Message::Text(text)) => Some(Inbound::Frame(text.into())),
+            Ok(Message::Binary(bytes)) => Some(Inbound::Frame(bytes)),
             Ok(Message::Close(_)) => Some(Inbound::Goodbye),
             Ok(Message::Ping(_) | Message::Pong(_)) => Some(Inbound::Keepalive),
             // The stream ends after a transport error: the connection was lost, not closed.
@@ -81,7 +81,7 @@ where
             Ok(Some(Inbound::Goodbye) | None) | Err(_) => return,
         }
     };
-    let (slots, agent, worker_key) = match serde_json::from_str::<WorkerMessage>(&hello) {
+    let (slots, agent, worker_key) = match decode_worker_frame(&hello) {
         Ok(WorkerMessage::Hello {
             protocol,
             slots,
@@ -131,7 +131,7 @@ where
                     }
                     None => break,
                 };
-                match serde_json::from_str::<WorkerMessage>(&frame) {
+                match decode_worker_frame(&frame) {
                     Ok(message) => {
                         let handled = core.handle(&worker_id, message);
                         if !send_while(handled, &worker_id, &mut outbox, &mut outgoing).await {

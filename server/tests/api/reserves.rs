@@ -15,6 +15,7 @@ use vitalgrid_server::accounts::Role;
 use vitalgrid_server::db::entities::task;
 use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::protocol::{PROTOCOL_VERSION, ServerMessage, WorkerMessage};
+use vitalgrid_worker::sender;
 
 use vitalgrid_server::config::SchedulerConfig;
 
@@ -68,9 +69,9 @@ impl HandDrivenWorker {
 
     async fn send(&mut self, messages: Vec<WorkerMessage>) {
         for message in messages {
-            let frame = serde_json::to_string(&message).expect("serialises");
+            let frame = sender::encode(&message).expect("encodes");
             self.sink
-                .send(Message::Text(frame.into()))
+                .send(Message::Binary(frame.into()))
                 .await
                 .expect("sent");
         }

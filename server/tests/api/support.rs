@@ -10,7 +10,10 @@ use vitalgrid_server::accounts::{Role, create_account};
 use vitalgrid_server::app::AppState;
 pub use vitalgrid_server::config::SchedulerConfig;
 use vitalgrid_worker::pipeline::Pipeline;
-use vitalgrid_worker::protocol::{PROTOCOL_VERSION, ServerMessage, WorkerMessage};
+use vitalgrid_worker::protocol::{
+    PROTOCOL_VERSION, ServerMessage, WorkerMessage, decode_worker_frame,
+};
+use vitalgrid_worker::sender;
 
 pub(crate) use crate::common::on_every_backend;
 pub use crate::common::{Backend, TestDatabase};
@@ -241,7 +244,10 @@ impl WorkerLog {
     pub fn sent_of_type(&self, kind: &str) -> usize {
         self.frames_sent
             .iter()
-            .filter(|f| serde_json::from_str::<Value>(f).is_ok_and(|v| v["type"] == kind))
+            .filter(|f| {
+                decode_worker_frame(f.as_bytes())
+                    .is_ok_and(|m| serde_json::to_value(&m).is_ok_and(|v| v["type"] == kind))
+            })
             .count()
     }
 }
@@ -302,9 +308,10 @@ pub async fn run_native_worker(
             && (misbehaviour.vanish_after_first_ack || misbehaviour.leave_after_first_ack)
         {
             for message in &outgoing {
-                let frame = serde_json::to_string(message).expect("serialises");
-                let _ = sink.send(Message::Text(frame.clone().into())).await;
-                log.frames_sent.push(frame);
+                let frame = sender::encode(message).expect("encodes");
+                let _ = sink.send(Message::Binary(frame.clone().into())).await;
+                log.frames_sent
+                    .push(String::from_utf8(frame).expect("frames are UTF-8"));
             }
             if misbehaviour.leave_after_first_ack {
                 let _ = sink.close().await; // a close frame: a goodbye
@@ -325,15 +332,16 @@ pub async fn run_native_worker(
                 .collect();
         }
         for message in outgoing {
-            let frame = serde_json::to_string(&message).expect("serialises");
+            let frame = sender::encode(&message).expect("encodes");
             if sink
-                .send(Message::Text(frame.clone().into()))
+                .send(Message::Binary(frame.clone().into()))
                 .await
                 .is_err()
             {
                 return log;
             }
-            log.frames_sent.push(frame);
+            log.frames_sent
+                .push(String::from_utf8(frame).expect("frames are UTF-8"));
         }
     }
     let _ = sink.close().await;

@@ -5,6 +5,12 @@
 /** A server frame: a text message, or a binary one holding UTF-8 JSON (task packets). */
 export type ServerFrame = string | ArrayBuffer;
 
+/**
+ * A frame the wasm pipeline made for the server, as UTF-8 bytes sent as a binary message: a
+ * result's header line and payload (docs/protocol.md), or another message's JSON.
+ */
+export type WorkerFrame = Uint8Array<ArrayBuffer>;
+
 export type ToWorker =
   /** A frame from the server, exactly as received: text, or the UTF-8 bytes of a task packet. */
   | { kind: 'frame'; frame: ServerFrame }
@@ -19,10 +25,10 @@ export type FromWorker =
   /** The wasm module is instantiated. */
   | { kind: 'ready' }
   /** Frames to send to the server as they are, and the data rows processed since the last report. */
-  | { kind: 'frames'; frames: string[]; rows: number; progress: number | null }
+  | { kind: 'frames'; frames: WorkerFrame[]; rows: number; progress: number | null }
   /** Answer to `stop`: the RELEASE frames for unfinished tasks. */
-  | { kind: 'stopped'; frames: string[] }
+  | { kind: 'stopped'; frames: WorkerFrame[] }
   /** Answer to `run_task_frame`: the RESULT frame, or why the task was refused. */
-  | { kind: 'task_result'; frame: string | null; error: string | null }
+  | { kind: 'task_result'; frame: WorkerFrame | null; error: string | null }
   /** The worker cannot go on (wasm missing or crashed). */
   | { kind: 'failed'; message: string };

@@ -3,7 +3,7 @@
 // for as long as the wasm says (`rest_ms`, from the volunteer's CPU share), so a Stop or a new frame
 // is answered between slices; it posts back the frames the page must send to the server.
 import init, { WasmPipeline, run_task_frame } from '../wasm/pkg/vitalgrid_worker.js';
-import type { FromWorker, ToWorker } from './messages';
+import type { FromWorker, ToWorker, WorkerFrame } from './messages';
 
 /** Milliseconds of work per slice: short enough to answer Stop promptly, long enough to be efficient. */
 const SLICE_BUDGET_MS = 8;
@@ -12,7 +12,7 @@ const MAX_REST_MS = 1000;
 
 /** What `WasmPipeline.run_slice` returns (serialised with serde-wasm-bindgen). */
 interface SliceReport {
-  frames: string[];
+  frames: WorkerFrame[];
   rows: number;
   idle: boolean;
   progress: number;
@@ -87,7 +87,9 @@ function handle(pipeline: WasmPipeline, message: ToWorker): void {
       break;
     case 'run_task_frame':
       try {
-        post({ kind: 'task_result', frame: run_task_frame(message.template, message.task), error: null });
+        // wasm-bindgen returns a fresh copy of the bytes, never a view of shared memory.
+        const frame = run_task_frame(message.template, message.task) as WorkerFrame;
+        post({ kind: 'task_result', frame, error: null });
       } catch (error) {
         post({ kind: 'task_result', frame: null, error: error instanceof Error ? error.message : String(error) });
       }

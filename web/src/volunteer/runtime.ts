@@ -12,7 +12,7 @@
 //
 // The hello carries a worker key kept in localStorage, so the server can keep this browser's track
 // record (agreed and disagreed results) across sessions.
-import type { FromWorker, ServerFrame, ToWorker } from './messages';
+import type { FromWorker, ServerFrame, ToWorker, WorkerFrame } from './messages';
 
 // Must equal `PROTOCOL_VERSION` in worker-wasm/src/protocol.rs (a Rust test checks).
 const PROTOCOL_VERSION = 4;
@@ -50,7 +50,7 @@ export interface RuntimeView {
 interface Thread extends ThreadView {
   worker: Worker;
   /** Resolves the pending Stop with this worker's RELEASE frames. */
-  onStopped: ((frames: string[]) => void) | null;
+  onStopped: ((frames: WorkerFrame[]) => void) | null;
 }
 
 /** The fields the runtime reads from a frame to route it; everything else is the wasm's business. */
@@ -75,6 +75,20 @@ function headOf(frame: ServerFrame): FrameHead | null {
   const text = typeof frame === 'string' ? frame : utf8.decode(frame);
   try {
     const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null ? (value as FrameHead) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The head of a frame a worker made: a result's header line (its payload, up to a megabyte, is not
+ * parsed on the page's main thread), or a small message's JSON.
+ */
+function headOfOutgoing(frame: WorkerFrame): FrameHead | null {
+  const newline = frame.indexOf(0x0a);
+  try {
+    const value: unknown = JSON.parse(utf8.decode(newline < 0 ? frame : frame.subarray(0, newline)));
     return typeof value === 'object' && value !== null ? (value as FrameHead) : null;
   } catch {
     return null;
@@ -170,7 +184,7 @@ export class VolunteerRuntime {
     const releases = await Promise.all(
       this.threads.map(
         (thread) =>
-          new Promise<string[]>((resolve) => {
+          new Promise<WorkerFrame[]>((resolve) => {
             if (thread.problem) return resolve([]);
             const timer = setTimeout(() => resolve([]), STOP_TIMEOUT_MS);
             thread.onStopped = (frames) => {
@@ -285,7 +299,7 @@ export class VolunteerRuntime {
       case 'frames':
         for (const frame of message.frames) {
           this.socket?.send(frame);
-          const head = headOf(frame);
+          const head = headOfOutgoing(frame);
           if (head?.type === 'result') {
             thread.tasksDone += 1;
             this.view.tasksDone += 1;

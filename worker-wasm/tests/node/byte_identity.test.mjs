@@ -20,12 +20,20 @@ async function load() {
   const glue = await import(pathToFileURL(path.join(pkgDir, "vitalgrid_worker.js")).href);
   glue.initSync({ module: fs.readFileSync(path.join(pkgDir, "vitalgrid_worker_bg.wasm")) });
   const read = (name) => fs.readFileSync(path.join(framesDir, name), "utf8");
-  return { glue, template: read("template.json"), task: read("task.json"), expected: read("result.json") };
+  // A result frame is its header line and payload as UTF-8 bytes (docs/protocol.md).
+  const expected = new Uint8Array(fs.readFileSync(path.join(framesDir, "result.frame")));
+  return { glue, template: read("template.json"), task: read("task.json"), expected };
+}
+
+/** A small frame (ACK, ERROR) the wasm returned as UTF-8 bytes, parsed. */
+function json(frame) {
+  assert.ok(frame instanceof Uint8Array, "frames leave the wasm as bytes");
+  return JSON.parse(new TextDecoder().decode(frame));
 }
 
 test("run_task_frame in wasm gives the native result frame byte for byte", { skip }, async () => {
   const { glue, template, task, expected } = await load();
-  assert.equal(glue.run_task_frame(template, task), expected);
+  assert.deepEqual(glue.run_task_frame(template, task), expected);
 });
 
 test("the wasm pipeline stepped in small slices gives the native result frame", { skip }, async () => {
@@ -34,7 +42,7 @@ test("the wasm pipeline stepped in small slices gives the native result frame", 
   assert.deepEqual(pipeline.receive(template), []);
   const replies = pipeline.receive(task);
   assert.equal(replies.length, 1);
-  assert.equal(JSON.parse(replies[0]).type, "ack");
+  assert.equal(json(replies[0]).type, "ack");
   const frames = [];
   for (let guard = 0; !pipeline.is_idle() && guard < 100_000; guard++) {
     const step = pipeline.step(777);
@@ -53,6 +61,6 @@ test("a corrupt task frame is refused with an integrity error", { skip }, async 
   const packet = JSON.parse(task);
   packet.adler32 ^= 1;
   const [reply] = pipeline.receive(JSON.stringify(packet));
-  assert.equal(JSON.parse(reply).code, "integrity");
+  assert.equal(json(reply).code, "integrity");
   assert.equal(pipeline.is_idle(), true);
 });
