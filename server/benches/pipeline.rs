@@ -23,6 +23,7 @@ use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::processor::DataProcessor;
 use vitalgrid_worker::protocol::{
     CheckedPayload, ServerMessage, SignedPayload, TaskData, TaskPacket, WorkerMessage,
+    decode_server_frame, encode_task_frame,
 };
 use vitalgrid_worker::sender;
 use vitalgrid_worker::template::{HRV_TIME, Template, builtin_templates};
@@ -126,9 +127,9 @@ fn workload(
                 algorithm: algorithm.to_owned(),
                 data: CheckedPayload::seal(serde_json::to_string(data)?),
             };
-            serde_json::to_string(&ServerMessage::Task(packet))
+            Ok(String::from_utf8(encode_task_frame(&packet))?)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, Error>>()?;
     let template_frame = serde_json::to_string(&ServerMessage::Template(SignedPayload::seal(
         serde_json::to_string(template)?,
     )))?;
@@ -232,7 +233,7 @@ fn stages_once(workload: &Workload) -> Result<StageTimes, Error> {
         .collect();
     for frame in &workload.task_frames {
         let t0 = Instant::now();
-        let ServerMessage::Task(packet) = serde_json::from_str::<ServerMessage>(frame)? else {
+        let ServerMessage::Task(packet) = decode_server_frame(frame)? else {
             return Err("not a task frame".into());
         };
         let t1 = Instant::now();
@@ -304,7 +305,7 @@ fn write_frames(dir: &Path, workloads: &[Workload], results: &[Vec<Vec<u8>>]) ->
         let mut tasks = Vec::new();
         for (seq, (task, result)) in workload.task_frames.iter().zip(results).enumerate() {
             let (task_name, result_name) = (
-                format!("task-{seq:03}.json"),
+                format!("task-{seq:03}.frame"),
                 format!("result-{seq:03}.frame"),
             );
             std::fs::write(sub.join(&task_name), task)?;

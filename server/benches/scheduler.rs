@@ -39,7 +39,7 @@ use vitalgrid_server::jobs::queued_task;
 use vitalgrid_server::scheduler::random_id;
 use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::protocol::{
-    PROTOCOL_VERSION, ServerMessage, SignalColumn, TaskData, WorkerMessage,
+    PROTOCOL_VERSION, ServerMessage, SignalColumn, TaskData, WorkerMessage, decode_server_frame,
 };
 use vitalgrid_worker::sender;
 
@@ -564,7 +564,7 @@ async fn round_trips(
             _ => panic!("the server closed the bench worker"),
         };
         if matches!(
-            serde_json::from_str::<ServerMessage>(text.as_str()),
+            decode_server_frame(text.as_str()),
             Ok(ServerMessage::Task(_))
         ) {
             arrivals.push(Instant::now());

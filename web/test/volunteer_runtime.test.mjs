@@ -24,7 +24,6 @@ const adler32 = (text) => {
 };
 // Templates carry a SHA-256; tasks and results an Adler-32 (see worker-wasm/src/protocol.rs).
 const seal = (payload) => ({ payload, sha256: sha256(payload) });
-const sealTask = (payload) => ({ payload, adler32: adler32(payload) });
 
 // The built-in vitals template (worker-wasm/src/template.rs), as the server would send it.
 const template = {
@@ -37,15 +36,18 @@ const template = {
 };
 const templateFrame = JSON.stringify({ type: 'template', ...seal(JSON.stringify(template)) });
 
-function taskFrame(taskId, rows) {
+/** A task's payload: `rows` seconds of heart rate and SpO2, with empty and out-of-range cells. */
+function taskPayload(rows) {
   const time_s = Array.from({ length: rows }, (_, i) => i);
   const hr = time_s.map((t) => (t % 97 === 0 ? null : 70 + 10 * Math.sin(t / 60)));
   const spo2 = time_s.map((t) => (t % 50 === 0 ? 0 : 97 + (t % 3)));
-  const data = { time_s, signals: [{ name: 'hr', values: hr }, { name: 'spo2', values: spo2 }], core_start: 0, core_end: rows, trend_bucket_s: 60 };
-  return JSON.stringify({
-    type: 'task', task_id: taskId, lease: 1, template_id: 'bedside-vitals', template_version: 1,
-    algorithm: 'signal-summary', ...sealTask(JSON.stringify(data)),
-  });
+  return JSON.stringify({ time_s, signals: [{ name: 'hr', values: hr }, { name: 'spo2', values: spo2 }], core_start: 0, core_end: rows, trend_bucket_s: 60 });
+}
+
+/** A task frame as the server sends it: its header line, then the payload (docs/protocol.md). */
+function taskFrame(taskId, rows, { payload = taskPayload(rows), sealed = payload } = {}) {
+  const header = { type: 'task', task_id: taskId, lease: 1, template_id: 'bedside-vitals', template_version: 1, algorithm: 'signal-summary', adler32: adler32(sealed) };
+  return JSON.stringify(header) + '\n' + payload;
 }
 
 /**
@@ -144,8 +146,8 @@ test('tasks reach the wasm workers and their frames reach the server unchanged',
 });
 
 test('a task with a damaged payload is refused with an integrity error', async () => {
-  const packet = JSON.parse(taskFrame('t-bad', 100));
-  const damaged = JSON.stringify({ ...packet, payload: packet.payload.replace('"core_start":0', '"core_start":1') });
+  const sealed = taskPayload(100);
+  const damaged = taskFrame('t-bad', 100, { payload: sealed.replace('"core_start":0', '"core_start":1'), sealed });
   const { page, received } = await volunteerPage((frame, ws) => {
     if (parse(frame).type === 'hello') {
       ws.send(JSON.stringify({ type: 'welcome', worker_id: 'w-2', slots: 1 }));

@@ -230,7 +230,9 @@ fn finish(task: AcceptedTask) -> WorkerMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{CheckedPayload, ServerMessage, SignalColumn, SignedPayload, TaskData};
+    use crate::protocol::{
+        CheckedPayload, ServerMessage, SignalColumn, SignedPayload, TaskData, encode_task_frame,
+    };
     use crate::slicer::Clock;
     use crate::template::{SIGNAL_SUMMARY, builtin_templates};
 
@@ -293,7 +295,7 @@ mod tests {
     }
 
     fn task_frame(packet: TaskPacket) -> String {
-        serde_json::to_string(&ServerMessage::Task(packet)).expect("serialises")
+        String::from_utf8(encode_task_frame(&packet)).expect("frames are UTF-8")
     }
 
     fn ready_pipeline(tasks: &[TaskPacket]) -> Pipeline {
@@ -486,7 +488,7 @@ mod tests {
         let result = run_task(&vitals(), &task).expect("runs");
         let result_frame = sender::encode(&WorkerMessage::Result(result)).expect("encodes");
         std::fs::write(dir.join("template.json"), template_frame()).expect("writes");
-        std::fs::write(dir.join("task.json"), task_frame(task)).expect("writes");
+        std::fs::write(dir.join("task.frame"), task_frame(task)).expect("writes");
         std::fs::write(dir.join("result.frame"), result_frame).expect("writes");
     }
 }

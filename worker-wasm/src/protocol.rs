@@ -1,7 +1,7 @@
 //! The packets exchanged between the server and volunteer workers over `/ws/worker`.
 //!
-//! Every frame is one JSON message, except a result: its header line, then its payload's bytes
-//! ([`encode_result_frame`]). Data-bearing packets carry their content as a `payload` string plus
+//! Every frame is one JSON message, except a task or a result: its header line, then its
+//! payload's bytes ([`encode_task_frame`], [`encode_result_frame`]). Data-bearing packets carry their content as a `payload` string plus
 //! a digest of that string's UTF-8 bytes, so integrity is checked over exactly the bytes that were
 //! sent, independent of JSON formatting on either side:
 //! - templates carry the hex SHA-256;
@@ -25,8 +25,8 @@ use thiserror::Error;
 /// Bumped whenever a packet changes shape; a worker speaking another version is refused.
 /// Version 2: task packets carry `crc32` instead of `sha256`, and packed columns.
 /// Version 3: result packets carry `crc32` too; the server hashes each result itself.
-/// Version 4: task and result packets carry `adler32` instead of `crc32`, and a result travels as
-/// its header line and its payload's bytes ([`encode_result_frame`]).
+/// Version 4: task and result packets carry `adler32` instead of `crc32`, and each travels as its
+/// header line and its payload's bytes ([`encode_task_frame`], [`encode_result_frame`]).
 pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Messages the server sends to a worker.
@@ -156,6 +156,22 @@ pub fn adler32(bytes: &[u8]) -> u32 {
     simd_adler32::adler32(&bytes)
 }
 
+/// The first line of a task frame: the [`TaskPacket`] without its payload. `type` and `task_id`
+/// come first: the browser routes a task by reading them from the frame's first bytes.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename = "task")]
+struct TaskHeader<'a> {
+    #[serde(borrow)]
+    task_id: Cow<'a, str>,
+    lease: u64,
+    #[serde(borrow)]
+    template_id: Cow<'a, str>,
+    template_version: u32,
+    #[serde(borrow)]
+    algorithm: Cow<'a, str>,
+    adler32: u32,
+}
+
 /// The first line of a result frame: the [`ResultPacket`] without its payload.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename = "result")]
@@ -166,52 +182,119 @@ struct ResultHeader<'a> {
     adler32: u32,
 }
 
-/// A result's frame: the JSON of its header (`{"type":"result","task_id":…,"lease":…,"adler32":…}`),
-/// a newline, then the payload's bytes as they are.
+/// A frame holding a data packet: the JSON of its header, a newline, then the payload's bytes as
+/// they are.
 ///
-/// The payload is the segment result's JSON, up to a megabyte: inside a JSON frame it was a string
-/// to escape on the worker and unescape on the server (5 % of a vitals task's time, natively and in
-/// WebAssembly), and the browser page parsed the whole frame to learn its type. Compact JSON never
-/// holds a raw newline, so the first one ends the header.
+/// A payload is JSON of up to a few megabytes (a task's packed columns, a segment's result): inside
+/// a JSON frame it was a string to escape on one side and unescape on the other (a result's
+/// escaping alone was 5 % of a vitals task's time, natively and in WebAssembly), and the browser
+/// page parsed a whole result to learn its type. Compact JSON never holds a raw newline, so the
+/// first one ends the header.
+fn data_frame(header: &impl Serialize, payload: &str) -> Vec<u8> {
+    // The headers are strings and integers, which always serialise.
+    let mut frame = serde_json::to_vec(header).unwrap_or_default();
+    frame.reserve_exact(1 + payload.len());
+    frame.push(b'\n');
+    frame.extend_from_slice(payload.as_bytes());
+    frame
+}
+
+/// A task's frame: `{"type":"task","task_id":…,"lease":…,"template_id":…,"template_version":…,
+/// "algorithm":…,"adler32":…}`, a newline, then the payload ([`data_frame`]).
+pub fn encode_task_frame(packet: &TaskPacket) -> Vec<u8> {
+    let header = TaskHeader {
+        task_id: Cow::Borrowed(&packet.task_id),
+        lease: packet.lease,
+        template_id: Cow::Borrowed(&packet.template_id),
+        template_version: packet.template_version,
+        algorithm: Cow::Borrowed(&packet.algorithm),
+        adler32: packet.data.adler32,
+    };
+    data_frame(&header, &packet.data.payload)
+}
+
+/// A result's frame: `{"type":"result","task_id":…,"lease":…,"adler32":…}`, a newline, then the
+/// payload ([`data_frame`]).
 pub fn encode_result_frame(packet: &ResultPacket) -> Vec<u8> {
     let header = ResultHeader {
         task_id: Cow::Borrowed(&packet.task_id),
         lease: packet.lease,
         adler32: packet.data.adler32,
     };
-    // A struct of a string and two integers always serialises.
-    let mut frame = serde_json::to_vec(&header).unwrap_or_default();
-    frame.reserve_exact(1 + packet.data.payload.len());
-    frame.push(b'\n');
-    frame.extend_from_slice(packet.data.payload.as_bytes());
-    frame
+    data_frame(&header, &packet.data.payload)
 }
 
-/// Why a worker's frame could not be read.
+/// The frame for a server message: a task's header line and payload ([`encode_task_frame`]) as a
+/// binary message, any other message's JSON as a text message.
+pub fn encode_server_message(message: &ServerMessage) -> Result<Frame, serde_json::Error> {
+    Ok(match message {
+        ServerMessage::Task(packet) => Frame::Binary(encode_task_frame(packet)),
+        other => Frame::Text(serde_json::to_string(other)?),
+    })
+}
+
+/// A frame as a WebSocket message holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+/// Why a frame could not be read.
 #[derive(Debug, Error)]
 pub enum FrameError {
     #[error("not a message of the protocol: {0}")]
     Json(#[from] serde_json::Error),
     #[error("a result's payload is not UTF-8 text")]
     NotUtf8,
-    #[error("a result travels as its header line and its payload, not as one JSON message")]
-    ResultWithoutHeaderLine,
+    #[error("a {0} travels as its header line and its payload, not as one JSON message")]
+    WithoutHeaderLine(&'static str),
+}
+
+/// Splits a frame at its first newline: a data packet's header and payload, or `None` for a frame
+/// that is one JSON message.
+fn header_line(frame: &[u8]) -> Option<(&[u8], &[u8])> {
+    let newline = frame.iter().position(|&byte| byte == b'\n')?;
+    Some((&frame[..newline], &frame[newline + 1..]))
 }
 
 /// Reads a frame a worker sent (text or binary, the same bytes): one JSON message, or a result's
 /// header line and payload ([`encode_result_frame`]).
 pub fn decode_worker_frame(frame: &[u8]) -> Result<WorkerMessage, FrameError> {
-    let Some(newline) = frame.iter().position(|&byte| byte == b'\n') else {
+    let Some((header, payload)) = header_line(frame) else {
         return match serde_json::from_slice(frame)? {
-            WorkerMessage::Result(_) => Err(FrameError::ResultWithoutHeaderLine),
+            WorkerMessage::Result(_) => Err(FrameError::WithoutHeaderLine("result")),
             message => Ok(message),
         };
     };
-    let header: ResultHeader = serde_json::from_slice(&frame[..newline])?;
-    let payload = std::str::from_utf8(&frame[newline + 1..]).map_err(|_| FrameError::NotUtf8)?;
+    let header: ResultHeader = serde_json::from_slice(header)?;
+    let payload = std::str::from_utf8(payload).map_err(|_| FrameError::NotUtf8)?;
     Ok(WorkerMessage::Result(ResultPacket {
         task_id: header.task_id.into_owned(),
         lease: header.lease,
+        data: CheckedPayload {
+            payload: payload.to_owned(),
+            adler32: header.adler32,
+        },
+    }))
+}
+
+/// Reads a frame the server sent (text, or the UTF-8 bytes of a binary message): one JSON message,
+/// or a task's header line and payload ([`encode_task_frame`]).
+pub fn decode_server_frame(frame: &str) -> Result<ServerMessage, FrameError> {
+    let Some((header, payload)) = frame.split_once('\n') else {
+        return match serde_json::from_str(frame)? {
+            ServerMessage::Task(_) => Err(FrameError::WithoutHeaderLine("task")),
+            message => Ok(message),
+        };
+    };
+    let header: TaskHeader = serde_json::from_str(header)?;
+    Ok(ServerMessage::Task(TaskPacket {
+        task_id: header.task_id.into_owned(),
+        lease: header.lease,
+        template_id: header.template_id.into_owned(),
+        template_version: header.template_version,
+        algorithm: header.algorithm.into_owned(),
         data: CheckedPayload {
             payload: payload.to_owned(),
             adler32: header.adler32,
@@ -397,7 +480,7 @@ mod tests {
         let old = serde_json::to_vec(&WorkerMessage::Result(packet.clone())).expect("serialises");
         assert!(matches!(
             decode_worker_frame(&old),
-            Err(FrameError::ResultWithoutHeaderLine)
+            Err(FrameError::WithoutHeaderLine("result"))
         ));
         // Another message's JSON before a newline is not a result header.
         let mut ack = serde_json::to_vec(&WorkerMessage::Ack {
@@ -446,24 +529,53 @@ mod tests {
     }
 
     #[test]
-    fn task_packet_round_trips_with_flat_payload_fields() {
-        let packet = ServerMessage::Task(TaskPacket {
+    fn a_task_frame_is_its_header_line_then_the_payload_and_reads_back() {
+        let packet = TaskPacket {
             task_id: "t1".into(),
             lease: 3,
             template_id: "bedside-vitals".into(),
             template_version: 1,
             algorithm: "vitals-summary".into(),
-            data: CheckedPayload::seal("{}".into()),
-        });
-        let text = serde_json::to_string(&packet).expect("serialises");
+            data: CheckedPayload::seal("{\"time_s\":[0,1]}".into()),
+        };
+        let frame = encode_server_message(&ServerMessage::Task(packet.clone())).expect("encodes");
+        let Frame::Binary(bytes) = frame else {
+            panic!("a task goes as a binary message");
+        };
+        let text = String::from_utf8(bytes).expect("UTF-8");
         // The browser reads a task's id from the frame's first bytes instead of parsing megabytes
         // (web/src/volunteer/runtime.ts), so the order is part of the protocol.
         assert!(
             text.starts_with("{\"type\":\"task\",\"task_id\":\"t1\","),
             "{text}"
         );
-        assert!(text.contains("\"adler32\":"));
-        let back: ServerMessage = serde_json::from_str(&text).expect("parses");
-        assert_eq!(back, packet);
+        let tail = format!(
+            "\"adler32\":{}}}\n{{\"time_s\":[0,1]}}",
+            packet.data.adler32
+        );
+        assert!(text.ends_with(&tail), "{text}");
+        assert_eq!(
+            decode_server_frame(&text).expect("reads"),
+            ServerMessage::Task(packet.clone())
+        );
+        // As one JSON message (protocol 3's form) a task is refused.
+        let old = serde_json::to_string(&ServerMessage::Task(packet)).expect("serialises");
+        assert!(matches!(
+            decode_server_frame(&old),
+            Err(FrameError::WithoutHeaderLine("task"))
+        ));
+    }
+
+    #[test]
+    fn other_server_messages_are_json_text() {
+        let welcome = ServerMessage::Welcome {
+            worker_id: "w".into(),
+            slots: 2,
+        };
+        let Frame::Text(text) = encode_server_message(&welcome).expect("encodes") else {
+            panic!("a welcome goes as text");
+        };
+        assert_eq!(text, r#"{"type":"welcome","worker_id":"w","slots":2}"#);
+        assert_eq!(decode_server_frame(&text).expect("reads"), welcome);
     }
 }

@@ -9,6 +9,7 @@ use crate::algorithm::{self, AlgorithmRun};
 use crate::processor::{DataError, DataProcessor};
 use crate::protocol::{
     ErrorCode, ServerMessage, SignedPayload, TaskData, TaskPacket, WorkerMessage,
+    decode_server_frame,
 };
 use crate::sender::SendError;
 use crate::template::Template;
@@ -80,10 +81,12 @@ impl Receiver {
 
     /// Interprets one text frame from the server.
     pub fn receive(&mut self, frame: &str) -> Received {
-        let message = match serde_json::from_str::<ServerMessage>(frame) {
+        let message = match decode_server_frame(frame) {
             Ok(message) => message,
             Err(error) => {
-                let (task_id, lease) = salvage_ids(frame);
+                // From the header line alone: a task's payload can be megabytes.
+                let header = frame.split_once('\n').map_or(frame, |(header, _)| header);
+                let (task_id, lease) = salvage_ids(header);
                 return Received::Reply(WorkerMessage::Error {
                     task_id,
                     lease,
@@ -205,7 +208,7 @@ fn salvage_ids(frame: &str) -> (Option<String>, Option<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{CheckedPayload, SignalColumn};
+    use crate::protocol::{CheckedPayload, SignalColumn, encode_task_frame};
     use crate::template::{SIGNAL_SUMMARY, builtin_templates};
 
     fn template_frame() -> String {
@@ -240,8 +243,12 @@ mod tests {
         .expect("serialises")
     }
 
+    fn task_frame(packet: TaskPacket) -> String {
+        String::from_utf8(encode_task_frame(&packet)).expect("frames are UTF-8")
+    }
+
     fn receive_task(receiver: &mut Receiver, packet: TaskPacket) -> Received {
-        receiver.receive(&serde_json::to_string(&ServerMessage::Task(packet)).expect("serialises"))
+        receiver.receive(&task_frame(packet))
     }
 
     fn error_code(received: &Received) -> Option<(ErrorCode, Option<&str>, Option<u64>)> {
@@ -348,12 +355,19 @@ mod tests {
     #[test]
     fn truncated_frame_is_malformed_with_salvaged_task_id() {
         let mut receiver = ready_receiver();
-        let frame =
-            serde_json::to_string(&ServerMessage::Task(packet(good_data()))).expect("serialises");
-        let received = receiver.receive(&frame[..frame.len() / 2]);
+        let frame = task_frame(packet(good_data()));
+        let header_len = frame.find('\n').expect("a header line");
+        // Cut inside the header line, after the id and the lease: unreadable, ids salvaged.
+        let received = receiver.receive(&frame[..header_len / 2]);
         assert_eq!(
             error_code(&received),
             Some((ErrorCode::Malformed, Some("t-7"), Some(3)))
+        );
+        // Cut inside the payload: the header reads, the checksum does not match.
+        let received = receiver.receive(&frame[..frame.len() - 10]);
+        assert_eq!(
+            error_code(&received),
+            Some((ErrorCode::Integrity, Some("t-7"), Some(3)))
         );
         assert_eq!(
             error_code(&receiver.receive("not json")),

@@ -9,7 +9,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use vitalgrid_worker::protocol::{
-    ErrorCode, PROTOCOL_VERSION, ServerMessage, WorkerMessage, decode_worker_frame,
+    ErrorCode, Frame, PROTOCOL_VERSION, ServerMessage, WorkerMessage, decode_worker_frame,
+    encode_server_message,
 };
 
 use crate::app::AppState;
@@ -198,19 +199,16 @@ async fn send<O: Sink<Message> + Unpin>(
     outgoing_message: Outgoing,
 ) -> Result<(), ()> {
     let Outgoing { message, charge } = outgoing_message;
-    let text = serde_json::to_string(&message).map_err(|_| ())?;
-    // Task packets go out as binary messages holding the same UTF-8 JSON (docs/protocol.md): a
-    // browser then hands the bytes to the wasm as they are, instead of decoding a megabyte of
-    // samples into a string and encoding it back.
-    let binary = matches!(message, ServerMessage::Task(_));
+    // A task goes out as a binary message, its header line and its payload's bytes
+    // (docs/protocol.md): a browser hands the bytes to the wasm as they are, instead of decoding a
+    // megabyte of samples into a string and encoding it back.
+    let frame = match encode_server_message(&message).map_err(|_| ())? {
+        Frame::Binary(bytes) => Message::Binary(bytes.into()),
+        Frame::Text(text) => Message::Text(text.into()),
+    };
     // A task's payload is freed now, not once a slow peer has read the whole frame: with a
     // thousand workers that is one payload per connection.
     drop(message);
-    let frame = if binary {
-        Message::Binary(text.into_bytes().into())
-    } else {
-        Message::Text(text.into())
-    };
     let written = outgoing.send(frame).await.map_err(|_| ());
     drop(charge);
     written

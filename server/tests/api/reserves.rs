@@ -14,7 +14,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use vitalgrid_server::accounts::Role;
 use vitalgrid_server::db::entities::task;
 use vitalgrid_worker::pipeline::Pipeline;
-use vitalgrid_worker::protocol::{PROTOCOL_VERSION, ServerMessage, WorkerMessage};
+use vitalgrid_worker::protocol::{
+    PROTOCOL_VERSION, ServerMessage, WorkerMessage, decode_server_frame,
+};
 use vitalgrid_worker::sender;
 
 use vitalgrid_server::config::SchedulerConfig;
@@ -88,7 +90,7 @@ impl HandDrivenWorker {
                 Some(Ok(Message::Binary(bytes))) => String::from_utf8_lossy(&bytes).into_owned(),
                 other => panic!("the server closed the connection: {other:?}"),
             };
-            let task_id = match serde_json::from_str::<ServerMessage>(&text) {
+            let task_id = match decode_server_frame(&text) {
                 Ok(ServerMessage::Task(packet)) => Some(packet.task_id),
                 _ => None,
             };

@@ -11,7 +11,7 @@ use vitalgrid_server::app::AppState;
 pub use vitalgrid_server::config::SchedulerConfig;
 use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::protocol::{
-    PROTOCOL_VERSION, ServerMessage, WorkerMessage, decode_worker_frame,
+    PROTOCOL_VERSION, ServerMessage, WorkerMessage, decode_server_frame, decode_worker_frame,
 };
 use vitalgrid_worker::sender;
 
@@ -290,13 +290,12 @@ pub async fn run_native_worker(
             _ => break,
         };
         log.frames_received.push(text.clone());
-        let is_task = serde_json::from_str::<ServerMessage>(&text)
-            .is_ok_and(|m| matches!(m, ServerMessage::Task(_)));
+        let is_task = decode_server_frame(&text).is_ok_and(|m| matches!(m, ServerMessage::Task(_)));
         if is_task && misbehaviour.corrupt_first_task && !corrupted {
             corrupted = true;
             let original = text.clone();
-            // The payload is a JSON string inside the frame, so its quotes arrive escaped.
-            text = text.replacen("\\\"core_start\\\":", "\\\"core_start\\\":1", 1);
+            // The payload follows the frame's header line as it is.
+            text = text.replacen("\"core_start\":", "\"core_start\":1", 1);
             assert_ne!(text, original, "the test corrupted the payload");
         }
         let mut outgoing = pipeline.receive(&text);

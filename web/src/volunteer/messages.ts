@@ -2,7 +2,7 @@
 // (which holds a wasm pipeline). Server frames travel as their original text, never re-serialised,
 // because the wasm checks integrity over exactly the bytes the server sent.
 
-/** A server frame: a text message, or a binary one holding UTF-8 JSON (task packets). */
+/** A server frame: a text message, or a binary one (a task: its header line, then its payload). */
 export type ServerFrame = string | ArrayBuffer;
 
 /**
@@ -12,7 +12,7 @@ export type ServerFrame = string | ArrayBuffer;
 export type WorkerFrame = Uint8Array<ArrayBuffer>;
 
 export type ToWorker =
-  /** A frame from the server, exactly as received: text, or the UTF-8 bytes of a task packet. */
+  /** A frame from the server, exactly as received: text, or the UTF-8 bytes of a task frame. */
   | { kind: 'frame'; frame: ServerFrame }
   /** Hand back unfinished tasks (RELEASE frames) and stop working. */
   | { kind: 'stop' }

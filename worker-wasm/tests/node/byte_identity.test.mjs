@@ -22,7 +22,7 @@ async function load() {
   const read = (name) => fs.readFileSync(path.join(framesDir, name), "utf8");
   // A result frame is its header line and payload as UTF-8 bytes (docs/protocol.md).
   const expected = new Uint8Array(fs.readFileSync(path.join(framesDir, "result.frame")));
-  return { glue, template: read("template.json"), task: read("task.json"), expected };
+  return { glue, template: read("template.json"), task: read("task.frame"), expected };
 }
 
 /** A small frame (ACK, ERROR) the wasm returned as UTF-8 bytes, parsed. */
@@ -58,9 +58,11 @@ test("a corrupt task frame is refused with an integrity error", { skip }, async 
   const { glue, template, task } = await load();
   const pipeline = new glue.WasmPipeline();
   pipeline.receive(template);
-  const packet = JSON.parse(task);
-  packet.adler32 ^= 1;
-  const [reply] = pipeline.receive(JSON.stringify(packet));
+  // A task frame is its header line and payload: flip a bit of the announced checksum.
+  const newline = task.indexOf("\n");
+  const header = JSON.parse(task.slice(0, newline));
+  header.adler32 ^= 1;
+  const [reply] = pipeline.receive(JSON.stringify(header) + task.slice(newline));
   assert.equal(json(reply).code, "integrity");
   assert.equal(pipeline.is_idle(), true);
 });
