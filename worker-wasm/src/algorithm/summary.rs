@@ -479,9 +479,7 @@ fn fold_trend(trend: &mut Vec<TrendBucket>, width: f64, times: &[f64], values: &
     let mut start = 0;
     while let Some(&first) = times.get(start) {
         let index = bucket_index(first, width);
-        // Bisection rather than a division per value.
-        let end =
-            start + 1 + times[start + 1..].partition_point(|&t| bucket_index(t, width) == index);
+        let end = start + 1 + bucket_run(&times[start + 1..], index, width);
         let (head, tail) = values[start..end].split_at(1);
         let mut bucket = match trend.last() {
             Some(last) if last.index == index => trend.pop(),
@@ -523,6 +521,22 @@ fn fold_trend(trend: &mut Vec<TrendBucket>, width: f64, times: &[f64], values: &
         trend.push(bucket);
         start = end;
     }
+}
+
+/// How many of `times` (ascending, each in bucket `index` or a later one) lie in bucket `index`.
+/// The next bucket starts near `(index + 1) × width`: bisection on that product needs no division
+/// per probe, and `bucket_index` itself then settles the times within rounding of the edge, so
+/// the count is exactly the times whose `bucket_index` is `index`.
+fn bucket_run(times: &[f64], index: i64, width: f64) -> usize {
+    let edge = index.saturating_add(1) as f64 * width;
+    let mut end = times.partition_point(|&t| t < edge);
+    while end > 0 && bucket_index(times[end - 1], width) != index {
+        end -= 1;
+    }
+    while end < times.len() && bucket_index(times[end], width) == index {
+        end += 1;
+    }
+    end
 }
 
 /// The shortest and the longest interval between consecutive `times` (infinite ones when there
@@ -1201,6 +1215,35 @@ mod percentile_tests {
             run.distribution.above_ms,
         ];
         (run.histogram.into_sorted(), spans)
+    }
+
+    proptest! {
+        /// `bucket_run` finds where a bucket ends as a division per time would, also for times
+        /// within rounding of a bucket's edge (multiples of the width, a step of an ulp apart).
+        #[test]
+        fn a_bucket_run_ends_where_the_bucket_index_changes(
+            width in prop_oneof![Just(0.1), Just(0.3), Just(1.0 / 3.0), Just(86.4), 0.001..1000.0_f64],
+            first_edge in 0_u32..100_000,
+            offsets in prop::collection::vec((0_u32..4, -2_i32..3), 1..60),
+        ) {
+            // Times at or next to bucket edges, ascending.
+            let mut times: Vec<f64> = offsets
+                .iter()
+                .scan(first_edge, |edge, &(step, ulps)| {
+                    *edge += step;
+                    let at = f64::from(*edge) * width;
+                    let bits = at.to_bits() as i64 + i64::from(ulps);
+                    Some(f64::from_bits(bits.max(0) as u64))
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            for start in 0..times.len() {
+                let index = bucket_index(times[start], width);
+                let rest = &times[start + 1..];
+                let expected = rest.iter().take_while(|&&t| bucket_index(t, width) == index).count();
+                prop_assert_eq!(bucket_run(rest, index, width), expected);
+            }
+        }
     }
 
     proptest! {
