@@ -1,6 +1,7 @@
 // The volunteer runtime: one WebSocket to the server on the page's main thread, N Web Workers each
-// holding the wasm pipeline. The page routes frames between them by their `type`, always forwarding
-// the original text (the wasm checks integrity over the exact bytes):
+// holding the wasm pipeline. The page routes frames between them by their `type` (a task's and a
+// result's from their header line), always forwarding the original frame (the wasm checks integrity
+// over the exact bytes):
 //   template  → every worker (each caches templates)
 //   task      → a free worker, which holds it until it sends RESULT, ERROR or RELEASE for that task
 //   cancel    → the worker holding that task
