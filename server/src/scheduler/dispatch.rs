@@ -106,7 +106,9 @@ impl SenderCore {
         // and put back the same tasks round after round.
         let mut reserving = self.config.reserve_per_slot > 0;
         loop {
-            let mut free = self.free_slots(reserving);
+            // A deque: each assignment takes a slot from near its front (workers soonest done
+            // first), which a vector would pay for by moving every slot behind it.
+            let mut free = VecDeque::from(self.free_slots(reserving));
             if free.is_empty() {
                 return Ok(());
             }
@@ -585,7 +587,7 @@ impl SenderCore {
 fn assign(
     plan: &[i64],
     queued: &mut BTreeMap<i64, VecDeque<QueuedTask>>,
-    free: &mut Vec<FreeSlot>,
+    free: &mut VecDeque<FreeSlot>,
     answered: &HashMap<String, Vec<String>>,
     failed_last_on: &HashMap<String, String>,
 ) -> Vec<Assignment> {
@@ -616,7 +618,9 @@ fn assign(
         else {
             continue;
         };
-        let slot = free.remove(slot);
+        let Some(slot) = free.remove(slot) else {
+            continue;
+        };
         assignments.push(Assignment {
             task_id: task.id,
             job_id: task.job_id,
@@ -656,11 +660,11 @@ mod tests {
     #[test]
     fn each_planned_slot_gets_the_next_task_of_its_job_in_order() {
         let mut queued = BTreeMap::from([(1, queue(1, &["a", "b", "c"])), (2, queue(2, &["x"]))]);
-        let mut free = vec![
+        let mut free = VecDeque::from(vec![
             slot("w1", "k1", 9.0),
             slot("w2", "k2", 5.0),
             slot("w3", "k3", 1.0),
-        ];
+        ]);
         let assigned = assign(
             &[1, 2, 1],
             &mut queued,
@@ -680,7 +684,7 @@ mod tests {
     #[test]
     fn a_worker_never_gets_a_task_it_already_answered() {
         let mut queued = BTreeMap::from([(1, queue(1, &["a", "b"]))]);
-        let mut free = vec![slot("w1", "k1", 9.0)];
+        let mut free = VecDeque::from(vec![slot("w1", "k1", 9.0)]);
         let answered = HashMap::from([("a".to_owned(), vec!["k1".to_owned()])]);
         let assigned = assign(&[1], &mut queued, &mut free, &answered, &HashMap::new());
         assert_eq!(assigned.len(), 1);
@@ -691,7 +695,7 @@ mod tests {
     #[test]
     fn a_task_every_free_worker_answered_is_left_for_later() {
         let mut queued = BTreeMap::from([(1, queue(1, &["a"]))]);
-        let mut free = vec![slot("w1", "k1", 1.0)];
+        let mut free = VecDeque::from(vec![slot("w1", "k1", 1.0)]);
         let answered = HashMap::from([("a".to_owned(), vec!["k1".to_owned()])]);
         assert!(assign(&[1], &mut queued, &mut free, &answered, &HashMap::new()).is_empty());
         assert_eq!(free.len(), 1);
@@ -702,7 +706,7 @@ mod tests {
         let failed_last_on = HashMap::from([("a".to_owned(), "k1".to_owned())]);
         let mut queued = BTreeMap::from([(1, queue(1, &["a"]))]);
         // k1 would come first (it is expected to finish soonest), but "a" just failed on it.
-        let mut free = vec![slot("w1", "k1", 1.0), slot("w2", "k2", 2.0)];
+        let mut free = VecDeque::from(vec![slot("w1", "k1", 1.0), slot("w2", "k2", 2.0)]);
         let assigned = assign(
             &[1],
             &mut queued,
@@ -714,7 +718,7 @@ mod tests {
 
         // With nobody else free, it may go back to the same worker rather than wait.
         let mut queued = BTreeMap::from([(1, queue(1, &["a"]))]);
-        let mut free = vec![slot("w1", "k1", 1.0)];
+        let mut free = VecDeque::from(vec![slot("w1", "k1", 1.0)]);
         let assigned = assign(
             &[1],
             &mut queued,
