@@ -165,6 +165,10 @@ pub struct SchedulerConfig {
     /// socket, or in a reserve (`scheduler::budget`). Dispatch rounds hand out no more than it
     /// holds, so the server's memory does not grow with workers × task size.
     pub payload_budget_bytes: usize,
+    /// Result bytes (with a fixed allowance per result for its bookkeeping) accepted and not yet
+    /// committed: when workers answer faster than group commits take their results, a
+    /// connection waits to hand over its next result, so the backlog in memory stays bounded.
+    pub result_backlog_bytes: usize,
 }
 
 impl Default for SchedulerConfig {
@@ -181,6 +185,7 @@ impl Default for SchedulerConfig {
             probe_interval: Duration::from_secs(8),
             reserve_per_slot: 1,
             payload_budget_bytes: 16 * 1024 * 1024,
+            result_backlog_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -124,6 +124,19 @@ impl SenderCore {
                 .track
                 .record_task_time(in_flight.sent.elapsed().as_secs_f64() * 1_000.0);
         }
+        // When results arrive faster than group commits take them (a thousand workers on tiny
+        // tasks outrun SQLite), this connection waits here for room in the backlog, and its
+        // worker's next frames wait in the socket: the results held in memory stay bounded
+        // instead of growing with the job. The room is given back once the commit is settled.
+        let Ok(backlog_room) = Arc::clone(&self.result_backlog)
+            .acquire_many_owned(backlog_charge(
+                packet.data.payload.len(),
+                backlog_capacity_kib(self.config.result_backlog_bytes),
+            ))
+            .await
+        else {
+            return Err(committer_gone());
+        };
         let now = self.clock.now_ms();
         let key = self.record_key(worker_id);
         let spot_check_draw: f64 = rand::thread_rng().r#gen();
@@ -156,6 +169,7 @@ impl SenderCore {
             {
                 tracing::error!(worker.id = %worker_id, task.id = %task_id, %error, "settling a committed result failed");
             }
+            drop(backlog_room);
         });
         Ok(())
     }
@@ -342,6 +356,26 @@ pub(super) struct PendingAnswer {
     now_ms: i64,
     spot_check_draw: f64,
     reply: oneshot::Sender<Result<Outcome, DbErr>>,
+}
+
+/// What a result costs while it waits for its commit besides its payload: the task awaiting the
+/// commit and the answer on its way to the committer (≈ 2.4 KB together, heaptrack).
+const RESULT_OVERHEAD_BYTES: usize = 4 * 1024;
+
+/// The result backlog's room in KiB, for `result_backlog_bytes`: at least 1.
+pub(super) fn backlog_capacity_kib(bytes: usize) -> usize {
+    (bytes / 1024).clamp(1, u32::MAX as usize)
+}
+
+/// The KiB of backlog room a result with a payload of `payload_bytes` takes: the payload and the
+/// allowance, and at most the whole room — a result larger than the backlog still goes through,
+/// alone.
+pub(super) fn backlog_charge(payload_bytes: usize, capacity_kib: usize) -> u32 {
+    let kib = payload_bytes
+        .saturating_add(RESULT_OVERHEAD_BYTES)
+        .div_ceil(1024)
+        .min(capacity_kib);
+    u32::try_from(kib).unwrap_or(u32::MAX)
 }
 
 fn committer_gone() -> DbErr {
@@ -1073,6 +1107,19 @@ async fn finish_job(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_result_takes_its_payload_and_an_allowance_from_the_backlog_and_never_more_than_all() {
+        let capacity = backlog_capacity_kib(16 * 1024 * 1024);
+        assert_eq!(capacity, 16 * 1024);
+        // A no-op result: the allowance of 4 KiB and one KiB started.
+        assert_eq!(backlog_charge(300, capacity), 5);
+        assert_eq!(backlog_charge(700 * 1024, capacity), 704);
+        // Larger than the whole backlog: it takes all of it, so it still goes through, alone.
+        assert_eq!(backlog_charge(64 * 1024 * 1024, capacity), 16 * 1024);
+        assert_eq!(backlog_capacity_kib(1), 1);
+        assert_eq!(backlog_charge(300, backlog_capacity_kib(1)), 1);
+    }
 
     #[test]
     fn an_analysis_over_the_statement_limit_fails_with_the_sizes_in_its_reason() {

@@ -28,7 +28,7 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 use serde::Serialize;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use vitalgrid_worker::protocol::{
     CheckedPayload, ErrorCode, ServerMessage, SignedPayload, TaskPacket, WorkerMessage,
 };
@@ -59,6 +59,8 @@ pub struct SenderCore {
     wake: Arc<Notify>,
     /// Results on their way to the next group commit (`accept::commit_answers`).
     answers: mpsc::UnboundedSender<PendingAnswer>,
+    /// The room left for results accepted and not yet committed, in KiB (`accept::backlog_charge`).
+    result_backlog: Arc<Semaphore>,
     write_turns: Arc<WriteTurns>,
     /// For a queued task whose last lease failed: the key of the worker it failed on, so the next
     /// round gives the task to someone else when anyone else is free (an entry lasts until the
@@ -241,6 +243,9 @@ impl SenderCore {
         let (answers, queued_answers) = mpsc::unbounded_channel();
         let wake = Arc::new(Notify::new());
         let payload_budget = PayloadBudget::new(config.payload_budget_bytes, Arc::clone(&wake));
+        let result_backlog = Arc::new(Semaphore::new(accept::backlog_capacity_kib(
+            config.result_backlog_bytes,
+        )));
         tokio::spawn(accept::commit_answers(
             accept::Committer {
                 db: db.clone(),
@@ -260,6 +265,7 @@ impl SenderCore {
             fair_queue: Mutex::new(FairQueue::default()),
             wake,
             answers,
+            result_backlog,
             write_turns,
             failed_last_on: Mutex::new(HashMap::new()),
             payload_budget,

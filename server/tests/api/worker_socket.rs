@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use vitalgrid_server::accounts::Role;
+use vitalgrid_server::config::SchedulerConfig;
 
 use crate::support::{
     Backend, Misbehaviour, TestApp, fast_scheduler, on_every_backend, small_vitals_csv, spawn_app,
@@ -26,6 +27,7 @@ on_every_backend!(
     a_lone_worker_cannot_validate_its_own_results,
     an_idle_forger_fails_a_known_answer_probe_and_is_banned,
     jobs_submitted_while_others_finish_are_all_accepted_and_done,
+    with_room_for_one_result_at_a_time_every_result_is_still_committed_once,
 );
 
 async fn an_idle_forger_fails_a_known_answer_probe_and_is_banned(backend: Backend) {
@@ -155,6 +157,38 @@ async fn a_lone_worker_cannot_validate_its_own_results(backend: Backend) {
         1,
         "it was never given the same task twice"
     );
+}
+
+/// The result backlog at its extreme: room for one uncommitted result, so every other connection
+/// waits to hand over its result until the one before is committed — and no result is lost or
+/// applied twice.
+async fn with_room_for_one_result_at_a_time_every_result_is_still_committed_once(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        SchedulerConfig {
+            result_backlog_bytes: 1,
+            ..fast_scheduler()
+        },
+    )
+    .await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(9_000).await;
+    let workers: Vec<_> = (0..3)
+        .map(|_| spawn_native_worker(&app, 2, Misbehaviour::default()))
+        .collect();
+
+    let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["tasks_done"], job["tasks_total"]);
+    assert!(job["tasks_total"].as_i64() >= Some(10), "{job}");
+    let result = app.job_result(&client, job_id).await;
+    assert_eq!(
+        result["analysis"]["rows"], 9_001,
+        "every row of the file counted once, across segments"
+    );
+    for (stop, worker) in workers {
+        let _ = stop.send(());
+        worker.await.expect("worker ran");
+    }
 }
 
 async fn native_worker_completes_a_job_and_the_result_counts_every_valid_value(backend: Backend) {
