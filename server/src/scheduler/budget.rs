@@ -65,6 +65,11 @@ impl PayloadBudget {
         self.capacity
     }
 
+    /// The bytes still free: what the payloads of tasks to send now may take.
+    pub fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.held())
+    }
+
     /// How many more tasks of the typical size fit: for tasks to send now, the whole room; for
     /// reserves, only what leaves half the budget free, so that reserved tasks (which wait for their
     /// worker) never take the room that tasks for idle workers need.

@@ -65,6 +65,8 @@ struct QueuedTask {
     /// Whether any answer to it was ever recorded: `replicas_needed` is set by the first one (and
     /// by a redo), so a task still at 0 has none and no worker needs to be kept from it.
     may_have_answers: bool,
+    /// Its payload's size, which the round charges to the payload budget once it reads it.
+    payload_bytes: usize,
 }
 
 /// A queued task planned for a worker's free slot. Once claimed, `lease` is the new fencing token.
@@ -149,7 +151,17 @@ impl SenderCore {
                     .failed_last_on
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                let assignments = assign(&plan, &mut queued, &mut free, &answered, &failed_last_on);
+                let room = self.payload_budget.room();
+                let (assignments, out_of_room) = assign(
+                    &plan,
+                    &mut queued,
+                    &mut free,
+                    (&answered, &failed_last_on),
+                    room,
+                );
+                if out_of_room {
+                    self.payload_budget.hold_back_dispatch();
+                }
                 for assignment in &assignments {
                     failed_last_on.remove(&assignment.task_id);
                 }
@@ -267,20 +279,23 @@ impl SenderCore {
                 .column(task::Column::Lease)
                 .column(task::Column::Attempts)
                 .column(task::Column::ReplicasNeeded)
+                // The stored size: SQLite and MySQL answer it without reading the payload.
+                .column_as(Expr::cust("LENGTH(payload)"), "payload_bytes")
                 .filter(task::Column::Status.eq(task_status::QUEUED))
                 .filter(task::Column::JobId.eq(row.id))
                 .order_by_asc(task::Column::Seq)
                 .limit(limit)
-                .into_tuple::<(String, i64, i32, i32)>()
+                .into_tuple::<(String, i64, i32, i32, Option<i64>)>()
                 .all(&self.db)
                 .await?
                 .into_iter()
-                .map(|(id, lease, attempts, replicas_needed)| QueuedTask {
+                .map(|(id, lease, attempts, replicas_needed, bytes)| QueuedTask {
                     id,
                     job_id: row.id,
                     lease,
                     attempts,
                     may_have_answers: replicas_needed > 0,
+                    payload_bytes: bytes.and_then(|b| usize::try_from(b).ok()).unwrap_or(0),
                 })
                 .collect();
             if tasks.is_empty() {
@@ -584,19 +599,26 @@ impl SenderCore {
 /// free worker has not answered goes to the first such worker (the one expected to finish
 /// soonest) — other than the worker its last lease failed on (`failed_last_on`, by task id), when
 /// another is free.
+///
+/// The tasks' payloads together stay within `room`, the payload budget's free bytes, except the
+/// round's first task, which goes whatever its size (so a task larger than the whole budget still
+/// goes). The count of slots a round offers is already sized to the budget, but from the sizes of
+/// the payloads read last: after a job of tiny tasks, a job of large ones would otherwise be read
+/// for every free slot at once. Returns the assignments and whether the room cut the round short.
 fn assign(
     plan: &[i64],
     queued: &mut BTreeMap<i64, VecDeque<QueuedTask>>,
     free: &mut VecDeque<FreeSlot>,
-    answered: &HashMap<String, Vec<String>>,
-    failed_last_on: &HashMap<String, String>,
-) -> Vec<Assignment> {
+    (answered, failed_last_on): (&HashMap<String, Vec<String>>, &HashMap<String, String>),
+    room: usize,
+) -> (Vec<Assignment>, bool) {
     let may_take = |task: &QueuedTask, slot: &FreeSlot| {
         answered
             .get(&task.id)
             .is_none_or(|keys| !keys.contains(&slot.key))
     };
     let mut assignments = Vec::new();
+    let mut room_left = room;
     for job_id in plan {
         let Some(tasks) = queued.get_mut(job_id) else {
             continue;
@@ -607,6 +629,12 @@ fn assign(
         else {
             continue;
         };
+        let Some(task) = tasks.get(position) else {
+            continue;
+        };
+        if !assignments.is_empty() && task.payload_bytes > room_left {
+            return (assignments, true);
+        }
         let Some(task) = tasks.remove(position) else {
             continue;
         };
@@ -621,6 +649,7 @@ fn assign(
         let Some(slot) = free.remove(slot) else {
             continue;
         };
+        room_left = room_left.saturating_sub(task.payload_bytes);
         assignments.push(Assignment {
             task_id: task.id,
             job_id: task.job_id,
@@ -629,7 +658,7 @@ fn assign(
             worker_id: slot.worker_id,
         });
     }
-    assignments
+    (assignments, false)
 }
 
 #[cfg(test)]
@@ -653,6 +682,7 @@ mod tests {
                 lease: 3,
                 attempts: 0,
                 may_have_answers: true,
+                payload_bytes: 100,
             })
             .collect()
     }
@@ -669,9 +699,10 @@ mod tests {
             &[1, 2, 1],
             &mut queued,
             &mut free,
-            &HashMap::new(),
-            &HashMap::new(),
-        );
+            (&HashMap::new(), &HashMap::new()),
+            usize::MAX,
+        )
+        .0;
         let pairs: Vec<(&str, &str)> = assigned
             .iter()
             .map(|a| (a.task_id.as_str(), a.worker_id.as_str()))
@@ -686,7 +717,14 @@ mod tests {
         let mut queued = BTreeMap::from([(1, queue(1, &["a", "b"]))]);
         let mut free = VecDeque::from(vec![slot("w1", "k1", 9.0)]);
         let answered = HashMap::from([("a".to_owned(), vec!["k1".to_owned()])]);
-        let assigned = assign(&[1], &mut queued, &mut free, &answered, &HashMap::new());
+        let no_failures = HashMap::new();
+        let (assigned, _) = assign(
+            &[1],
+            &mut queued,
+            &mut free,
+            (&answered, &no_failures),
+            usize::MAX,
+        );
         assert_eq!(assigned.len(), 1);
         assert_eq!(assigned[0].task_id, "b", "the answered task is skipped");
         assert_eq!(queued[&1].len(), 1, "and stays queued for another worker");
@@ -697,7 +735,15 @@ mod tests {
         let mut queued = BTreeMap::from([(1, queue(1, &["a"]))]);
         let mut free = VecDeque::from(vec![slot("w1", "k1", 1.0)]);
         let answered = HashMap::from([("a".to_owned(), vec!["k1".to_owned()])]);
-        assert!(assign(&[1], &mut queued, &mut free, &answered, &HashMap::new()).is_empty());
+        let no_failures = HashMap::new();
+        let (assigned, _) = assign(
+            &[1],
+            &mut queued,
+            &mut free,
+            (&answered, &no_failures),
+            usize::MAX,
+        );
+        assert!(assigned.is_empty());
         assert_eq!(free.len(), 1);
     }
 
@@ -711,9 +757,10 @@ mod tests {
             &[1],
             &mut queued,
             &mut free,
-            &HashMap::new(),
-            &failed_last_on,
-        );
+            (&HashMap::new(), &failed_last_on),
+            usize::MAX,
+        )
+        .0;
         assert_eq!(assigned[0].worker_id, "w2");
 
         // With nobody else free, it may go back to the same worker rather than wait.
@@ -723,9 +770,49 @@ mod tests {
             &[1],
             &mut queued,
             &mut free,
-            &HashMap::new(),
-            &failed_last_on,
-        );
+            (&HashMap::new(), &failed_last_on),
+            usize::MAX,
+        )
+        .0;
         assert_eq!(assigned[0].worker_id, "w1");
+    }
+
+    #[test]
+    fn a_round_reads_no_more_payload_than_the_budget_has_room_for_except_its_first_task() {
+        let plan = [1, 1, 1, 1];
+        let slots = || {
+            VecDeque::from(vec![
+                slot("w1", "k1", 1.0),
+                slot("w2", "k2", 1.0),
+                slot("w3", "k3", 1.0),
+                slot("w4", "k4", 1.0),
+            ])
+        };
+        let none = HashMap::new();
+        let no_failures = HashMap::new();
+        // Four free slots, 100-byte payloads, room for 250 bytes: two tasks, and the round says
+        // the room cut it short (so the next payload written wakes the dispatcher).
+        let mut queued = BTreeMap::from([(1, queue(1, &["a", "b", "c", "d"]))]);
+        let mut free = slots();
+        let (assigned, out_of_room) =
+            assign(&plan, &mut queued, &mut free, (&none, &no_failures), 250);
+        assert_eq!(assigned.len(), 2);
+        assert!(out_of_room);
+        assert_eq!(queued[&1].len(), 2, "the rest stay queued");
+        assert_eq!(free.len(), 2);
+        // A payload larger than all the room still goes when it is the round's first.
+        let mut queued = BTreeMap::from([(1, queue(1, &["a", "b"]))]);
+        let mut free = slots();
+        let (assigned, out_of_room) =
+            assign(&plan, &mut queued, &mut free, (&none, &no_failures), 10);
+        assert_eq!(assigned.len(), 1);
+        assert!(out_of_room);
+        // With room for everything, nothing is cut short.
+        let mut queued = BTreeMap::from([(1, queue(1, &["a", "b"]))]);
+        let mut free = slots();
+        let (assigned, out_of_room) =
+            assign(&plan, &mut queued, &mut free, (&none, &no_failures), 1_000);
+        assert_eq!(assigned.len(), 2);
+        assert!(!out_of_room);
     }
 }
