@@ -712,19 +712,21 @@ mod tests {
         assert_eq!(assigned[0].lease, 3, "the token the round read");
     }
 
+    /// `assign` for job 1's next task, with these answers, no failed leases and room for any payload.
+    fn assign_next_of_job_1(
+        queued: &mut BTreeMap<i64, VecDeque<QueuedTask>>,
+        free: &mut VecDeque<FreeSlot>,
+        answered: &HashMap<String, Vec<String>>,
+    ) -> Vec<Assignment> {
+        assign(&[1], queued, free, (answered, &HashMap::new()), usize::MAX).0
+    }
+
     #[test]
     fn a_worker_never_gets_a_task_it_already_answered() {
         let mut queued = BTreeMap::from([(1, queue(1, &["a", "b"]))]);
         let mut free = VecDeque::from(vec![slot("w1", "k1", 9.0)]);
         let answered = HashMap::from([("a".to_owned(), vec!["k1".to_owned()])]);
-        let no_failures = HashMap::new();
-        let (assigned, _) = assign(
-            &[1],
-            &mut queued,
-            &mut free,
-            (&answered, &no_failures),
-            usize::MAX,
-        );
+        let assigned = assign_next_of_job_1(&mut queued, &mut free, &answered);
         assert_eq!(assigned.len(), 1);
         assert_eq!(assigned[0].task_id, "b", "the answered task is skipped");
         assert_eq!(queued[&1].len(), 1, "and stays queued for another worker");
@@ -735,14 +737,7 @@ mod tests {
         let mut queued = BTreeMap::from([(1, queue(1, &["a"]))]);
         let mut free = VecDeque::from(vec![slot("w1", "k1", 1.0)]);
         let answered = HashMap::from([("a".to_owned(), vec!["k1".to_owned()])]);
-        let no_failures = HashMap::new();
-        let (assigned, _) = assign(
-            &[1],
-            &mut queued,
-            &mut free,
-            (&answered, &no_failures),
-            usize::MAX,
-        );
+        let assigned = assign_next_of_job_1(&mut queued, &mut free, &answered);
         assert!(assigned.is_empty());
         assert_eq!(free.len(), 1);
     }
