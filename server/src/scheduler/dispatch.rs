@@ -610,7 +610,7 @@ fn assign(
     queued: &mut BTreeMap<i64, VecDeque<QueuedTask>>,
     free: &mut VecDeque<FreeSlot>,
     (answered, failed_last_on): (&HashMap<String, Vec<String>>, &HashMap<String, String>),
-    room: usize,
+    mut room: usize,
 ) -> (Vec<Assignment>, bool) {
     let may_take = |task: &QueuedTask, slot: &FreeSlot| {
         answered
@@ -618,7 +618,6 @@ fn assign(
             .is_none_or(|keys| !keys.contains(&slot.key))
     };
     let mut assignments = Vec::new();
-    let mut room_left = room;
     for job_id in plan {
         let Some(tasks) = queued.get_mut(job_id) else {
             continue;
@@ -632,7 +631,7 @@ fn assign(
         let Some(task) = tasks.get(position) else {
             continue;
         };
-        if !assignments.is_empty() && task.payload_bytes > room_left {
+        if !assignments.is_empty() && task.payload_bytes > room {
             return (assignments, true);
         }
         let Some(task) = tasks.remove(position) else {
@@ -649,7 +648,7 @@ fn assign(
         let Some(slot) = free.remove(slot) else {
             continue;
         };
-        room_left = room_left.saturating_sub(task.payload_bytes);
+        room = room.saturating_sub(task.payload_bytes);
         assignments.push(Assignment {
             task_id: task.id,
             job_id: task.job_id,

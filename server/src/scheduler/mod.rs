@@ -917,7 +917,7 @@ impl SenderCore {
                 continue;
             }
             // Probes wait while payloads fill the budget: real work comes first.
-            if self.payload_budget.tasks_that_fit(false) == 0 {
+            if self.payload_budget.room() == 0 {
                 break;
             }
             let record = worker_record::Entity::find_by_id(&key)
