@@ -1,9 +1,9 @@
 //! The packets exchanged between the server and volunteer workers over `/ws/worker`.
 //!
 //! Every frame is one JSON message, except a task or a result: its header line, then its
-//! payload's bytes ([`encode_task_frame`], [`encode_result_frame`]). Data-bearing packets carry their content as a `payload` string plus
-//! a digest of that string's UTF-8 bytes, so integrity is checked over exactly the bytes that were
-//! sent, independent of JSON formatting on either side:
+//! payload's bytes ([`encode_task_frame`], [`encode_result_frame`]). Data-bearing packets carry
+//! their content as a `payload` string plus a digest of that string's UTF-8 bytes, so integrity is
+//! checked over exactly the bytes that were sent, independent of JSON formatting on either side:
 //! - templates carry the hex SHA-256;
 //! - tasks and results carry an Adler-32, which catches damage in transit as well and costs a
 //!   browser almost nothing on a megabyte of samples, where SHA-256 in WebAssembly (no SHA

@@ -1,5 +1,6 @@
-//! The volunteer socket, `/ws/worker`. The session logic works on plain streams of frames and sinks of
-//! messages, so it does not care whether frames come from axum's WebSocket or from a test's channel.
+//! The volunteer socket, `/ws/worker`. The session logic works on plain streams of frames and
+//! sinks of messages, so it does not care whether frames come from axum's WebSocket or from a
+//! test's channel.
 
 use std::sync::Arc;
 use std::time::Duration;
