@@ -67,29 +67,29 @@ const TASK_HEAD = /^\{"type":"task","task_id":"([^"\\]+)"/;
 
 const utf8 = new TextDecoder();
 
-function headOf(frame: ServerFrame): FrameHead | null {
-  // A task frame carries a whole packed recording (up to megabytes): its head is read from its
-  // first bytes rather than by parsing all of it on the page's main thread.
-  const start = typeof frame === 'string' ? frame.slice(0, 200) : utf8.decode(new Uint8Array(frame, 0, Math.min(200, frame.byteLength)));
-  const task = TASK_HEAD.exec(start);
-  if (task) return { type: 'task', task_id: task[1] };
-  const text = typeof frame === 'string' ? frame : utf8.decode(frame);
-  try {
-    const value: unknown = JSON.parse(text);
-    return typeof value === 'object' && value !== null ? (value as FrameHead) : null;
-  } catch {
-    return null;
+/**
+ * A frame's first line: a task's or a result's header (its payload, up to megabytes, is neither
+ * decoded nor parsed on the page's main thread), or the whole of any other message's JSON.
+ */
+function firstLine(frame: ServerFrame | WorkerFrame): string {
+  if (typeof frame === 'string') {
+    const newline = frame.indexOf('\n');
+    return newline < 0 ? frame : frame.slice(0, newline);
   }
+  const bytes = frame instanceof Uint8Array ? frame : new Uint8Array(frame);
+  const newline = bytes.indexOf(0x0a);
+  return utf8.decode(newline < 0 ? bytes : bytes.subarray(0, newline));
 }
 
-/**
- * The head of a frame a worker made: a result's header line (its payload, up to a megabyte, is not
- * parsed on the page's main thread), or a small message's JSON.
- */
-function headOfOutgoing(frame: WorkerFrame): FrameHead | null {
-  const newline = frame.indexOf(0x0a);
+/** The fields a frame is routed by, from the server or from a worker alike. */
+function headOf(frame: ServerFrame | WorkerFrame): FrameHead | null {
+  const line = firstLine(frame);
+  // A task goes to a worker by its id even when the rest of its header does not parse, so that
+  // the worker holding it answers with the ERROR for that task.
+  const task = TASK_HEAD.exec(line);
+  if (task) return { type: 'task', task_id: task[1] };
   try {
-    const value: unknown = JSON.parse(utf8.decode(newline < 0 ? frame : frame.subarray(0, newline)));
+    const value: unknown = JSON.parse(line);
     return typeof value === 'object' && value !== null ? (value as FrameHead) : null;
   } catch {
     return null;
@@ -300,7 +300,7 @@ export class VolunteerRuntime {
       case 'frames':
         for (const frame of message.frames) {
           this.socket?.send(frame);
-          const head = headOfOutgoing(frame);
+          const head = headOf(frame);
           if (head?.type === 'result') {
             thread.tasksDone += 1;
             this.view.tasksDone += 1;
