@@ -11,7 +11,7 @@ use rand::Rng;
 use sea_orm::sea_query::{CaseStatement, Expr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use tokio::sync::{mpsc, oneshot};
 use vitalgrid_worker::algorithm::merge;
@@ -21,7 +21,7 @@ use vitalgrid_worker::protocol::{ErrorCode, ResultPacket, ServerMessage, sha256_
 use super::replication::{Verdict, decide, replicas_needed};
 use super::{InFlight, SenderCore, WriteTurns};
 use crate::db::entities::{job, result, task, task_result, worker_record};
-use crate::db::{job_status, task_status};
+use crate::db::{begin_write, job_status, task_status};
 use crate::events::{self, NewEvent};
 use crate::templates::TemplateStore;
 
@@ -273,7 +273,7 @@ impl SenderCore {
     async fn ban(&self, key: &str) -> Result<(), DbErr> {
         let now = self.clock.now_ms();
         tracing::warn!(worker.key = %key, "worker banned for a wrong result");
-        let transaction = self.db.begin().await?;
+        let transaction = begin_write(&self.db).await?;
         worker_record::Entity::update_many()
             .col_expr(worker_record::Column::Banned, Expr::value(true))
             .filter(worker_record::Column::WorkerKey.eq(key))
@@ -438,7 +438,7 @@ impl Committer {
     /// Records the answers of a group in one transaction; one outcome per answer, in order.
     async fn record(&self, group: &[PendingAnswer]) -> Result<Vec<Outcome>, DbErr> {
         let _turn = self.write_turns.take().await;
-        let transaction = self.db.begin().await?;
+        let transaction = begin_write(&self.db).await?;
         let mut effects = GroupEffects::default();
         let outcomes = if group.len() > 1 {
             record_together(&transaction, group, self.replicas, &mut effects).await?
@@ -1026,19 +1026,18 @@ async fn finish_job(
     largest_statement: Option<usize>,
 ) -> Result<(), DbErr> {
     // Only what the merge reads: a job's payloads (the patient's data) can run to many megabytes.
-    let mut query = task::Entity::find()
+    // Every result counted in `tasks_done` is committed by now: each was counted by an UPDATE of
+    // the job's row in its own transaction, and this transaction's UPDATE of that row waited for
+    // them. At READ COMMITTED (`begin_write`) a plain SELECT reads them.
+    let tasks: Vec<(i32, Option<Vec<u8>>)> = task::Entity::find()
         .select_only()
         .column(task::Column::Seq)
         .column(task::Column::Result)
         .filter(task::Column::JobId.eq(finished.id))
-        .order_by_asc(task::Column::Seq);
-    if db.get_database_backend() == DbBackend::MySql {
-        // Under REPEATABLE READ a plain SELECT sees this transaction's snapshot, which can predate
-        // the commit of the result that made the count complete; a locking read sees the latest.
-        // (FOR UPDATE rather than FOR SHARE, which MariaDB does not know.)
-        query = query.lock(sea_orm::sea_query::LockType::Update);
-    }
-    let tasks: Vec<(i32, Option<Vec<u8>>)> = query.into_tuple().all(db).await?;
+        .order_by_asc(task::Column::Seq)
+        .into_tuple()
+        .all(db)
+        .await?;
     // Each stored result is freed as soon as it is parsed, so the job's results are not all held
     // twice (as JSON and as segments) at the peak.
     let segments: Result<Vec<SegmentResult>, String> = tasks
