@@ -34,7 +34,9 @@ use vitalgrid_native_worker::{WorkerConfig, run};
 use vitalgrid_server::accounts::{Role, create_account};
 use vitalgrid_server::app::connect_database;
 use vitalgrid_server::db::entities::{file, job, task};
+use vitalgrid_server::config::SchedulerConfig;
 use vitalgrid_server::db::job_status;
+use vitalgrid_server::extract::trend_bucket_for;
 use vitalgrid_server::jobs::queued_task;
 use vitalgrid_server::scheduler::random_id;
 use vitalgrid_worker::pipeline::Pipeline;
@@ -373,8 +375,8 @@ async fn upload_small_file(base: &str) -> i64 {
     file["id"].as_i64().expect("file id")
 }
 
-/// A task payload of about `bytes` bytes (one row at least).
-fn task_payload(seq: usize, bytes: usize) -> String {
+/// A task's data of about `bytes` bytes as JSON (one row at least).
+fn task_data(seq: usize, bytes: usize) -> TaskData {
     let mut rows = 1;
     loop {
         let data = TaskData {
@@ -388,16 +390,19 @@ fn task_payload(seq: usize, bytes: usize) -> String {
             trend_bucket_s: 60.0,
             reordered_rows: 0,
         };
-        let json = serde_json::to_string(&data).expect("task data serialises");
-        if json.len() >= bytes || bytes <= 1 {
-            return json;
+        let json_len = serde_json::to_string(&data)
+            .expect("task data serialises")
+            .len();
+        if json_len >= bytes || bytes <= 1 {
+            return data;
         }
-        rows = (rows * bytes / json.len()).max(rows + 1);
+        rows = (rows * bytes / json_len).max(rows + 1);
     }
 }
 
 /// Writes a job of `tasks` tasks straight into the database (the task rows as `submit_job` makes
-/// them); returns its id once committed.
+/// them, with the trend bucket width it would choose for the recording's length); returns its id
+/// once committed.
 async fn insert_job(
     db: &DatabaseConnection,
     owner_id: i64,
@@ -406,8 +411,21 @@ async fn insert_job(
     tasks: usize,
     payload_bytes: usize,
 ) -> i64 {
-    let payloads: Vec<String> = (0..tasks)
-        .map(|seq| task_payload(seq, payload_bytes))
+    let mut data: Vec<TaskData> = (0..tasks)
+        .map(|seq| task_data(seq, payload_bytes))
+        .collect();
+    let duration_s = data
+        .last()
+        .and_then(|last| last.time_s.last())
+        .copied()
+        .unwrap_or(0.0);
+    let trend_bucket_s = trend_bucket_for(duration_s, SchedulerConfig::default().trend_points);
+    let payloads: Vec<String> = data
+        .iter_mut()
+        .map(|task| {
+            task.trend_bucket_s = trend_bucket_s;
+            serde_json::to_string(task).expect("task data serialises")
+        })
         .collect();
     let transaction = db.begin().await.expect("transaction");
     let created = job::ActiveModel {
@@ -419,7 +437,7 @@ async fn insert_job(
         status: Set(job_status::QUEUED.to_owned()),
         tasks_total: Set(tasks as i32),
         tasks_done: Set(0),
-        trend_bucket_s: Set(60.0),
+        trend_bucket_s: Set(trend_bucket_s),
         error: Set(None),
         created_at_ms: Set(0),
         finished_at_ms: Set(None),
