@@ -14,9 +14,11 @@ use sea_orm::{
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use tokio::sync::{mpsc, oneshot};
-use vitalgrid_worker::algorithm::merge;
+use vitalgrid_worker::algorithm::JobMerge;
+use vitalgrid_worker::analysis::Analysis;
 use vitalgrid_worker::analysis::SegmentResult;
 use vitalgrid_worker::protocol::{ErrorCode, ResultPacket, ServerMessage, sha256_hex};
+use vitalgrid_worker::template::Template;
 
 use super::replication::{Verdict, decide, replicas_needed};
 use super::{InFlight, SenderCore, WriteTurns};
@@ -1017,6 +1019,72 @@ fn fits_one_statement(json: String, largest_statement: Option<usize>) -> Result<
     }
 }
 
+/// Stored results read per query while a finished job is merged: the merge holds one page of them
+/// and the running analysis, however many parts the job has.
+const RESULTS_PER_READ: u64 = 64;
+
+/// Folds a finished job's stored results, in part order, into its analysis; `Err` with the reason
+/// the clinician reads when a part's result is missing or unreadable or the parts do not merge.
+async fn merge_stored_results(
+    db: &impl ConnectionTrait,
+    finished: &job::Model,
+    template: &Template,
+) -> Result<Result<Analysis, String>, DbErr> {
+    let mut merged = match JobMerge::new(template, finished.trend_bucket_s) {
+        Ok(merged) => merged,
+        Err(error) => return Ok(Err(error.to_string())),
+    };
+    let mut next_seq = 0;
+    loop {
+        // Only what the merge reads: a job's payloads (the patient's data) can run to many
+        // megabytes. Every result counted in `tasks_done` is committed by now: each was counted by
+        // an UPDATE of the job's row in its own transaction, and this transaction's UPDATE of that
+        // row waited for them. At READ COMMITTED (`begin_write`) a plain SELECT reads them.
+        let page: Vec<(i32, Option<Vec<u8>>)> = task::Entity::find()
+            .select_only()
+            .column(task::Column::Seq)
+            .column(task::Column::Result)
+            .filter(task::Column::Status.eq(task_status::DONE))
+            .filter(task::Column::JobId.eq(finished.id))
+            .filter(task::Column::Seq.gte(next_seq))
+            .order_by_asc(task::Column::Seq)
+            .limit(RESULTS_PER_READ)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        for (seq, result) in page {
+            if let Err(reason) = fold_stored_result(&mut merged, next_seq, seq, result) {
+                return Ok(Err(reason));
+            }
+            next_seq = seq + 1;
+        }
+    }
+    if next_seq < finished.tasks_total {
+        return Ok(Err(format!("part {} has no result", next_seq + 1)));
+    }
+    Ok(merged.finish().map_err(|error| error.to_string()))
+}
+
+/// Folds the stored result of part `seq`, expected to be part `expected`, into the job's merge.
+fn fold_stored_result(
+    merged: &mut JobMerge,
+    expected: i32,
+    seq: i32,
+    result: Option<Vec<u8>>,
+) -> Result<(), String> {
+    if seq != expected {
+        return Err(format!("part {} has no result", expected + 1));
+    }
+    let bytes = result.ok_or_else(|| format!("part {} has no result", seq + 1))?;
+    let segment: SegmentResult = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("part {} result unreadable: {e}", seq + 1))?;
+    drop(bytes);
+    merged.add(&segment).map_err(|error| error.to_string())
+}
+
 /// Merges every segment of a finished job, in order, into its analysis.
 async fn finish_job(
     db: &impl ConnectionTrait,
@@ -1025,39 +1093,15 @@ async fn finish_job(
     templates: &TemplateStore,
     largest_statement: Option<usize>,
 ) -> Result<(), DbErr> {
-    // Only what the merge reads: a job's payloads (the patient's data) can run to many megabytes.
-    // Every result counted in `tasks_done` is committed by now: each was counted by an UPDATE of
-    // the job's row in its own transaction, and this transaction's UPDATE of that row waited for
-    // them. At READ COMMITTED (`begin_write`) a plain SELECT reads them.
-    let tasks: Vec<(i32, Option<Vec<u8>>)> = task::Entity::find()
-        .select_only()
-        .column(task::Column::Seq)
-        .column(task::Column::Result)
-        .filter(task::Column::JobId.eq(finished.id))
-        .order_by_asc(task::Column::Seq)
-        .into_tuple()
-        .all(db)
-        .await?;
-    // Each stored result is freed as soon as it is parsed, so the job's results are not all held
-    // twice (as JSON and as segments) at the peak.
-    let segments: Result<Vec<SegmentResult>, String> = tasks
-        .into_iter()
-        .map(|(seq, result)| {
-            let bytes = result.ok_or_else(|| format!("part {} has no result", seq + 1))?;
-            serde_json::from_slice(&bytes)
-                .map_err(|e| format!("part {} result unreadable: {e}", seq + 1))
-        })
-        .collect();
     let template = templates
         .get(&finished.template_id, finished.template_version as u32)
         .await?;
-    let analysis = match (segments, template) {
-        (Ok(segments), Some(template)) => merge(&template, &segments, finished.trend_bucket_s)
-            .map_err(|error| error.to_string())
+    let analysis = match template {
+        Some(template) => merge_stored_results(db, &finished, &template)
+            .await?
             .and_then(|analysis| serde_json::to_string(&analysis).map_err(|e| e.to_string()))
             .and_then(|json| fits_one_statement(json, largest_statement)),
-        (Err(error), _) => Err(error),
-        (_, None) => Err(format!(
+        None => Err(format!(
             "template {} v{} is unknown",
             finished.template_id, finished.template_version
         )),

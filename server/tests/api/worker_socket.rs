@@ -28,7 +28,74 @@ on_every_backend!(
     an_idle_forger_fails_a_known_answer_probe_and_is_banned,
     jobs_submitted_while_others_finish_are_all_accepted_and_done,
     with_room_for_one_result_at_a_time_every_result_is_still_committed_once,
+    a_job_of_many_parts_is_merged_page_by_page_and_a_damaged_part_fails_it_by_name,
 );
+
+/// A finished job's results are merged a page of parts at a time: a job of many pages gives the
+/// analysis of one pass, and a part whose stored result no longer parses (damaged in the
+/// database) fails its job with a reason naming the part.
+async fn a_job_of_many_parts_is_merged_page_by_page_and_a_damaged_part_fails_it_by_name(
+    backend: Backend,
+) {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use vitalgrid_server::db::entities::{job, task};
+
+    let config = SchedulerConfig {
+        vitals_rows_per_task: 20,
+        ..fast_scheduler()
+    };
+    let app = spawn_app_with(backend, config).await;
+    let client = app.user("ana@example.org", Role::Clinician).await;
+    let csv = small_vitals_csv(3_000);
+    let (_, whole) = app
+        .upload_and_submit(&client, "PT-001", "night.csv", csv.as_bytes())
+        .await;
+    let (_, damaged) = app
+        .upload_and_submit(&client, "PT-002", "night.csv", csv.as_bytes())
+        .await;
+    // Part 100 counts as done, with a result that is not JSON, before any worker connects.
+    let changed = task::Entity::update_many()
+        .col_expr(task::Column::Status, Expr::value("done"))
+        .col_expr(task::Column::Result, Expr::value(b"{\"rows\": 90".to_vec()))
+        .col_expr(task::Column::ResultSha256, Expr::value("0".repeat(64)))
+        .filter(task::Column::JobId.eq(damaged))
+        .filter(task::Column::Seq.eq(99))
+        .exec(&app.state.db)
+        .await
+        .expect("part 100 damaged");
+    assert_eq!(changed.rows_affected, 1);
+    job::Entity::update_many()
+        .col_expr(job::Column::TasksDone, Expr::value(1))
+        .filter(job::Column::Id.eq(damaged))
+        .exec(&app.state.db)
+        .await
+        .expect("counted");
+
+    let (stop, worker) = spawn_native_worker(&app, 2, Misbehaviour::default());
+    let whole = app.wait_for_job(&client, whole, JOB_TIMEOUT).await;
+    let damaged = app.wait_for_job(&client, damaged, JOB_TIMEOUT).await;
+    let _ = stop.send(());
+    let _ = worker.await;
+
+    assert_eq!(whole["status"], "done", "{whole}");
+    assert!(
+        whole["tasks_total"].as_i64() > Some(128),
+        "three pages: {whole}"
+    );
+    let analysis = &app
+        .job_result(&client, whole["id"].as_i64().expect("id"))
+        .await["analysis"];
+    assert_eq!(analysis["rows"], 3_001, "every part merged once, in order");
+    assert_eq!(analysis["segments"], whole["tasks_total"]);
+
+    assert_eq!(damaged["status"], "failed", "{damaged}");
+    let reason = damaged["error"].as_str().expect("a reason");
+    assert!(
+        reason.contains("part 100 result unreadable"),
+        "the reason names the part: {reason}"
+    );
+}
 
 async fn an_idle_forger_fails_a_known_answer_probe_and_is_banned(backend: Backend) {
     let app = spawn_app(backend).await;

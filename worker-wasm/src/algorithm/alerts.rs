@@ -127,37 +127,52 @@ impl ValueSink for AlertsRun {
     }
 }
 
-/// Joins runs across cuts, keeps those lasting at least their rule's minimum, in start order.
-pub fn merge(template: &Template, segments: &[SegmentResult]) -> AlertsReport {
-    let params = &template.params;
-    let mut alerts = Vec::new();
-    for (index, rule) in params.alerts.iter().enumerate() {
-        let mut runs: Vec<AlertRun> = Vec::new();
-        for run in segments
-            .iter()
-            .filter_map(|seg| seg.alerts.as_ref())
-            .flat_map(|section| section.runs.iter())
-            .filter(|run| run.rule as usize == index)
-        {
-            extend(&mut runs, *run, rule, params.alert_bridge_s);
+/// The alerts of a job, folded from its segments one at a time (in time order): runs are joined
+/// across cuts, and those lasting at least their rule's minimum are reported in start order.
+#[derive(Debug)]
+pub struct AlertsMerge {
+    /// Runs per template alert rule.
+    runs: Vec<Vec<AlertRun>>,
+}
+
+impl AlertsMerge {
+    pub fn new(template: &Template) -> Self {
+        Self {
+            runs: vec![Vec::new(); template.params.alerts.len()],
         }
-        alerts.extend(
-            runs.into_iter()
-                .filter(|run| run.end_s - run.start_s >= rule.min_duration_s)
-                .map(|run| Alert {
-                    kind: rule.kind.clone(),
-                    signal: rule.signal.clone(),
-                    condition: rule.condition,
-                    threshold: rule.threshold,
-                    start_s: run.start_s,
-                    end_s: run.end_s,
-                    duration_s: run.end_s - run.start_s,
-                    worst_value: run.worst_value,
-                    worst_time_s: run.worst_time_s,
-                }),
-        );
     }
-    // Stable: equal starts stay in rule order.
-    alerts.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
-    AlertsReport { alerts }
+
+    pub fn add(&mut self, template: &Template, segment: &SegmentResult) {
+        let params = &template.params;
+        for run in segment.alerts.iter().flat_map(|section| &section.runs) {
+            let index = run.rule as usize;
+            if let (Some(runs), Some(rule)) = (self.runs.get_mut(index), params.alerts.get(index)) {
+                extend(runs, *run, rule, params.alert_bridge_s);
+            }
+        }
+    }
+
+    pub fn finish(self, template: &Template) -> AlertsReport {
+        let mut alerts = Vec::new();
+        for (rule, runs) in template.params.alerts.iter().zip(self.runs) {
+            alerts.extend(
+                runs.into_iter()
+                    .filter(|run| run.end_s - run.start_s >= rule.min_duration_s)
+                    .map(|run| Alert {
+                        kind: rule.kind.clone(),
+                        signal: rule.signal.clone(),
+                        condition: rule.condition,
+                        threshold: rule.threshold,
+                        start_s: run.start_s,
+                        end_s: run.end_s,
+                        duration_s: run.end_s - run.start_s,
+                        worst_value: run.worst_value,
+                        worst_time_s: run.worst_time_s,
+                    }),
+            );
+        }
+        // Stable: equal starts stay in rule order.
+        alerts.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+        AlertsReport { alerts }
+    }
 }

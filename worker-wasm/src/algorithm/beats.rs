@@ -129,42 +129,80 @@ impl Trace {
     }
 }
 
-/// Merges the segments' beats; HRV only when `with_hrv`. `None` when no segment had ECG.
-pub fn merge(template: &Template, segments: &[SegmentResult], with_hrv: bool) -> Option<EcgReport> {
-    let parts: Vec<&EcgSegment> = segments.iter().filter_map(|s| s.ecg.as_ref()).collect();
-    if parts.is_empty() {
-        return None;
+/// A job's beats, folded from its segments one at a time (in time order); HRV is computed at the
+/// end. No report when no segment had ECG.
+#[derive(Debug, Default)]
+pub struct BeatsMerge {
+    /// Whether any segment had an ECG section.
+    any: bool,
+    beats: Vec<f64>,
+    strip: EcgStrip,
+    /// The strip bucket of the last point kept (one point per bucket).
+    last_bucket: Option<i64>,
+    samples: u64,
+    /// Σ signal quality × samples. Starts at −0.0, as `Iterator::sum` does, so that the mean comes
+    /// out bit for bit as a sum over the segments would give it.
+    weighted_quality: f64,
+    /// The sampling rate of the first segment with samples.
+    fs_hz: Option<f64>,
+}
+
+impl BeatsMerge {
+    pub fn new() -> Self {
+        Self {
+            weighted_quality: -0.0,
+            ..Self::default()
+        }
     }
-    let params = &template.params.ecg;
-    let mut beats: Vec<f64> = Vec::new();
-    let mut strip = EcgStrip::default();
-    let step = params.strip_s / f64::from(params.strip_max_points.max(1));
-    let mut last_bucket = None;
-    for part in &parts {
+
+    pub fn add(&mut self, template: &Template, segment: &SegmentResult) {
+        let Some(part) = &segment.ecg else {
+            return;
+        };
+        self.any = true;
+        let params = &template.params.ecg;
+        let step = params.strip_s / f64::from(params.strip_max_points.max(1));
         for &time in &part.beat_times_s {
-            if beats.last().is_none_or(|&last| time > last) {
-                beats.push(time);
+            if self.beats.last().is_none_or(|&last| time > last) {
+                self.beats.push(time);
             }
         }
         for &(time, value) in &part.strip {
             let bucket = (time / step).floor() as i64;
-            if last_bucket.is_none_or(|last| bucket > last) {
-                last_bucket = Some(bucket);
-                strip.time_s.push(time);
-                strip.values.push(value);
+            if self.last_bucket.is_none_or(|last| bucket > last) {
+                self.last_bucket = Some(bucket);
+                self.strip.time_s.push(time);
+                self.strip.values.push(value);
             }
         }
+        self.samples += part.samples;
+        self.weighted_quality += part.signal_quality * part.samples as f64;
+        if self.fs_hz.is_none() && part.samples > 0 {
+            self.fs_hz = Some(part.fs_hz);
+        }
     }
+
+    /// The ECG report; HRV only when `with_hrv`.
+    pub fn finish(self, template: &Template, with_hrv: bool) -> Option<EcgReport> {
+        self.any.then(|| report(template, self, with_hrv))
+    }
+}
+
+fn report(template: &Template, merged: BeatsMerge, with_hrv: bool) -> EcgReport {
+    let params = &template.params.ecg;
+    let BeatsMerge {
+        beats,
+        mut strip,
+        samples,
+        weighted_quality,
+        fs_hz,
+        ..
+    } = merged;
     let series = ecg::nn_intervals(&beats);
-    let samples: u64 = parts.iter().map(|p| p.samples).sum();
     let signal_quality = if samples == 0 {
         0.0
     } else {
-        parts
-            .iter()
-            .map(|p| p.signal_quality * p.samples as f64)
-            .sum::<f64>()
-            / samples as f64
+        weighted_quality / samples as f64
     };
     strip.beat_times_s = beats
         .iter()
@@ -188,11 +226,8 @@ pub fn merge(template: &Template, segments: &[SegmentResult], with_hrv: bool) ->
             rmssd_ms: h.rmssd_ms,
             pnn50_pct: h.pnn50_pct,
         });
-    Some(EcgReport {
-        fs_hz: parts
-            .iter()
-            .find(|p| p.samples > 0)
-            .map_or(0.0, |p| p.fs_hz),
+    EcgReport {
+        fs_hz: fs_hz.unwrap_or(0.0),
         beats: beats.len() as u64,
         rejected_beats: series.rejected.len() as u64,
         rejected: series
@@ -210,5 +245,5 @@ pub fn merge(template: &Template, segments: &[SegmentResult], with_hrv: bool) ->
         hrv,
         signal_quality,
         strip,
-    })
+    }
 }

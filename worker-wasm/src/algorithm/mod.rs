@@ -185,36 +185,100 @@ impl ValueSink for AlgorithmRun {
     }
 }
 
-/// Merges the results of a job's segments, given in segment order (the order fixes the floating-
-/// point rounding, so the same segments always give the same bits). `trend_bucket_s` is the
-/// bucket width the job's tasks were cut with.
+/// A job's analysis, folded from its segments' results one at a time in segment order (the order
+/// fixes the floating-point rounding, so the same segments always give the same bits). The server
+/// holds one segment's result and the running merge, never all of a job's results at once.
+pub struct JobMerge<'t> {
+    template: &'t Template,
+    /// The bucket width the job's tasks were cut with.
+    trend_bucket_s: f64,
+    /// The first segment's algorithm and its components; every later segment must match it.
+    algorithm: Option<(String, Components)>,
+    summary: summary::SummaryMerge,
+    quality: quality::QualityMerge,
+    alerts: alerts::AlertsMerge,
+    news2: news2::News2Merge,
+    beats: beats::BeatsMerge,
+}
+
+impl<'t> JobMerge<'t> {
+    pub fn new(template: &'t Template, trend_bucket_s: f64) -> Result<Self, MergeError> {
+        if !(trend_bucket_s.is_finite() && trend_bucket_s > 0.0) {
+            return Err(MergeError::BadBucketWidth(trend_bucket_s));
+        }
+        Ok(Self {
+            template,
+            trend_bucket_s,
+            algorithm: None,
+            summary: summary::SummaryMerge::new(template),
+            quality: quality::QualityMerge::default(),
+            alerts: alerts::AlertsMerge::new(template),
+            news2: news2::News2Merge::default(),
+            beats: beats::BeatsMerge::new(),
+        })
+    }
+
+    /// Folds in the job's next segment.
+    pub fn add(&mut self, segment: &SegmentResult) -> Result<(), MergeError> {
+        let components = match &self.algorithm {
+            Some((first, _)) if *first != segment.algorithm => {
+                return Err(MergeError::MixedAlgorithms(
+                    first.clone(),
+                    segment.algorithm.clone(),
+                ));
+            }
+            Some((_, components)) => *components,
+            None => {
+                let components = Components::of(&segment.algorithm)
+                    .ok_or_else(|| MergeError::UnknownAlgorithm(segment.algorithm.clone()))?;
+                self.algorithm = Some((segment.algorithm.clone(), components));
+                components
+            }
+        };
+        let template = self.template;
+        self.summary.add(template, segment)?;
+        self.quality.add(template, segment);
+        if components.alerts {
+            self.alerts.add(template, segment);
+        }
+        if components.news2 {
+            self.news2.add(template, segment);
+        }
+        if components.beats {
+            self.beats.add(template, segment);
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<Analysis, MergeError> {
+        let (algorithm, components) = self.algorithm.ok_or(MergeError::NoSegments)?;
+        let template = self.template;
+        let mut analysis = self
+            .summary
+            .finish(template, algorithm, self.trend_bucket_s);
+        analysis.quality = Some(self.quality.finish(template));
+        if components.alerts {
+            analysis.alerts = Some(self.alerts.finish(template));
+        }
+        if components.news2 {
+            analysis.news2 = Some(self.news2.finish(template, self.trend_bucket_s));
+        }
+        if components.beats {
+            analysis.ecg = self.beats.finish(template, components.hrv);
+        }
+        Ok(analysis)
+    }
+}
+
+/// Merges the results of a job's segments, given in segment order (see [`JobMerge`]).
 pub fn merge(
     template: &Template,
     segments: &[SegmentResult],
     trend_bucket_s: f64,
 ) -> Result<Analysis, MergeError> {
-    let first = segments.first().ok_or(MergeError::NoSegments)?;
-    if let Some(other) = segments.iter().find(|s| s.algorithm != first.algorithm) {
-        return Err(MergeError::MixedAlgorithms(
-            first.algorithm.clone(),
-            other.algorithm.clone(),
-        ));
+    let mut merged = JobMerge::new(template, trend_bucket_s)?;
+    for segment in segments {
+        merged.add(segment)?;
     }
-    if !(trend_bucket_s.is_finite() && trend_bucket_s > 0.0) {
-        return Err(MergeError::BadBucketWidth(trend_bucket_s));
-    }
-    let components = Components::of(&first.algorithm)
-        .ok_or_else(|| MergeError::UnknownAlgorithm(first.algorithm.clone()))?;
-    let mut analysis = summary::merge(template, segments, trend_bucket_s)?;
-    analysis.quality = Some(quality::merge(template, segments));
-    if components.alerts {
-        analysis.alerts = Some(alerts::merge(template, segments));
-    }
-    if components.news2 {
-        analysis.news2 = Some(news2::merge(template, segments, trend_bucket_s));
-    }
-    if components.beats {
-        analysis.ecg = beats::merge(template, segments, components.hrv);
-    }
-    Ok(analysis)
+    merged.finish()
 }

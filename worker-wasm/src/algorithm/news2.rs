@@ -226,23 +226,46 @@ struct Piece {
     score: u8,
 }
 
-/// Computes band times and the chart series from the segments' runs.
-pub fn merge(template: &Template, segments: &[SegmentResult], trend_bucket_s: f64) -> News2Report {
+/// A job's NEWS2 sub-score runs, folded from its segments one at a time (in time order); the band
+/// times and the chart series are computed from them at the end.
+#[derive(Debug, Default)]
+pub struct News2Merge {
+    /// Runs per parameter, in the order of [`News2Parameter::ALL`].
+    runs: [Vec<SubscoreRun>; News2Parameter::ALL.len()],
+}
+
+impl News2Merge {
+    pub fn add(&mut self, template: &Template, segment: &SegmentResult) {
+        let window_s = template.params.news2.window_s;
+        for entry in segment.news2.iter().flat_map(|section| &section.parameters) {
+            let Some(index) = News2Parameter::ALL
+                .iter()
+                .position(|p| *p == entry.parameter)
+            else {
+                continue;
+            };
+            for run in &entry.runs {
+                extend(&mut self.runs[index], *run, window_s);
+            }
+        }
+    }
+
+    pub fn finish(self, template: &Template, trend_bucket_s: f64) -> News2Report {
+        band_times_and_series(template, self.runs, trend_bucket_s)
+    }
+}
+
+/// Computes band times and the chart series from the job's runs per parameter.
+fn band_times_and_series(
+    template: &Template,
+    runs: [Vec<SubscoreRun>; News2Parameter::ALL.len()],
+    trend_bucket_s: f64,
+) -> News2Report {
     let params = &template.params.news2;
     let window_ms = ms(params.window_s).max(0);
-    let pieces: Vec<Vec<Piece>> = News2Parameter::ALL
+    let pieces: Vec<Vec<Piece>> = runs
         .into_iter()
-        .map(|parameter| {
-            let mut runs: Vec<SubscoreRun> = Vec::new();
-            for run in segments
-                .iter()
-                .filter_map(|seg| seg.news2.as_ref())
-                .flat_map(|section| section.parameters.iter())
-                .filter(|entry| entry.parameter == parameter)
-                .flat_map(|entry| entry.runs.iter())
-            {
-                extend(&mut runs, *run, params.window_s);
-            }
+        .map(|runs| {
             // A value holds until the window after its run's last sample, or the next run.
             let mut pieces: Vec<Piece> = Vec::with_capacity(runs.len());
             for (i, run) in runs.iter().enumerate() {

@@ -18,18 +18,36 @@ pub fn segment(processor: &DataProcessor) -> QualitySegment {
     }
 }
 
-/// Merges the segments' quality sections (segments in time order).
-pub fn merge(template: &Template, segments: &[SegmentResult]) -> QualityReport {
-    let max_gap_s = template.max_gap_s.filter(|g| g.is_finite() && *g > 0.0);
-    let mut violations: Vec<RuleViolation> = Vec::new();
-    let mut gaps: Vec<Gap> = Vec::new();
-    let mut previous_last: Option<f64> = None;
-    for segment in segments {
+/// The quality report of a job, folded from its segments one at a time (in time order).
+#[derive(Debug, Default)]
+pub struct QualityMerge {
+    violations: Vec<RuleViolation>,
+    gaps: Vec<Gap>,
+    /// The last timestamp of the latest segment with rows: a gap may open across the next cut.
+    previous_last: Option<f64>,
+    rows: u64,
+    duplicates_removed: u64,
+    out_of_order: u64,
+    derived_map: u64,
+}
+
+impl QualityMerge {
+    pub fn add(&mut self, template: &Template, segment: &SegmentResult) {
+        self.rows += segment.rows;
+        self.duplicates_removed += segment.duplicates_removed;
+        self.out_of_order += segment.out_of_order;
+        self.derived_map += segment
+            .signals
+            .iter()
+            .filter(|s| s.name == "map")
+            .map(|s| s.derived)
+            .sum::<u64>();
         let Some(quality) = &segment.quality else {
-            continue;
+            return;
         };
         for found in &quality.violations {
-            match violations
+            match self
+                .violations
                 .iter_mut()
                 .find(|v| v.signal == found.signal && v.rule == found.rule)
             {
@@ -40,52 +58,60 @@ pub fn merge(template: &Template, segments: &[SegmentResult]) -> QualityReport {
                         .examples
                         .extend(found.examples.iter().take(room).copied());
                 }
-                None => violations.push(found.clone()),
+                None => self.violations.push(found.clone()),
             }
         }
         if segment.rows == 0 {
-            continue;
+            return;
         }
-        if let (Some(last), Some(max_gap)) = (previous_last, max_gap_s) {
+        if let (Some(last), Some(max_gap)) = (self.previous_last, max_gap_s(template)) {
             let length = segment.first_time_s - last;
             let reported = quality.gaps.iter().any(|gap| gap.start_s == last);
             if length > max_gap && !reported {
-                gaps.push(Gap {
+                self.gaps.push(Gap {
                     start_s: last,
                     length_s: length,
                 });
             }
         }
-        gaps.extend_from_slice(&quality.gaps);
-        previous_last = Some(segment.last_time_s);
+        self.gaps.extend_from_slice(&quality.gaps);
+        self.previous_last = Some(segment.last_time_s);
     }
-    // Template order, then rule order, whatever order segments first met them in.
-    let rank = |v: &RuleViolation| {
-        let signal = template
-            .signals
-            .iter()
-            .position(|rule| rule.name == v.signal)
-            .unwrap_or(usize::MAX);
-        (signal, v.rule as u8)
-    };
-    violations.sort_by_key(rank);
-    gaps.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
-    let gap_total_s = gaps.iter().map(|gap| gap.length_s).sum();
-    let gap_count = gaps.len() as u64;
-    gaps.truncate(QualityReport::GAP_LIST_MAX);
-    QualityReport {
-        rows: segments.iter().map(|seg| seg.rows).sum(),
-        duplicates_removed: segments.iter().map(|seg| seg.duplicates_removed).sum(),
-        out_of_order: segments.iter().map(|seg| seg.out_of_order).sum(),
-        derived_map: segments
-            .iter()
-            .flat_map(|seg| seg.signals.iter().filter(|s| s.name == "map"))
-            .map(|s| s.derived)
-            .sum(),
-        violations,
-        max_gap_s,
-        gaps,
-        gap_count,
-        gap_total_s,
+
+    pub fn finish(self, template: &Template) -> QualityReport {
+        let Self {
+            mut violations,
+            mut gaps,
+            ..
+        } = self;
+        // Template order, then rule order, whatever order segments first met them in.
+        let rank = |v: &RuleViolation| {
+            let signal = template
+                .signals
+                .iter()
+                .position(|rule| rule.name == v.signal)
+                .unwrap_or(usize::MAX);
+            (signal, v.rule as u8)
+        };
+        violations.sort_by_key(rank);
+        gaps.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+        let gap_total_s = gaps.iter().map(|gap| gap.length_s).sum();
+        let gap_count = gaps.len() as u64;
+        gaps.truncate(QualityReport::GAP_LIST_MAX);
+        QualityReport {
+            rows: self.rows,
+            duplicates_removed: self.duplicates_removed,
+            out_of_order: self.out_of_order,
+            derived_map: self.derived_map,
+            violations,
+            max_gap_s: max_gap_s(template),
+            gaps,
+            gap_count,
+            gap_total_s,
+        }
     }
+}
+
+fn max_gap_s(template: &Template) -> Option<f64> {
+    template.max_gap_s.filter(|g| g.is_finite() && *g > 0.0)
 }

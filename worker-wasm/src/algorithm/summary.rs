@@ -15,7 +15,7 @@ use crate::analysis::{
     SignalSummary, TimeInRange, Trend, TrendBucket,
 };
 use crate::processor::{DataProcessor, ValueSink};
-use crate::template::Template;
+use crate::template::{SignalRule, Template};
 
 /// Index of the trend bucket holding `time_s`; buckets start at time 0 for the whole recording.
 pub fn bucket_index(time_s: f64, trend_bucket_s: f64) -> i64 {
@@ -761,141 +761,204 @@ impl ValueSink for SignalSummaryRun {
     }
 }
 
-/// Merges the per-signal parts of segments (the caller has checked names and bucket width).
-pub(super) fn merge_signals(
-    template: &Template,
-    segments: &[SegmentResult],
-    trend_bucket_s: f64,
-) -> Result<Vec<SignalSummary>, MergeError> {
-    for segment in segments {
-        if let Some(unknown) = segment
-            .signals
-            .iter()
-            .find(|s| template.signal(&s.name).is_none())
-        {
-            return Err(MergeError::UnknownSignal(unknown.name.clone()));
-        }
-    }
-    let max_gap_s = template.max_gap_s.filter(|g| g.is_finite() && *g > 0.0);
-    Ok(template
-        .signals
-        .iter()
-        .filter(|rule| {
-            segments
-                .iter()
-                .any(|seg| seg.signals.iter().any(|s| s.name == rule.name))
-        })
-        .map(|rule| {
-            let mut stats = RunningStats::EMPTY;
-            let (mut out_of_range, mut missing, mut derived) = (0, 0, 0);
-            // BTreeMap: segments may share a boundary bucket, and iteration comes out in index order.
-            let mut buckets: BTreeMap<i64, TrendBucket> = BTreeMap::new();
-            let mut histogram: BTreeMap<i64, u64> = BTreeMap::new();
-            let mut times = [0u64; 3];
-            let mut pending: Option<LastSample> = None;
-            let mut resolution = rule.resolution;
-            let mut with_distribution = false;
-            for part in segments
-                .iter()
-                .flat_map(|seg| seg.signals.iter().filter(|s| s.name == rule.name))
-            {
-                stats = stats.merge(&part.stats);
-                out_of_range += part.out_of_range;
-                missing += part.missing;
-                derived += part.derived;
-                for bucket in &part.trend {
-                    buckets
-                        .entry(bucket.index)
-                        .and_modify(|merged| merged.absorb(bucket))
-                        .or_insert(*bucket);
-                }
-                if let Some(distribution) = &part.distribution {
-                    with_distribution = true;
-                    resolution = distribution.resolution;
-                    for &(key, count) in &distribution.histogram {
-                        *histogram.entry(key).or_insert(0) += count;
-                    }
-                    if let (Some(open), Some(first)) = (pending, distribution.first_time_s) {
-                        times[slot(open.band)] += interval_ms(open.time_s, first, max_gap_s);
-                    }
-                    times[0] += distribution.below_ms;
-                    times[1] += distribution.in_ms;
-                    times[2] += distribution.above_ms;
-                    if distribution.last.is_some() {
-                        pending = distribution.last;
-                    }
-                }
-            }
-            let mut trend = Trend::default();
-            for bucket in buckets.values() {
-                trend.time_s.push(bucket.index as f64 * trend_bucket_s);
-                trend.min.push(bucket.min);
-                trend.mean.push(bucket.sum / bucket.n as f64);
-                trend.max.push(bucket.max);
-            }
-            let histogram: Vec<(i64, u64)> = histogram.into_iter().collect();
-            let percentiles = (|| {
-                Some(Percentiles {
-                    p5: percentile(&histogram, 5, resolution)?,
-                    median: percentile(&histogram, 50, resolution)?,
-                    p95: percentile(&histogram, 95, resolution)?,
-                })
-            })();
-            let seen = stats.n > 0;
-            SignalSummary {
-                name: rule.name.clone(),
-                unit: rule.unit.clone(),
-                n: stats.n,
-                mean: seen.then_some(stats.mean),
-                sd: stats.sample_sd(),
-                min: seen.then_some(stats.min),
-                max: seen.then_some(stats.max),
-                out_of_range,
-                missing,
-                trend,
-                derived,
-                percentiles,
-                time_in_range: (with_distribution && seen).then(|| TimeInRange {
-                    normal_low: rule.normal_low,
-                    normal_high: rule.normal_high,
-                    below_s: times[0] as f64 / 1000.0,
-                    in_s: times[1] as f64 / 1000.0,
-                    above_s: times[2] as f64 / 1000.0,
-                }),
-            }
-        })
-        .collect())
+/// The base of a job's analysis — counts, duration and the per-signal summaries — folded from its
+/// segments one at a time, in segment order (the caller has checked the bucket width).
+pub(super) struct SummaryMerge {
+    /// One per template signal, in template order.
+    signals: Vec<SignalMerge>,
+    segments: u32,
+    rows: u64,
+    duplicates_removed: u64,
+    out_of_order: u64,
+    /// First and last timestamps of the segments that had rows.
+    span: Option<(f64, f64)>,
 }
 
-/// The base of every analysis: counts, duration and the per-signal summaries.
-pub(super) fn merge(
-    template: &Template,
-    segments: &[SegmentResult],
-    trend_bucket_s: f64,
-) -> Result<Analysis, MergeError> {
-    let signals = merge_signals(template, segments, trend_bucket_s)?;
-    let with_rows = || segments.iter().filter(|seg| seg.rows > 0);
-    let first = with_rows().map(|seg| seg.first_time_s).reduce(f64::min);
-    let last = with_rows().map(|seg| seg.last_time_s).reduce(f64::max);
-    Ok(Analysis {
-        algorithm: segments
-            .first()
-            .map(|seg| seg.algorithm.clone())
-            .unwrap_or_default(),
-        segments: u32::try_from(segments.len()).unwrap_or(u32::MAX),
-        rows: segments.iter().map(|seg| seg.rows).sum(),
-        duplicates_removed: segments.iter().map(|seg| seg.duplicates_removed).sum(),
-        out_of_order: segments.iter().map(|seg| seg.out_of_order).sum(),
-        duration_s: match (first, last) {
-            (Some(first), Some(last)) => last - first,
-            _ => 0.0,
-        },
-        signals,
-        quality: None,
-        alerts: None,
-        news2: None,
-        ecg: None,
-    })
+/// One signal's parts so far.
+struct SignalMerge {
+    /// Whether any segment reported the signal (only those are summarised).
+    present: bool,
+    stats: RunningStats,
+    out_of_range: u64,
+    missing: u64,
+    derived: u64,
+    /// BTreeMap: segments may share a boundary bucket, and iteration comes out in index order.
+    buckets: BTreeMap<i64, TrendBucket>,
+    histogram: BTreeMap<i64, u64>,
+    with_distribution: bool,
+    resolution: f64,
+    /// Milliseconds below, in and above the normal range.
+    times_ms: [u64; 3],
+    /// The last sample so far, whose interval ends at the next segment's first sample.
+    pending: Option<LastSample>,
+}
+
+impl SummaryMerge {
+    pub(super) fn new(template: &Template) -> Self {
+        Self {
+            signals: template
+                .signals
+                .iter()
+                .map(|rule| SignalMerge {
+                    present: false,
+                    stats: RunningStats::EMPTY,
+                    out_of_range: 0,
+                    missing: 0,
+                    derived: 0,
+                    buckets: BTreeMap::new(),
+                    histogram: BTreeMap::new(),
+                    with_distribution: false,
+                    resolution: rule.resolution,
+                    times_ms: [0; 3],
+                    pending: None,
+                })
+                .collect(),
+            segments: 0,
+            rows: 0,
+            duplicates_removed: 0,
+            out_of_order: 0,
+            span: None,
+        }
+    }
+
+    /// Folds in the next segment. A signal the template does not know is refused before any of
+    /// the segment is taken.
+    pub(super) fn add(
+        &mut self,
+        template: &Template,
+        segment: &SegmentResult,
+    ) -> Result<(), MergeError> {
+        let mut positions = Vec::with_capacity(segment.signals.len());
+        for part in &segment.signals {
+            let position = template
+                .signals
+                .iter()
+                .position(|rule| rule.name == part.name)
+                .ok_or_else(|| MergeError::UnknownSignal(part.name.clone()))?;
+            positions.push(position);
+        }
+        let max_gap_s = template.max_gap_s.filter(|g| g.is_finite() && *g > 0.0);
+        for (part, position) in segment.signals.iter().zip(positions) {
+            self.signals[position].add(part, max_gap_s);
+        }
+        self.segments = self.segments.saturating_add(1);
+        self.rows += segment.rows;
+        self.duplicates_removed += segment.duplicates_removed;
+        self.out_of_order += segment.out_of_order;
+        if segment.rows > 0 {
+            self.span = Some(match self.span {
+                Some((first, last)) => (
+                    first.min(segment.first_time_s),
+                    last.max(segment.last_time_s),
+                ),
+                None => (segment.first_time_s, segment.last_time_s),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(
+        self,
+        template: &Template,
+        algorithm: String,
+        trend_bucket_s: f64,
+    ) -> Analysis {
+        let signals = template
+            .signals
+            .iter()
+            .zip(self.signals)
+            .filter(|(_, merged)| merged.present)
+            .map(|(rule, merged)| merged.finish(rule, trend_bucket_s))
+            .collect();
+        Analysis {
+            algorithm,
+            segments: self.segments,
+            rows: self.rows,
+            duplicates_removed: self.duplicates_removed,
+            out_of_order: self.out_of_order,
+            duration_s: self.span.map_or(0.0, |(first, last)| last - first),
+            signals,
+            quality: None,
+            alerts: None,
+            news2: None,
+            ecg: None,
+        }
+    }
+}
+
+impl SignalMerge {
+    fn add(&mut self, part: &SignalSegment, max_gap_s: Option<f64>) {
+        self.present = true;
+        self.stats = self.stats.merge(&part.stats);
+        self.out_of_range += part.out_of_range;
+        self.missing += part.missing;
+        self.derived += part.derived;
+        for bucket in &part.trend {
+            self.buckets
+                .entry(bucket.index)
+                .and_modify(|merged| merged.absorb(bucket))
+                .or_insert(*bucket);
+        }
+        if let Some(distribution) = &part.distribution {
+            self.with_distribution = true;
+            self.resolution = distribution.resolution;
+            for &(key, count) in &distribution.histogram {
+                *self.histogram.entry(key).or_insert(0) += count;
+            }
+            if let (Some(open), Some(first)) = (self.pending, distribution.first_time_s) {
+                self.times_ms[slot(open.band)] += interval_ms(open.time_s, first, max_gap_s);
+            }
+            self.times_ms[0] += distribution.below_ms;
+            self.times_ms[1] += distribution.in_ms;
+            self.times_ms[2] += distribution.above_ms;
+            if distribution.last.is_some() {
+                self.pending = distribution.last;
+            }
+        }
+    }
+
+    fn finish(self, rule: &SignalRule, trend_bucket_s: f64) -> SignalSummary {
+        let mut trend = Trend::default();
+        for bucket in self.buckets.values() {
+            trend.time_s.push(bucket.index as f64 * trend_bucket_s);
+            trend.min.push(bucket.min);
+            trend.mean.push(bucket.sum / bucket.n as f64);
+            trend.max.push(bucket.max);
+        }
+        let histogram: Vec<(i64, u64)> = self.histogram.into_iter().collect();
+        let resolution = self.resolution;
+        let percentiles = (|| {
+            Some(Percentiles {
+                p5: percentile(&histogram, 5, resolution)?,
+                median: percentile(&histogram, 50, resolution)?,
+                p95: percentile(&histogram, 95, resolution)?,
+            })
+        })();
+        let stats = self.stats;
+        let seen = stats.n > 0;
+        let times = self.times_ms;
+        SignalSummary {
+            name: rule.name.clone(),
+            unit: rule.unit.clone(),
+            n: stats.n,
+            mean: seen.then_some(stats.mean),
+            sd: stats.sample_sd(),
+            min: seen.then_some(stats.min),
+            max: seen.then_some(stats.max),
+            out_of_range: self.out_of_range,
+            missing: self.missing,
+            trend,
+            derived: self.derived,
+            percentiles,
+            time_in_range: (self.with_distribution && seen).then(|| TimeInRange {
+                normal_low: rule.normal_low,
+                normal_high: rule.normal_high,
+                below_s: times[0] as f64 / 1000.0,
+                in_s: times[1] as f64 / 1000.0,
+                above_s: times[2] as f64 / 1000.0,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
