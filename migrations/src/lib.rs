@@ -11,6 +11,7 @@ mod m20261126_000003_create_templates;
 mod m20261126_000004_add_replication_priorities_events;
 mod m20261126_140000_index_jobs_by_status;
 mod m20261126_160000_count_late_results;
+mod m20261127_120000_index_task_results_by_worker;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_add_replication_priorities_events::Migration),
             Box::new(m20261126_140000_index_jobs_by_status::Migration),
             Box::new(m20261126_160000_count_late_results::Migration),
+            Box::new(m20261127_120000_index_task_results_by_worker::Migration),
         ]
     }
 }

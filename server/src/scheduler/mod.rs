@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use rand::{Rng, RngCore};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -929,18 +929,18 @@ impl SenderCore {
             if trusted {
                 continue;
             }
-            // A validated task this worker has not answered (answering it twice would prove nothing).
-            let answered: Vec<String> = task_result::Entity::find()
-                .select_only()
+            // A validated task this worker has not answered (answering it twice would prove
+            // nothing). The answered tasks stay in the database: a volunteer's history can outgrow
+            // what one statement may list (SQLite takes 32 766 values).
+            let answered = Query::select()
                 .column(task_result::Column::TaskId)
-                .filter(task_result::Column::WorkerKey.eq(&key))
-                .into_tuple()
-                .all(&self.db)
-                .await?;
+                .from(task_result::Entity)
+                .and_where(task_result::Column::WorkerKey.eq(&key))
+                .to_owned();
             let Some(known) = task::Entity::find()
                 .filter(task::Column::Status.eq(task_status::DONE))
                 .filter(task::Column::ResultSha256.is_not_null())
-                .filter(task::Column::Id.is_not_in(answered))
+                .filter(task::Column::Id.not_in_subquery(answered))
                 .order_by_desc(task::Column::JobId)
                 .one(&self.db)
                 .await?

@@ -26,6 +26,7 @@ on_every_backend!(
     with_two_replicas_each_task_is_answered_by_two_workers_and_the_history_shows_it,
     a_lone_worker_cannot_validate_its_own_results,
     an_idle_forger_fails_a_known_answer_probe_and_is_banned,
+    a_forger_with_more_answers_than_a_statement_can_list_is_still_probed,
     jobs_submitted_while_others_finish_are_all_accepted_and_done,
     with_room_for_one_result_at_a_time_every_result_is_still_committed_once,
     a_job_of_many_parts_is_merged_page_by_page_and_a_damaged_part_fails_it_by_name,
@@ -302,6 +303,71 @@ async fn native_worker_completes_a_job_and_the_result_counts_every_valid_value(b
         log.sent_of_type("result"),
         job["tasks_total"].as_i64().unwrap_or(0) as usize
     );
+}
+
+/// A probe must be a task the worker has not answered. The answers are excluded in the database:
+/// a volunteer whose history outgrows what one statement may list (SQLite takes 32 766 values) is
+/// still probed, and a forger among such volunteers still caught.
+async fn a_forger_with_more_answers_than_a_statement_can_list_is_still_probed(backend: Backend) {
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    use vitalgrid_server::db::entities::{task, task_result};
+    use vitalgrid_server::jobs::queued_task;
+
+    const HISTORY: usize = 33_000;
+    const KEY: &str = "long-serving-forger-01";
+    let app = spawn_app(backend).await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(300).await;
+    let admin = app.user("root@example.org", Role::Admin).await;
+    let (stop, honest) = spawn_native_worker(&app, 1, Misbehaviour::default());
+    assert_eq!(
+        app.wait_for_job(&client, job_id, JOB_TIMEOUT).await["status"],
+        "done"
+    );
+    let _ = stop.send(());
+    let _ = honest.await;
+
+    // The key's history: answers to as many finished tasks, none of them a probe candidate (no
+    // agreed result).
+    let ids: Vec<String> = (0..HISTORY).map(|n| format!("history-{n:08}")).collect();
+    for (batch, chunk) in ids.chunks(400).enumerate() {
+        let tasks = chunk.iter().enumerate().map(|(n, id)| {
+            let mut row = queued_task(job_id, 1_000 + batch * 400 + n, "{}".to_owned());
+            row.id = Set(id.clone());
+            row.status = Set("done".to_owned());
+            row
+        });
+        task::Entity::insert_many(tasks)
+            .exec(&app.state.db)
+            .await
+            .expect("history tasks");
+        let answers = chunk.iter().map(|id| task_result::ActiveModel {
+            task_id: Set(id.clone()),
+            lease: Set(1),
+            worker_key: Set(KEY.to_owned()),
+            result_sha256: Set("0".repeat(64)),
+            result: Set(Vec::new()),
+            received_at_ms: Set(0),
+            ..Default::default()
+        });
+        task_result::Entity::insert_many(answers)
+            .exec(&app.state.db)
+            .await
+            .expect("history answers");
+    }
+
+    let forger = Misbehaviour {
+        forge_results: true,
+        worker_key: Some(KEY),
+        ..Misbehaviour::default()
+    };
+    let (_stop, forger_run) = spawn_native_worker(&app, 1, forger);
+    let log = tokio::time::timeout(Duration::from_secs(30), forger_run)
+        .await
+        .expect("the server closes the forger's connection")
+        .expect("ran");
+    assert!(log.sent_of_type("result") >= 1, "it answered a probe");
+    let record = app.worker_record(&admin, KEY).await;
+    assert_eq!(record["banned"], true, "{record}");
 }
 
 async fn a_result_sent_twice_is_applied_once_and_counted_late_on_the_workers_record(
