@@ -98,10 +98,11 @@ async fn a_job_of_many_parts_is_merged_page_by_page_and_a_damaged_part_fails_it_
     );
 }
 
-async fn an_idle_forger_fails_a_known_answer_probe_and_is_banned(backend: Backend) {
+/// An app with a 300-row job done by an honest worker that has since left: its tasks are validated
+/// and nothing is queued.
+async fn job_validated_by_a_worker_now_gone(backend: Backend) -> (TestApp, reqwest::Client, i64) {
     let app = spawn_app(backend).await;
     let (client, _, job_id) = app.clinician_with_vitals_job(300).await;
-    let admin = app.user("root@example.org", Role::Admin).await;
     let (stop, honest) = spawn_native_worker(&app, 1, Misbehaviour::default());
     assert_eq!(
         app.wait_for_job(&client, job_id, JOB_TIMEOUT).await["status"],
@@ -109,6 +110,12 @@ async fn an_idle_forger_fails_a_known_answer_probe_and_is_banned(backend: Backen
     );
     let _ = stop.send(());
     let _ = honest.await;
+    (app, client, job_id)
+}
+
+async fn an_idle_forger_fails_a_known_answer_probe_and_is_banned(backend: Backend) {
+    let (app, client, job_id) = job_validated_by_a_worker_now_gone(backend).await;
+    let admin = app.user("root@example.org", Role::Admin).await;
 
     // Nothing is queued now: an idle newcomer only ever sees probes of validated tasks.
     let forger = Misbehaviour {
@@ -315,16 +322,8 @@ async fn a_forger_with_more_answers_than_a_statement_can_list_is_still_probed(ba
 
     const HISTORY: usize = 33_000;
     const KEY: &str = "long-serving-forger-01";
-    let app = spawn_app(backend).await;
-    let (client, _, job_id) = app.clinician_with_vitals_job(300).await;
+    let (app, _, job_id) = job_validated_by_a_worker_now_gone(backend).await;
     let admin = app.user("root@example.org", Role::Admin).await;
-    let (stop, honest) = spawn_native_worker(&app, 1, Misbehaviour::default());
-    assert_eq!(
-        app.wait_for_job(&client, job_id, JOB_TIMEOUT).await["status"],
-        "done"
-    );
-    let _ = stop.send(());
-    let _ = honest.await;
 
     // The key's history: answers to as many finished tasks, none of them a probe candidate (no
     // agreed result).
