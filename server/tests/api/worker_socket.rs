@@ -118,20 +118,8 @@ async fn an_idle_forger_fails_a_known_answer_probe_and_is_banned(backend: Backen
     let admin = app.user("root@example.org", Role::Admin).await;
 
     // Nothing is queued now: an idle newcomer only ever sees probes of validated tasks.
-    let forger = Misbehaviour {
-        forge_results: true,
-        worker_key: Some("forger-key-0001"),
-        ..Misbehaviour::default()
-    };
-    let (_stop, forger_run) = spawn_native_worker(&app, 1, forger);
-    let log = tokio::time::timeout(Duration::from_secs(30), forger_run)
-        .await
-        .expect("the server closes the forger's connection")
-        .expect("ran");
-    assert!(log.sent_of_type("result") >= 1, "it answered a probe");
-
+    let forger = forger_probed_and_banned(&app, &admin, "forger-key-0001").await;
     let record = app.worker_record(&admin, "forger-key-0001").await;
-    assert_eq!(record["banned"], true, "{record}");
     assert_eq!(record["credibility"], 0.0);
     let result = app.job_result(&client, job_id).await;
     assert_eq!(
@@ -354,19 +342,31 @@ async fn a_forger_with_more_answers_than_a_statement_can_list_is_still_probed(ba
             .expect("history answers");
     }
 
+    forger_probed_and_banned(&app, &admin, KEY).await;
+}
+
+/// Connects a worker under `key` that forges its results, with nothing queued: it must answer a
+/// known-answer probe, have its connection closed and its key banned. Returns its misbehaviour, to
+/// try again with.
+async fn forger_probed_and_banned(
+    app: &TestApp,
+    admin: &reqwest::Client,
+    key: &'static str,
+) -> Misbehaviour {
     let forger = Misbehaviour {
         forge_results: true,
-        worker_key: Some(KEY),
+        worker_key: Some(key),
         ..Misbehaviour::default()
     };
-    let (_stop, forger_run) = spawn_native_worker(&app, 1, forger);
+    let (_stop, forger_run) = spawn_native_worker(app, 1, forger);
     let log = tokio::time::timeout(Duration::from_secs(30), forger_run)
         .await
         .expect("the server closes the forger's connection")
         .expect("ran");
     assert!(log.sent_of_type("result") >= 1, "it answered a probe");
-    let record = app.worker_record(&admin, KEY).await;
+    let record = app.worker_record(admin, key).await;
     assert_eq!(record["banned"], true, "{record}");
+    forger
 }
 
 async fn a_result_sent_twice_is_applied_once_and_counted_late_on_the_workers_record(
