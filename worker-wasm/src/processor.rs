@@ -351,7 +351,7 @@ impl DataProcessor {
             next: 0,
             last_kept_time: None,
             counts: RowCounts::default(),
-            max_gap_s: template.max_gap_s.filter(|g| g.is_finite() && *g > 0.0),
+            max_gap_s: template.gap_limit_s(),
             gaps: Vec::new(),
             params: template.params.clone(),
             cells: Vec::new(),

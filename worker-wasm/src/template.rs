@@ -190,6 +190,11 @@ impl Default for EcgParams {
 }
 
 impl Template {
+    /// `max_gap_s` when it is a usable length (positive and finite); otherwise no interval is a gap.
+    pub fn gap_limit_s(&self) -> Option<f64> {
+        self.max_gap_s.filter(|g| g.is_finite() && *g > 0.0)
+    }
+
     pub fn default_algorithm(&self) -> Option<&str> {
         self.algorithms.first().map(String::as_str)
     }

@@ -256,7 +256,7 @@ impl<'t> JobMerge<'t> {
         let mut analysis = self
             .summary
             .finish(template, algorithm, self.trend_bucket_s);
-        analysis.quality = Some(self.quality.finish(template));
+        analysis.quality = Some(self.quality.finish(template, &analysis));
         if components.alerts {
             analysis.alerts = Some(self.alerts.finish(template));
         }

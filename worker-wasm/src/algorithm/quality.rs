@@ -2,7 +2,7 @@
 //! gaps, per segment and merged. A gap across a cut without overlap rows is found here, from the
 //! last row of one segment and the first row of the next.
 
-use crate::analysis::{Gap, QualityReport, QualitySegment, RuleViolation, SegmentResult};
+use crate::analysis::{Analysis, Gap, QualityReport, QualitySegment, RuleViolation, SegmentResult};
 use crate::processor::DataProcessor;
 use crate::template::Template;
 
@@ -25,17 +25,11 @@ pub struct QualityMerge {
     gaps: Vec<Gap>,
     /// The last timestamp of the latest segment with rows: a gap may open across the next cut.
     previous_last: Option<f64>,
-    rows: u64,
-    duplicates_removed: u64,
-    out_of_order: u64,
     derived_map: u64,
 }
 
 impl QualityMerge {
     pub fn add(&mut self, template: &Template, segment: &SegmentResult) {
-        self.rows += segment.rows;
-        self.duplicates_removed += segment.duplicates_removed;
-        self.out_of_order += segment.out_of_order;
         self.derived_map += segment
             .signals
             .iter()
@@ -64,7 +58,7 @@ impl QualityMerge {
         if segment.rows == 0 {
             return;
         }
-        if let (Some(last), Some(max_gap)) = (self.previous_last, max_gap_s(template)) {
+        if let (Some(last), Some(max_gap)) = (self.previous_last, template.gap_limit_s()) {
             let length = segment.first_time_s - last;
             let reported = quality.gaps.iter().any(|gap| gap.start_s == last);
             if length > max_gap && !reported {
@@ -78,7 +72,8 @@ impl QualityMerge {
         self.previous_last = Some(segment.last_time_s);
     }
 
-    pub fn finish(self, template: &Template) -> QualityReport {
+    /// The report; its row counts are those of `analysis`, the job's merged base.
+    pub fn finish(self, template: &Template, analysis: &Analysis) -> QualityReport {
         let Self {
             mut violations,
             mut gaps,
@@ -99,19 +94,15 @@ impl QualityMerge {
         let gap_count = gaps.len() as u64;
         gaps.truncate(QualityReport::GAP_LIST_MAX);
         QualityReport {
-            rows: self.rows,
-            duplicates_removed: self.duplicates_removed,
-            out_of_order: self.out_of_order,
+            rows: analysis.rows,
+            duplicates_removed: analysis.duplicates_removed,
+            out_of_order: analysis.out_of_order,
             derived_map: self.derived_map,
             violations,
-            max_gap_s: max_gap_s(template),
+            max_gap_s: template.gap_limit_s(),
             gaps,
             gap_count,
             gap_total_s,
         }
     }
-}
-
-fn max_gap_s(template: &Template) -> Option<f64> {
-    template.max_gap_s.filter(|g| g.is_finite() && *g > 0.0)
 }

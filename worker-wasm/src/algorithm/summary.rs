@@ -837,7 +837,7 @@ impl SummaryMerge {
                 .ok_or_else(|| MergeError::UnknownSignal(part.name.clone()))?;
             positions.push(position);
         }
-        let max_gap_s = template.max_gap_s.filter(|g| g.is_finite() && *g > 0.0);
+        let max_gap_s = template.gap_limit_s();
         for (part, position) in segment.signals.iter().zip(positions) {
             self.signals[position].add(part, max_gap_s);
         }
