@@ -83,13 +83,18 @@ pub async fn connect_database_with(
                 .with_context(|| format!("creating the database folder {}", parent.display()))?;
         }
     }
+    let sqlite = sqlite_path(url).is_some();
     let mut options = ConnectOptions::new(url.to_owned());
     // SeaORM's SQLite default is a single connection; readers need not wait behind writers in WAL mode.
     options
-        .max_connections(if sqlite_path(url).is_some() { 4 } else { 16 })
+        .max_connections(if sqlite { 4 } else { 16 })
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .sqlx_logging(false)
+        // The pool pings a connection each time it hands it out, to find one the server has closed.
+        // An embedded SQLite connection cannot be closed under us, and its ping is a round trip to
+        // the connection's own thread on every transaction and query.
+        .test_before_acquire(!sqlite)
         // A per-connection setting, so it is made on every connection of the pool.
         .map_sqlx_sqlite_opts(move |options| {
             options.synchronous(match sqlite_sync {
@@ -97,9 +102,12 @@ pub async fn connect_database_with(
                 SqliteSync::Normal => SqliteSynchronous::Normal,
             })
         });
-    let db = Database::connect(options)
-        .await
-        .with_context(|| format!("connecting to {}", redact(url)))?;
+    let db = if DbBackend::MySql.is_prefix_of(url) {
+        connect_mysql(options).await
+    } else {
+        Database::connect(options).await
+    }
+    .with_context(|| format!("connecting to {}", redact(url)))?;
     if db.get_database_backend() == DbBackend::Sqlite {
         db.execute_unprepared("PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON;")
             .await
@@ -109,6 +117,39 @@ pub async fn connect_database_with(
         .await
         .context("running database migrations")?;
     Ok(db)
+}
+
+/// A MySQL/MariaDB pool whose every connection runs its transactions at READ COMMITTED. Under the
+/// default REPEATABLE READ, InnoDB's locking reads and updates also lock the gaps between index
+/// entries, so a scheduler round holding the gap at the end of `tasks` and a job submission
+/// inserting its first tasks there deadlocked. At READ COMMITTED only rows are locked and every
+/// statement reads what is committed when it runs, which is what the scheduler's conditional
+/// updates (the fencing token, `status = 'queued'`) are written against. Set once per connection
+/// rather than per transaction: that would be one more statement in every transaction.
+async fn connect_mysql(options: ConnectOptions) -> Result<DatabaseConnection, sea_orm::DbErr> {
+    use sea_orm::sqlx::mysql::{MySql, MySqlConnectOptions};
+    use sea_orm::sqlx::{ConnectOptions as _, Executor as _};
+
+    let connection_error = |error| sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(error));
+    let connect_options = options
+        .get_url()
+        .parse::<MySqlConnectOptions>()
+        .map_err(connection_error)?
+        .disable_statement_logging();
+    let pool = options
+        .sqlx_pool_options::<MySql>()
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                connection
+                    .execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect_with(connect_options)
+        .await
+        .map_err(connection_error)?;
+    Ok(sea_orm::SqlxMySqlConnector::from_sqlx_mysql_pool(pool))
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {

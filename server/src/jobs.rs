@@ -14,7 +14,7 @@ use vitalgrid_worker::template::{RecordingKind, Template};
 use crate::app::AppState;
 use crate::config::SchedulerConfig;
 use crate::db::entities::{file, job, result, task};
-use crate::db::{begin_write, is_deadlock, job_status, task_status};
+use crate::db::{is_deadlock, job_status, task_status};
 use crate::error::AppError;
 use crate::events;
 use crate::extract::{Recording, SegmentPlan, split_into_tasks, trend_bucket_for};
@@ -225,7 +225,7 @@ async fn insert_job(
     payloads: &[String],
     now: i64,
 ) -> Result<job::Model, DbErr> {
-    let transaction = begin_write(db).await?;
+    let transaction = db.begin().await?;
     let created = new_job.insert(&transaction).await?;
     events::record(
         &transaction,
@@ -342,7 +342,7 @@ pub async fn delete_result(
     owner_id: i64,
     job_id: i64,
 ) -> Result<(), AppError> {
-    let transaction = begin_write(db).await?;
+    let transaction = db.begin().await?;
     find_owned_job(&transaction, owner_id, job_id).await?;
     let deleted = result::Entity::delete_by_id(job_id)
         .exec(&transaction)

@@ -2,30 +2,7 @@
 
 pub mod entities;
 
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, IsolationLevel, RuntimeErr,
-    TransactionTrait,
-};
-
-/// Begins a transaction that writes scheduler or job state. On MySQL/MariaDB it runs at READ
-/// COMMITTED: under the default REPEATABLE READ, InnoDB's locking reads and updates also lock the
-/// gaps between index entries, so a scheduler round holding the gap at the end of `tasks` and a
-/// job submission inserting its first tasks there deadlocked. At READ COMMITTED only rows are
-/// locked and every statement reads what is committed when it runs, which is what the scheduler's
-/// conditional updates (the fencing token, `status = 'queued'`) are written against. SQLite has one
-/// writer at a time and no isolation levels to choose.
-pub async fn begin_write<C>(db: &C) -> Result<DatabaseTransaction, DbErr>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
-    match db.get_database_backend() {
-        DbBackend::MySql => {
-            db.begin_with_config(Some(IsolationLevel::ReadCommitted), None)
-                .await
-        }
-        _ => db.begin().await,
-    }
-}
+use sea_orm::{DbErr, RuntimeErr};
 
 /// Whether the database rolled a transaction back to break a deadlock (MySQL/MariaDB error 1213,
 /// SQLSTATE 40001). Nothing of the transaction was applied, so it may simply run again.

@@ -11,7 +11,7 @@ use rand::Rng;
 use sea_orm::sea_query::{CaseStatement, Expr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 use tokio::sync::{mpsc, oneshot};
 use vitalgrid_worker::algorithm::JobMerge;
@@ -23,7 +23,7 @@ use vitalgrid_worker::template::Template;
 use super::replication::{Verdict, decide, replicas_needed};
 use super::{InFlight, SenderCore, WriteTurns};
 use crate::db::entities::{job, result, task, task_result, worker_record};
-use crate::db::{begin_write, job_status, task_status};
+use crate::db::{job_status, task_status};
 use crate::events::{self, NewEvent};
 use crate::templates::TemplateStore;
 
@@ -275,7 +275,7 @@ impl SenderCore {
     async fn ban(&self, key: &str) -> Result<(), DbErr> {
         let now = self.clock.now_ms();
         tracing::warn!(worker.key = %key, "worker banned for a wrong result");
-        let transaction = begin_write(&self.db).await?;
+        let transaction = self.db.begin().await?;
         worker_record::Entity::update_many()
             .col_expr(worker_record::Column::Banned, Expr::value(true))
             .filter(worker_record::Column::WorkerKey.eq(key))
@@ -440,7 +440,7 @@ impl Committer {
     /// Records the answers of a group in one transaction; one outcome per answer, in order.
     async fn record(&self, group: &[PendingAnswer]) -> Result<Vec<Outcome>, DbErr> {
         let _turn = self.write_turns.take().await;
-        let transaction = begin_write(&self.db).await?;
+        let transaction = self.db.begin().await?;
         let mut effects = GroupEffects::default();
         let outcomes = if group.len() > 1 {
             record_together(&transaction, group, self.replicas, &mut effects).await?
@@ -1039,7 +1039,7 @@ async fn merge_stored_results(
         // Only what the merge reads: a job's payloads (the patient's data) can run to many
         // megabytes. Every result counted in `tasks_done` is committed by now: each was counted by
         // an UPDATE of the job's row in its own transaction, and this transaction's UPDATE of that
-        // row waited for them. At READ COMMITTED (`begin_write`) a plain SELECT reads them.
+        // row waited for them. At READ COMMITTED (`app::connect_mysql`) a plain SELECT reads them.
         let page: Vec<(i32, Option<Vec<u8>>)> = task::Entity::find()
             .select_only()
             .column(task::Column::Seq)

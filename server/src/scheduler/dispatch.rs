@@ -14,7 +14,7 @@ use std::time::Instant;
 use sea_orm::sea_query::{CaseStatement, Expr, LockBehavior, LockType};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 use vitalgrid_worker::protocol::TaskPacket;
 
@@ -23,7 +23,7 @@ use super::choice::{REFERENCE_TASK_ROWS, reserve_depth};
 use super::priority::{ActiveJob, Priority};
 use super::{InFlight, Reserved, SenderCore, without_payload};
 use crate::db::entities::{job, task, task_result};
-use crate::db::{begin_write, job_status, task_status};
+use crate::db::{job_status, task_status};
 use crate::events::{self, NewEvent};
 
 /// Most tasks claimed by one UPDATE (each adds three bound parameters) or read by one query.
@@ -348,7 +348,7 @@ impl SenderCore {
     ) -> Result<Vec<Assignment>, DbErr> {
         let now = self.clock.now_ms();
         let _turn = self.write_turns.take().await;
-        let transaction = begin_write(&self.db).await?;
+        let transaction = self.db.begin().await?;
         let mut won = Vec::with_capacity(assignments.len());
         for chunk in assignments.chunks(TASKS_PER_STATEMENT) {
             won.extend(self.claim_chunk(&transaction, chunk, now).await?);

@@ -6,6 +6,7 @@ mod common;
 mod support;
 
 mod accounts;
+mod database;
 mod files;
 mod reserves;
 mod templates;
