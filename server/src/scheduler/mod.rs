@@ -937,25 +937,31 @@ impl SenderCore {
                 .from(task_result::Entity)
                 .and_where(task_result::Column::WorkerKey.eq(&key))
                 .to_owned();
-            let Some(known) = task::Entity::find()
+            // Not the task's stored result: a probe needs only its hash, and the analysis of a
+            // large task can weigh more than its payload.
+            let Some((known_id, known_job_id, payload, expected)) = task::Entity::find()
+                .select_only()
+                .column(task::Column::Id)
+                .column(task::Column::JobId)
+                .column(task::Column::Payload)
+                .column(task::Column::ResultSha256)
                 .filter(task::Column::Status.eq(task_status::DONE))
                 .filter(task::Column::ResultSha256.is_not_null())
                 .filter(task::Column::Id.not_in_subquery(answered))
                 .order_by_desc(task::Column::JobId)
+                .into_tuple::<(String, i64, Vec<u8>, Option<String>)>()
                 .one(&self.db)
                 .await?
             else {
                 continue;
             };
-            let Some(owner) = job::Entity::find_by_id(known.job_id).one(&self.db).await? else {
+            let Some(owner) = job::Entity::find_by_id(known_job_id).one(&self.db).await? else {
                 continue;
             };
             self.templates
                 .get(&owner.template_id, owner.template_version as u32)
                 .await?;
-            let (Ok(payload), Some(expected)) =
-                (String::from_utf8(known.payload), known.result_sha256)
-            else {
+            let (Ok(payload), Some(expected)) = (String::from_utf8(payload), expected) else {
                 continue;
             };
             let charge = self.payload_budget.charge(payload.len());
@@ -971,7 +977,7 @@ impl SenderCore {
             let now = self.clock.now_ms();
             let probe = InFlight {
                 known_answer: Some(expected),
-                ..InFlight::sent(kept, known.id, known.job_id, now, now)
+                ..InFlight::sent(kept, known_id, known_job_id, now, now)
             };
             if let Some(worker) = self.workers().get_mut(&worker_id) {
                 worker.in_flight.insert(packet.task_id.clone(), probe);
