@@ -47,3 +47,50 @@ async fn every_connection_of_a_mariadb_pool_runs_at_read_committed() {
         assert_eq!(isolation_level(transaction).await, "READ-COMMITTED");
     }
 }
+
+/// A database server that restarts, or drops connections idle past its `wait_timeout`, leaves the
+/// pool holding dead connections. The pool pings a connection that sat idle before handing it out
+/// again, so the next request gets a live one instead of an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_database_dropped_while_idle_are_replaced_before_use() {
+    if mariadb_url().is_none() {
+        return;
+    }
+    let database = TestDatabase::new(Backend::MariaDb).await;
+    let db = connect_database(&database.url)
+        .await
+        .expect("opens and migrates");
+    let name = database.url.rsplit('/').next().expect("a database name");
+    let admin = Database::connect(&database.url).await.expect("connects");
+    let own_id = admin
+        .query_one(Statement::from_string(
+            admin.get_database_backend(),
+            "SELECT CAST(CONNECTION_ID() AS SIGNED) AS id",
+        ))
+        .await
+        .expect("reads its id")
+        .expect("one row")
+        .try_get::<i64>("", "id")
+        .expect("an id");
+    let pooled: Vec<i64> = admin
+        .query_all(Statement::from_sql_and_values(
+            admin.get_database_backend(),
+            "SELECT CAST(ID AS SIGNED) AS id FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> ?",
+            [name.into(), own_id.into()],
+        ))
+        .await
+        .expect("lists the pool's connections")
+        .iter()
+        .map(|row| row.try_get::<i64>("", "id").expect("an id"))
+        .collect();
+    assert!(!pooled.is_empty(), "the pool keeps a connection open");
+    for id in &pooled {
+        admin
+            .execute_unprepared(&format!("KILL CONNECTION {id}"))
+            .await
+            .expect("drops a pooled connection");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+
+    assert_eq!(isolation_level(&db).await, "READ-COMMITTED");
+}
