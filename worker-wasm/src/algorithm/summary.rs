@@ -664,6 +664,89 @@ fn banded_sums(
     (total, below, above)
 }
 
+/// [`banded_sums`] of the spans between consecutive `times` capped at `cap_s`, each rounded to whole
+/// milliseconds as [`span_ms`] does, for spans that [`whole_ms_fit_i32`] found within ±2^30 ms.
+/// Two loops over slices (the whole milliseconds, then sums of masked values) rather than one over
+/// windows of the times with a branch per sample: LLVM vectorises both.
+#[cfg(not(target_arch = "wasm32"))]
+fn jittered_banded_sums(
+    times: &[f64],
+    counted: &[f64],
+    cap_s: f64,
+    band: (f64, f64),
+) -> (u64, u64, u64) {
+    let mut whole_ms = [0_u32; BLOCK];
+    let whole_ms = &mut whole_ms[..counted.len()];
+    for ((ms, &earlier), &later) in whole_ms.iter_mut().zip(times).zip(&times[1..]) {
+        *ms = span_ms_small(later - earlier, cap_s);
+    }
+    banded_sums(whole_ms.iter().map(|&ms| u64::from(ms)), counted, band)
+}
+
+/// [`jittered_banded_sums`] in WebAssembly SIMD, two samples at a time and without leaving `f64`:
+/// LLVM's vector loops converted each span to an `i32` one lane at a time (V8 took the time in
+/// range at about twice the native time). Truncation, the fraction and its comparisons with ±0.5
+/// are those of [`round_small_to_i32`], so each span's whole milliseconds are the same; as `f64`
+/// they are integers below 2^30, and a block's sums of them (below 2^39) are exact, so the same
+/// integers in any order.
+#[cfg(target_arch = "wasm32")]
+fn jittered_banded_sums(
+    times: &[f64],
+    counted: &[f64],
+    cap_s: f64,
+    (low, high): (f64, f64),
+) -> (u64, u64, u64) {
+    use core::arch::wasm32::{
+        f64x2, f64x2_add, f64x2_extract_lane, f64x2_ge, f64x2_gt, f64x2_le, f64x2_lt, f64x2_mul,
+        f64x2_pmax, f64x2_pmin, f64x2_splat, f64x2_sub, f64x2_trunc, v128, v128_and,
+    };
+    let (cap, thousand, one, zero) = (
+        f64x2_splat(cap_s),
+        f64x2_splat(1000.0),
+        f64x2_splat(1.0),
+        f64x2_splat(0.0),
+    );
+    let (half, minus_half) = (f64x2_splat(0.5), f64x2_splat(-0.5));
+    let (low_v, high_v) = (f64x2_splat(low), f64x2_splat(high));
+    let (mut total, mut below, mut above) = (zero, zero, zero);
+    let earlier = times.chunks_exact(2);
+    let later = times[1..].chunks_exact(2);
+    let values = counted.chunks_exact(2);
+    let rest = values.remainder();
+    for ((earlier, later), values) in earlier.zip(later).zip(values) {
+        let span = f64x2_sub(f64x2(later[0], later[1]), f64x2(earlier[0], earlier[1]));
+        // `pmin(cap, span)` is `span < cap ? span : cap`, the scalar cap.
+        let ms = f64x2_mul(f64x2_pmin(cap, span), thousand);
+        let whole = f64x2_trunc(ms);
+        let fraction = f64x2_sub(ms, whole);
+        let up = v128_and(f64x2_ge(fraction, half), one);
+        let down = v128_and(f64x2_le(fraction, minus_half), one);
+        // `pmax(0, x)` is `0 < x ? x : 0`: the scalar `.max(0)`, and a rounded −0 becomes +0.
+        let ms = f64x2_pmax(zero, f64x2_sub(f64x2_add(whole, up), down));
+        let value = f64x2(values[0], values[1]);
+        let is_below = f64x2_lt(value, low_v);
+        let is_above = v128_and(f64x2_ge(value, low_v), f64x2_gt(value, high_v));
+        total = f64x2_add(total, ms);
+        below = f64x2_add(below, v128_and(ms, is_below));
+        above = f64x2_add(above, v128_and(ms, is_above));
+    }
+    let whole = |sum: v128| (f64x2_extract_lane::<0>(sum) + f64x2_extract_lane::<1>(sum)) as u64;
+    let (total, below, above) = (whole(total), whole(below), whole(above));
+    let done = counted.len() - rest.len();
+    let spans_ms = times[done..]
+        .windows(2)
+        .map(|pair| u64::from(span_ms_small(pair[1] - pair[0], cap_s)));
+    let (rest_total, rest_below, rest_above) = banded_sums(spans_ms, rest, (low, high));
+    (total + rest_total, below + rest_below, above + rest_above)
+}
+
+/// [`span_ms`] of a span whose whole milliseconds, capped at `cap_s`, fit an `i32`.
+#[inline]
+fn span_ms_small(span: f64, cap_s: f64) -> u32 {
+    let span_ms = (if span < cap_s { span } else { cap_s }) * 1000.0;
+    round_small_to_i32(span_ms).max(0).unsigned_abs()
+}
+
 /// The cap on a span (`max_gap_s`, or infinity) when every span between `shortest` and `longest`
 /// (finite), capped, is within ±2^30 ms, so its whole milliseconds fit an `i32`; else `None`.
 fn whole_ms_fit_i32(shortest: f64, longest: f64, max_gap_s: Option<f64>) -> Option<f64> {
@@ -741,22 +824,8 @@ fn fold_time_in_range(
     {
         // Jittered sampling (a monitor's clock; nearly every vitals log): every span, capped, is
         // under 2^30 ms, so `span_ms` rounds in 32 bits — the same whole milliseconds, without
-        // the 64-bit conversion and the out-of-range branch. Two loops over slices (the whole
-        // milliseconds, then sums of masked values) rather than one over windows of the times
-        // with a branch per sample: LLVM vectorises both, for WebAssembly too (vitals 24 h:
-        // −2 to −5 % in Chromium, −3 % natively).
-        let mut whole_ms = [0_u32; BLOCK];
-        let whole_ms = &mut whole_ms[..counted.len()];
-        for ((ms, &earlier), &later) in whole_ms.iter_mut().zip(times).zip(&times[1..]) {
-            let span = later - earlier;
-            let span_ms = (if span < cap_s { span } else { cap_s }) * 1000.0;
-            *ms = round_small_to_i32(span_ms).max(0).unsigned_abs();
-        }
-        banded_sums(
-            whole_ms.iter().map(|&ms| u64::from(ms)),
-            counted,
-            (low, high),
-        )
+        // the 64-bit conversion and the out-of-range branch.
+        jittered_banded_sums(times, counted, cap_s, (low, high))
     } else {
         let spans_ms = times
             .windows(2)
