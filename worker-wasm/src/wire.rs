@@ -32,6 +32,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod base64_decode;
+
 /// Powers of ten that f64 represents exactly (up to 10^22); the scales the encoder tries stop
 /// well below, where integers still fit the narrow forms.
 const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
@@ -247,9 +249,8 @@ impl PackedRepr<'_> {
     /// The base64 `data`, checked to hold whole values of `width` bytes.
     fn bytes(&self, encoding: &'static str, width: usize) -> Result<Vec<u8>, WireError> {
         let data = Self::need(self.data.as_deref(), encoding, "data")?;
-        let bytes = BASE64
-            .decode(data)
-            .map_err(|error| WireError::Base64(error.to_string()))?;
+        let bytes =
+            base64_decode::decode(data).map_err(|error| WireError::Base64(error.to_string()))?;
         if bytes.len() % width != 0 {
             return Err(WireError::Ragged {
                 bytes: bytes.len(),
