@@ -113,6 +113,9 @@ impl ValueSink for AlertsRun {
         };
         for &index in rules {
             let (rule, runs) = (&self.rules[index], &mut self.runs[index]);
+            // The same loop in both builds; natively without the closure, which sharing it cost
+            // the native loop about a tenth of its time (perf).
+            #[cfg(not(target_arch = "wasm32"))]
             for (&time_s, &value) in times_s.iter().zip(values) {
                 if rule.is_breached_by(value) {
                     extend(
@@ -123,7 +126,71 @@ impl ValueSink for AlertsRun {
                     );
                 }
             }
+            #[cfg(target_arch = "wasm32")]
+            simd128::where_breached(rule, times_s, values, |times_s, values| {
+                for (&time_s, &value) in times_s.iter().zip(values) {
+                    if rule.is_breached_by(value) {
+                        extend(
+                            runs,
+                            AlertRun::breach(index, time_s, value),
+                            rule,
+                            self.bridge_s,
+                        );
+                    }
+                }
+            });
         }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mod simd128 {
+    use core::arch::wasm32::{
+        f64x2, f64x2_gt, f64x2_lt, f64x2_splat, v128, v128_any_true, v128_or,
+    };
+
+    use crate::template::{AlertRule, Condition};
+
+    /// Hands `breaches` only the stretches of four values (and the last few) where `rule` may be
+    /// breached, found in WebAssembly SIMD: nearly every value breaches nothing, and V8 ran the
+    /// comparison and branch per value at about 1.6 times the native time. The same values in
+    /// the same order reach `breaches`, which still tests each one.
+    #[inline(always)]
+    pub(super) fn where_breached(
+        rule: &AlertRule,
+        times_s: &[f64],
+        values: &[f64],
+        breaches: impl FnMut(&[f64], &[f64]),
+    ) {
+        let threshold = f64x2_splat(rule.threshold);
+        // One loop per condition, so that each compares without a match per value.
+        match rule.condition {
+            Condition::Above => screen(times_s, values, breaches, |v| f64x2_gt(v, threshold)),
+            Condition::Below => screen(times_s, values, breaches, |v| f64x2_lt(v, threshold)),
+        }
+    }
+
+    #[inline(always)]
+    fn screen(
+        times_s: &[f64],
+        values: &[f64],
+        mut breaches: impl FnMut(&[f64], &[f64]),
+        breached: impl Fn(v128) -> v128,
+    ) {
+        let quads = values.chunks_exact(4);
+        let rest = quads.remainder();
+        for (at, quad) in quads.enumerate() {
+            let either = v128_or(
+                breached(f64x2(quad[0], quad[1])),
+                breached(f64x2(quad[2], quad[3])),
+            );
+            if v128_any_true(either) {
+                let at = at * 4;
+                breaches(times_s.get(at..at + 4).unwrap_or(&[]), quad);
+            }
+        }
+        let done = values.len() - rest.len();
+        breaches(times_s.get(done..).unwrap_or(&[]), rest);
     }
 }
 
