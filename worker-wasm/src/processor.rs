@@ -550,6 +550,7 @@ impl DataProcessor {
 /// Sorts one signal's cells of kept core rows (at `times`): counted when missing or out of range,
 /// handed to `sink` as signal `index`'s values a block at a time when valid, so the sink still
 /// sees every valid value in time order.
+#[cfg(not(target_arch = "wasm32"))]
 fn sort_column(
     tally: &mut SignalTally,
     index: usize,
@@ -573,6 +574,75 @@ fn sort_column(
             }
             other => tally.sort_cell(index, time, other, sink),
         }
+    }
+    sink.valid_values(index, &block_times[..held], &block_values[..held]);
+}
+
+/// [`sort_column`] testing four cells at once in WebAssembly SIMD, and taking four valid ones
+/// into the block together: V8 ran the loop cell by cell at about twice the native time. Any
+/// other four cells are sorted one at a time as natively, so the sink sees the same values in the
+/// same blocks, and the tally counts the same cells.
+#[cfg(target_arch = "wasm32")]
+fn sort_column(
+    tally: &mut SignalTally,
+    index: usize,
+    times: &[f64],
+    cells: &[Option<f64>],
+    sink: &mut impl ValueSink,
+) {
+    use core::arch::wasm32::{
+        f64x2, f64x2_abs, f64x2_ge, f64x2_le, f64x2_lt, f64x2_splat, i64x2_extract_lane, v128_and,
+    };
+    const BLOCK: usize = VALUE_BLOCK;
+    let (mut block_times, mut block_values) = ([0.0; BLOCK], [0.0; BLOCK]);
+    let mut held = 0;
+    let (min, max) = (f64x2_splat(tally.min), f64x2_splat(tally.max));
+    let infinity = f64x2_splat(f64::INFINITY);
+    // `accepts` of two cells, an empty one as NaN, which every comparison refuses.
+    let accepted = |first: Option<f64>, second: Option<f64>| {
+        let values = f64x2(first.unwrap_or(f64::NAN), second.unwrap_or(f64::NAN));
+        let finite = f64x2_lt(f64x2_abs(values), infinity);
+        v128_and(
+            finite,
+            v128_and(f64x2_ge(values, min), f64x2_le(values, max)),
+        )
+    };
+    let rows = times.len().min(cells.len());
+    let mut row = 0;
+    while row < rows {
+        if row + 4 <= rows && held + 4 <= BLOCK {
+            let four = &cells[row..row + 4];
+            let masks = v128_and(accepted(four[0], four[1]), accepted(four[2], four[3]));
+            // Both lanes' masks as integers: LLVM would re-derive them with 64-bit shifts before
+            // a vector test, which V8 emulates on x86.
+            if i64x2_extract_lane::<0>(masks) & i64x2_extract_lane::<1>(masks) != 0 {
+                block_times[held..held + 4].copy_from_slice(&times[row..row + 4]);
+                for (slot, cell) in block_values[held..held + 4].iter_mut().zip(four) {
+                    *slot = cell.unwrap_or_default();
+                }
+                held += 4;
+                row += 4;
+                if held == BLOCK {
+                    sink.valid_values(index, &block_times, &block_values);
+                    held = 0;
+                }
+                continue;
+            }
+        }
+        let (time, cell) = (times[row], cells[row]);
+        match cell {
+            Some(value) if tally.accepts(value) => {
+                block_times[held] = time;
+                block_values[held] = value;
+                held += 1;
+                if held == BLOCK {
+                    sink.valid_values(index, &block_times, &block_values);
+                    held = 0;
+                }
+            }
+            other => tally.sort_cell(index, time, other, sink),
+        }
+        row += 1;
     }
     sink.valid_values(index, &block_times[..held], &block_values[..held]);
 }
