@@ -25,17 +25,10 @@ pub struct QualityMerge {
     gaps: Vec<Gap>,
     /// The last timestamp of the latest segment with rows: a gap may open across the next cut.
     previous_last: Option<f64>,
-    derived_map: u64,
 }
 
 impl QualityMerge {
     pub fn add(&mut self, template: &Template, segment: &SegmentResult) {
-        self.derived_map += segment
-            .signals
-            .iter()
-            .filter(|s| s.name == "map")
-            .map(|s| s.derived)
-            .sum::<u64>();
         let Some(quality) = &segment.quality else {
             return;
         };
@@ -72,7 +65,8 @@ impl QualityMerge {
         self.previous_last = Some(segment.last_time_s);
     }
 
-    /// The report; its row counts are those of `analysis`, the job's merged base.
+    /// The report; its row counts and derived MAP values are those of `analysis`, the job's
+    /// merged base.
     pub fn finish(self, template: &Template, analysis: &Analysis) -> QualityReport {
         let Self {
             mut violations,
@@ -97,7 +91,11 @@ impl QualityMerge {
             rows: analysis.rows,
             duplicates_removed: analysis.duplicates_removed,
             out_of_order: analysis.out_of_order,
-            derived_map: self.derived_map,
+            derived_map: analysis
+                .signals
+                .iter()
+                .find(|signal| signal.name == "map")
+                .map_or(0, |map| map.derived),
             violations,
             max_gap_s: template.gap_limit_s(),
             gaps,
