@@ -338,7 +338,7 @@ pub async fn get_result(
 
 /// Deletes a job's result together with the task copies of the patient's data it was made from.
 pub async fn delete_result(
-    db: &(impl ConnectionTrait + TransactionTrait),
+    db: &impl TransactionTrait,
     owner_id: i64,
     job_id: i64,
 ) -> Result<(), AppError> {

@@ -1063,7 +1063,7 @@ async fn merge_stored_results(
         }
     }
     if next_seq < finished.tasks_total {
-        return Ok(Err(format!("part {} has no result", next_seq + 1)));
+        return Ok(Err(no_result(next_seq)));
     }
     Ok(merged.finish().map_err(|error| error.to_string()))
 }
@@ -1075,14 +1075,19 @@ fn fold_stored_result(
     seq: i32,
     result: Option<Vec<u8>>,
 ) -> Result<(), String> {
-    if seq != expected {
-        return Err(format!("part {} has no result", expected + 1));
-    }
-    let bytes = result.ok_or_else(|| format!("part {} has no result", seq + 1))?;
+    // A part absent from the sequence, or present without a result, says the same to the clinician.
+    let bytes = result
+        .filter(|_| seq == expected)
+        .ok_or_else(|| no_result(expected))?;
     let segment: SegmentResult = serde_json::from_slice(&bytes)
         .map_err(|e| format!("part {} result unreadable: {e}", seq + 1))?;
     drop(bytes);
     merged.add(&segment).map_err(|error| error.to_string())
+}
+
+/// Why a finished job cannot be merged when part `seq` (counted from 0) has no stored result.
+fn no_result(seq: i32) -> String {
+    format!("part {} has no result", seq + 1)
 }
 
 /// Merges every segment of a finished job, in order, into its analysis.

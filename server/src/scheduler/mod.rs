@@ -949,7 +949,7 @@ impl SenderCore {
                 .filter(task::Column::ResultSha256.is_not_null())
                 .filter(task::Column::Id.not_in_subquery(answered))
                 .order_by_desc(task::Column::JobId)
-                .into_tuple::<(String, i64, Vec<u8>, Option<String>)>()
+                .into_tuple::<(String, i64, Vec<u8>, String)>()
                 .one(&self.db)
                 .await?
             else {
@@ -961,7 +961,7 @@ impl SenderCore {
             self.templates
                 .get(&owner.template_id, owner.template_version as u32)
                 .await?;
-            let (Ok(payload), Some(expected)) = (String::from_utf8(payload), expected) else {
+            let Ok(payload) = String::from_utf8(payload) else {
                 continue;
             };
             let charge = self.payload_budget.charge(payload.len());
