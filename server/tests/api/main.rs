@@ -7,6 +7,7 @@ mod support;
 
 mod accounts;
 mod database;
+mod dependencies;
 mod files;
 mod reserves;
 mod templates;

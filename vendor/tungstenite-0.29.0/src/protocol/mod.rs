@@ -11,7 +11,7 @@ use self::{
         coding::{CloseCode, Control as OpCtl, Data as OpData, OpCode},
         Frame, FrameCodec,
     },
-    message::{IncompleteMessage, IncompleteMessageType},
+    message::{IncompleteMessage, MessageType},
 };
 use crate::{
     error::{CapacityError, Error, ProtocolError, Result},
@@ -199,6 +199,11 @@ impl<Stream> WebSocket<Stream> {
         }
     }
 
+    /// Consumes the `WebSocket` and returns the underlying stream.
+    pub fn into_inner(self) -> Stream {
+        self.socket
+    }
+
     /// Returns a shared reference to the inner stream.
     pub fn get_ref(&self) -> &Stream {
         &self.socket
@@ -382,7 +387,7 @@ impl WebSocketContext {
         Self::_new(role, FrameCodec::new(conf.read_buffer_size), conf)
     }
 
-    /// Create a WebSocket context that manages an post-handshake stream.
+    /// Create a WebSocket context that manages a post-handshake stream.
     ///
     /// # Panics
     /// Panics if config is invalid e.g. `max_write_buffer_size <= write_buffer_size`.
@@ -550,12 +555,16 @@ impl WebSocketContext {
         let should_flush = if let Some(msg) = self.additional_send.take() {
             trace!("Sending pong/close");
             match self.buffer_frame(stream, msg) {
-                Err(Error::WriteBufferFull(Message::Frame(msg))) => {
+                Err(Error::WriteBufferFull(msg)) => {
                     // if an system message would exceed the buffer put it back in
                     // `additional_send` for retry. Otherwise returning this error
                     // may not make sense to the user, e.g. calling `flush`.
-                    self.set_additional(msg);
-                    false
+                    if let Message::Frame(msg) = *msg {
+                        self.set_additional(msg);
+                        false
+                    } else {
+                        unreachable!()
+                    }
                 }
                 Err(err) => return Err(err),
                 Ok(_) => true,
@@ -599,7 +608,7 @@ impl WebSocketContext {
 
     /// Try to decode one message frame. May return None.
     fn read_message_frame(&mut self, stream: &mut impl Read) -> Result<Option<Message>> {
-        if let Some(frame) = self
+        let frame = match self
             .frame
             .read_frame(
                 stream,
@@ -609,108 +618,99 @@ impl WebSocketContext {
             )
             .check_connection_reset(self.state)?
         {
-            if !self.state.can_read() {
-                return Err(Error::Protocol(ProtocolError::ReceivedAfterClosing));
-            }
-            // MUST be 0 unless an extension is negotiated that defines meanings
-            // for non-zero values.  If a nonzero value is received and none of
-            // the negotiated extensions defines the meaning of such a nonzero
-            // value, the receiving endpoint MUST _Fail the WebSocket
-            // Connection_.
-            {
-                let hdr = frame.header();
-                if hdr.rsv1 || hdr.rsv2 || hdr.rsv3 {
-                    return Err(Error::Protocol(ProtocolError::NonZeroReservedBits));
-                }
-            }
-
-            if self.role == Role::Client && frame.is_masked() {
-                // A client MUST close a connection if it detects a masked frame. (RFC 6455)
-                return Err(Error::Protocol(ProtocolError::MaskedFrameFromServer));
-            }
-
-            match frame.header().opcode {
-                OpCode::Control(ctl) => {
-                    match ctl {
-                        // All control frames MUST have a payload length of 125 bytes or less
-                        // and MUST NOT be fragmented. (RFC 6455)
-                        _ if !frame.header().is_final => {
-                            Err(Error::Protocol(ProtocolError::FragmentedControlFrame))
-                        }
-                        _ if frame.payload().len() > 125 => {
-                            Err(Error::Protocol(ProtocolError::ControlFrameTooBig))
-                        }
-                        OpCtl::Close => Ok(self.do_close(frame.into_close()?).map(Message::Close)),
-                        OpCtl::Reserved(i) => {
-                            Err(Error::Protocol(ProtocolError::UnknownControlFrameType(i)))
-                        }
-                        OpCtl::Ping => {
-                            let data = frame.into_payload();
-                            // No ping processing after we sent a close frame.
-                            if self.state.is_active() {
-                                self.set_additional(Frame::pong(data.clone()));
-                            }
-                            Ok(Some(Message::Ping(data)))
-                        }
-                        OpCtl::Pong => Ok(Some(Message::Pong(frame.into_payload()))),
+            None => {
+                // Connection closed by peer
+                return match replace(&mut self.state, WebSocketState::Terminated) {
+                    WebSocketState::ClosedByPeer | WebSocketState::CloseAcknowledged => {
+                        Err(Error::ConnectionClosed)
                     }
-                }
+                    _ => Err(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)),
+                };
+            }
+            Some(frame) => frame,
+        };
 
-                OpCode::Data(data) => {
-                    let fin = frame.header().is_final;
-                    match data {
-                        OpData::Continue => {
-                            if let Some(ref mut msg) = self.incomplete {
-                                msg.extend(frame.into_payload(), self.config.max_message_size)?;
-                            } else {
-                                return Err(Error::Protocol(
-                                    ProtocolError::UnexpectedContinueFrame,
-                                ));
-                            }
-                            if fin {
-                                Ok(Some(self.incomplete.take().unwrap().complete()?))
-                            } else {
-                                Ok(None)
-                            }
-                        }
-                        c if self.incomplete.is_some() => {
-                            Err(Error::Protocol(ProtocolError::ExpectedFragment(c)))
-                        }
-                        OpData::Text if fin => {
-                            check_max_size(frame.payload().len(), self.config.max_message_size)?;
-                            Ok(Some(Message::Text(frame.into_text()?)))
-                        }
-                        OpData::Binary if fin => {
-                            check_max_size(frame.payload().len(), self.config.max_message_size)?;
-                            Ok(Some(Message::Binary(frame.into_payload())))
-                        }
-                        OpData::Text | OpData::Binary => {
-                            let message_type = match data {
-                                OpData::Text => IncompleteMessageType::Text,
-                                OpData::Binary => IncompleteMessageType::Binary,
-                                _ => panic!("Bug: message is not text nor binary"),
-                            };
-                            let mut incomplete = IncompleteMessage::new(message_type);
-                            incomplete
-                                .extend(frame.into_payload(), self.config.max_message_size)?;
-                            self.incomplete = Some(incomplete);
-                            Ok(None)
-                        }
-                        OpData::Reserved(i) => {
-                            Err(Error::Protocol(ProtocolError::UnknownDataFrameType(i)))
-                        }
-                    }
-                }
-            } // match opcode
-        } else {
-            // Connection closed by peer
-            match replace(&mut self.state, WebSocketState::Terminated) {
-                WebSocketState::ClosedByPeer | WebSocketState::CloseAcknowledged => {
-                    Err(Error::ConnectionClosed)
-                }
-                _ => Err(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)),
+        if !self.state.can_read() {
+            return Err(Error::Protocol(ProtocolError::ReceivedAfterClosing));
+        }
+        // MUST be 0 unless an extension is negotiated that defines meanings
+        // for non-zero values.  If a nonzero value is received and none of
+        // the negotiated extensions defines the meaning of such a nonzero
+        // value, the receiving endpoint MUST _Fail the WebSocket
+        // Connection_.
+        {
+            let hdr = frame.header();
+            if hdr.rsv1 || hdr.rsv2 || hdr.rsv3 {
+                return Err(Error::Protocol(ProtocolError::NonZeroReservedBits));
             }
         }
+
+        if self.role == Role::Client && frame.is_masked() {
+            // A client MUST close a connection if it detects a masked frame. (RFC 6455)
+            return Err(Error::Protocol(ProtocolError::MaskedFrameFromServer));
+        }
+
+        match frame.header().opcode {
+            OpCode::Control(ctl) => {
+                match ctl {
+                    // All control frames MUST have a payload length of 125 bytes or less
+                    // and MUST NOT be fragmented. (RFC 6455)
+                    _ if !frame.header().is_final => {
+                        Err(Error::Protocol(ProtocolError::FragmentedControlFrame))
+                    }
+                    _ if frame.payload().len() > 125 => {
+                        Err(Error::Protocol(ProtocolError::ControlFrameTooBig))
+                    }
+                    OpCtl::Close => Ok(self.do_close(frame.into_close()?).map(Message::Close)),
+                    OpCtl::Reserved(i) => {
+                        Err(Error::Protocol(ProtocolError::UnknownControlFrameType(i)))
+                    }
+                    OpCtl::Ping => {
+                        let data = frame.into_payload();
+                        // No ping processing after we sent a close frame.
+                        if self.state.is_active() {
+                            self.set_additional(Frame::pong(data.clone()));
+                        }
+                        Ok(Some(Message::Ping(data)))
+                    }
+                    OpCtl::Pong => Ok(Some(Message::Pong(frame.into_payload()))),
+                }
+            }
+
+            OpCode::Data(data) => {
+                let fin = frame.header().is_final;
+
+                let payload = match (data, self.incomplete.as_mut()) {
+                    (OpData::Continue, None) => Err(ProtocolError::UnexpectedContinueFrame),
+                    (OpData::Continue, Some(incomplete)) => {
+                        incomplete.extend(frame.into_payload(), self.config.max_message_size)?;
+                        Ok(None)
+                    }
+                    (_, Some(_)) => Err(ProtocolError::ExpectedFragment(data)),
+                    (OpData::Text, _) => Ok(Some((frame.into_payload(), MessageType::Text))),
+                    (OpData::Binary, _) => Ok(Some((frame.into_payload(), MessageType::Binary))),
+                    (OpData::Reserved(i), _) => Err(ProtocolError::UnknownDataFrameType(i)),
+                }?;
+
+                match (payload, fin) {
+                    (None, true) => Ok(Some(self.incomplete.take().unwrap().complete()?)),
+                    (None, false) => Ok(None),
+                    (Some((payload, t)), true) => {
+                        check_max_size(payload.len(), self.config.max_message_size)?;
+                        match t {
+                            MessageType::Text => Ok(Some(Message::Text(payload.try_into()?))),
+                            MessageType::Binary => Ok(Some(Message::Binary(payload))),
+                        }
+                    }
+                    (Some((payload, t)), false) => {
+                        let mut incomplete = IncompleteMessage::new(t);
+                        incomplete.extend(payload, self.config.max_message_size)?;
+                        self.incomplete = Some(incomplete);
+                        Ok(None)
+                    }
+                }
+            }
+        } // match opcode
     }
 
     /// Received a close frame. Tells if we need to return a close frame to the user.

@@ -104,8 +104,7 @@ where
 pub(super) struct FrameCodec {
     /// Buffer to read data from the stream.
     in_buffer: BytesMut,
-    /// Capacity `in_buffer` starts with and returns to after a larger frame (VitalGrid patch).
-    in_buf_len: usize,
+    in_buf_max_read: usize,
     /// Buffer to send packets to the network.
     out_buffer: Vec<u8>,
     /// Capacity limit for `out_buffer`.
@@ -125,7 +124,7 @@ impl FrameCodec {
     pub(super) fn new(in_buf_len: usize) -> Self {
         Self {
             in_buffer: BytesMut::with_capacity(in_buf_len),
-            in_buf_len,
+            in_buf_max_read: in_buf_len.max(FrameHeader::MAX_SIZE),
             out_buffer: <_>::default(),
             max_out_buffer_len: usize::MAX,
             out_buffer_write_len: 0,
@@ -139,7 +138,7 @@ impl FrameCodec {
         in_buffer.reserve(min_in_buf_len.saturating_sub(in_buffer.len()));
         Self {
             in_buffer,
-            in_buf_len: min_in_buf_len,
+            in_buf_max_read: min_in_buf_len.max(FrameHeader::MAX_SIZE),
             out_buffer: <_>::default(),
             max_out_buffer_len: usize::MAX,
             out_buffer_write_len: 0,
@@ -169,19 +168,16 @@ impl FrameCodec {
         let max_size = max_size.unwrap_or_else(usize::max_value);
 
         let mut payload = loop {
-            {
-                if self.header.is_none() {
-                    let mut cursor = Cursor::new(&mut self.in_buffer);
-                    self.header = FrameHeader::parse(&mut cursor)?;
-                    let advanced = cursor.position();
-                    bytes::Buf::advance(&mut self.in_buffer, advanced as _);
-                }
+            if self.header.is_none() {
+                let mut cursor = Cursor::new(&mut self.in_buffer);
+                self.header = FrameHeader::parse(&mut cursor)?;
+                let advanced = cursor.position();
+                bytes::Buf::advance(&mut self.in_buffer, advanced as _);
 
                 if let Some((_, len)) = &self.header {
                     let len = *len as usize;
 
-                    // Enforce frame size limit early and make sure `length`
-                    // is not too big (fits into `usize`).
+                    // Enforce frame size limit early
                     if len > max_size {
                         return Err(Error::Capacity(CapacityError::MessageTooLong {
                             size: len,
@@ -189,27 +185,22 @@ impl FrameCodec {
                         }));
                     }
 
-                    if len <= self.in_buffer.len() {
-                        let payload = self.in_buffer.split_to(len);
-                        // VitalGrid patch (see vendor/README.md): a frame larger than the read
-                        // buffer grew it, and what is left of it shares that allocation with the
-                        // payload; once the payload is dropped, a later `reserve` takes the whole
-                        // allocation back, so the buffer would keep the size of the largest frame
-                        // ever read. Move what was read past the frame (usually a few bytes at
-                        // most) to a buffer of the configured size instead.
-                        if len > self.in_buf_len {
-                            let rest = std::mem::take(&mut self.in_buffer);
-                            self.in_buffer =
-                                BytesMut::with_capacity(self.in_buf_len.max(rest.len()));
-                            self.in_buffer.extend_from_slice(&rest);
-                        }
-                        break payload;
-                    }
+                    // Reserve full message length only once, even for multiple
+                    // loops or if WouldBlock errors cause multiple fn calls.
+                    self.in_buffer.reserve(len);
+                } else {
+                    self.in_buffer.reserve(FrameHeader::MAX_SIZE);
+                }
+            }
+
+            if let Some((_, len)) = &self.header {
+                let len = *len as usize;
+                if len <= self.in_buffer.len() {
+                    break self.in_buffer.split_to(len);
                 }
             }
 
             // Not enough data in buffer.
-            self.in_buffer.reserve(self.header.as_ref().map(|(_, l)| *l as usize).unwrap_or(6));
             if self.read_in(stream)? == 0 {
                 trace!("no frame received");
                 return Ok(None);
@@ -242,7 +233,7 @@ impl FrameCodec {
     fn read_in(&mut self, stream: &mut impl Read) -> io::Result<usize> {
         let len = self.in_buffer.len();
         debug_assert!(self.in_buffer.capacity() > len);
-        self.in_buffer.resize(self.in_buffer.capacity(), 0);
+        self.in_buffer.resize(self.in_buffer.capacity().min(len + self.in_buf_max_read), 0);
         let size = stream.read(&mut self.in_buffer[len..]);
         self.in_buffer.truncate(len + size.as_ref().copied().unwrap_or(0));
         size
@@ -260,7 +251,7 @@ impl FrameCodec {
         Stream: Write,
     {
         if frame.len() + self.out_buffer.len() > self.max_out_buffer_len {
-            return Err(Error::WriteBufferFull(Message::Frame(frame)));
+            return Err(Error::WriteBufferFull(Message::Frame(frame).into()));
         }
 
         trace!("writing frame {frame}");
@@ -295,11 +286,6 @@ impl FrameCodec {
             self.out_buffer.drain(0..len);
         }
 
-        // VitalGrid patch (see vendor/README.md): once everything is written, keep no more
-        // capacity than the configured write buffer size. Without this the buffer keeps the
-        // capacity of the largest frame the connection ever sent, for as long as it lives.
-        self.out_buffer.shrink_to(self.out_buffer_write_len);
-
         Ok(())
     }
 }
@@ -309,10 +295,7 @@ mod tests {
 
     use crate::error::{CapacityError, Error};
 
-    use super::{
-        coding::{Data, OpCode},
-        Frame, FrameSocket, READ_BUF_LEN,
-    };
+    use super::{Frame, FrameSocket};
 
     use std::io::Cursor;
 
@@ -359,61 +342,6 @@ mod tests {
 
         let (buf, _) = sock.into_inner();
         assert_eq!(buf, vec![0x89, 0x02, 0x04, 0x05, 0x8a, 0x01, 0x01]);
-    }
-
-    // VitalGrid patch: the buffers return to their configured size after a large frame.
-
-    fn binary_frame(payload_len: usize) -> Vec<u8> {
-        let mut raw = Vec::new();
-        Frame::message(vec![7; payload_len], OpCode::Data(Data::Binary), true)
-            .format_into_buf(&mut raw)
-            .unwrap();
-        raw
-    }
-
-    #[test]
-    fn write_buffer_keeps_no_capacity_of_a_large_frame_once_written() {
-        let mut sock = FrameSocket::new(Vec::new());
-        sock.send(Frame::message(vec![7; 1 << 20], OpCode::Data(Data::Binary), true)).unwrap();
-        assert_eq!(sock.codec.out_buffer.capacity(), 0);
-
-        let write_len = 64 * 1024;
-        let mut sock = FrameSocket::new(Vec::new());
-        sock.codec.set_out_buffer_write_len(write_len);
-        sock.send(Frame::message(vec![7; 1 << 20], OpCode::Data(Data::Binary), true)).unwrap();
-        assert!(sock.codec.out_buffer.capacity() <= write_len);
-        let (written, _) = sock.into_inner();
-        assert_eq!(written, binary_frame(1 << 20));
-    }
-
-    /// Hands out at most 4 KiB per read, as a socket does.
-    struct Trickle(Cursor<Vec<u8>>);
-
-    impl std::io::Read for Trickle {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = buf.len().min(4096);
-            self.0.read(&mut buf[..n])
-        }
-    }
-
-    #[test]
-    fn read_buffer_returns_to_its_size_after_a_large_frame() {
-        // Unpatched, the buffer goes on reading into the large frame's allocation, and takes all
-        // of it back once the frame is dropped and it runs out of room.
-        let mut raw = binary_frame(1 << 20);
-        for _ in 0..300 {
-            raw.extend(binary_frame(30_000));
-        }
-        let mut sock = FrameSocket::new(Trickle(Cursor::new(raw)));
-        assert_eq!(sock.read(None).unwrap().unwrap().len(), (1 << 20) + 10);
-        assert!(sock.codec.in_buffer.capacity() <= READ_BUF_LEN);
-        let mut smaller = 0;
-        while let Some(frame) = sock.read(None).unwrap() {
-            assert_eq!(frame.payload(), &[7; 30_000][..]);
-            assert!(sock.codec.in_buffer.capacity() <= READ_BUF_LEN);
-            smaller += 1;
-        }
-        assert_eq!(smaller, 300);
     }
 
     #[test]
