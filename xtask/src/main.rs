@@ -236,6 +236,14 @@ fn test(root: &Path) -> Result<()> {
             .args(["test", "--workspace", "--no-fail-fast"])
             .env("VITALGRID_FRAMES_DIR", &frames),
     )?;
+    // The vendored WebSocket library is outside the workspace; its own tests include the ones for
+    // our patch (vendor/README.md).
+    status(cargo().current_dir(root).args([
+        "test",
+        "--lib",
+        "--manifest-path",
+        "vendor/tungstenite-0.29.0/Cargo.toml",
+    ]))?;
     status(
         Command::new("node")
             .current_dir(root)

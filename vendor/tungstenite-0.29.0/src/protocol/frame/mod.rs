@@ -104,6 +104,8 @@ where
 pub(super) struct FrameCodec {
     /// Buffer to read data from the stream.
     in_buffer: BytesMut,
+    /// Capacity `in_buffer` starts with and returns to after a larger frame (VitalGrid patch).
+    in_buf_len: usize,
     in_buf_max_read: usize,
     /// Buffer to send packets to the network.
     out_buffer: Vec<u8>,
@@ -124,6 +126,7 @@ impl FrameCodec {
     pub(super) fn new(in_buf_len: usize) -> Self {
         Self {
             in_buffer: BytesMut::with_capacity(in_buf_len),
+            in_buf_len,
             in_buf_max_read: in_buf_len.max(FrameHeader::MAX_SIZE),
             out_buffer: <_>::default(),
             max_out_buffer_len: usize::MAX,
@@ -138,6 +141,7 @@ impl FrameCodec {
         in_buffer.reserve(min_in_buf_len.saturating_sub(in_buffer.len()));
         Self {
             in_buffer,
+            in_buf_len: min_in_buf_len,
             in_buf_max_read: min_in_buf_len.max(FrameHeader::MAX_SIZE),
             out_buffer: <_>::default(),
             max_out_buffer_len: usize::MAX,
@@ -196,7 +200,19 @@ impl FrameCodec {
             if let Some((_, len)) = &self.header {
                 let len = *len as usize;
                 if len <= self.in_buffer.len() {
-                    break self.in_buffer.split_to(len);
+                    let payload = self.in_buffer.split_to(len);
+                    // VitalGrid patch (see vendor/README.md): a frame larger than the read
+                    // buffer grew it, and what is left of it shares that allocation with the
+                    // payload; once the payload is dropped, a later `reserve` takes the whole
+                    // allocation back, so the buffer would keep the size of the largest frame
+                    // ever read. Move what was read past the frame (usually a few bytes at
+                    // most) to a buffer of the configured size instead.
+                    if len > self.in_buf_len {
+                        let rest = std::mem::take(&mut self.in_buffer);
+                        self.in_buffer = BytesMut::with_capacity(self.in_buf_len.max(rest.len()));
+                        self.in_buffer.extend_from_slice(&rest);
+                    }
+                    break payload;
                 }
             }
 
@@ -286,6 +302,11 @@ impl FrameCodec {
             self.out_buffer.drain(0..len);
         }
 
+        // VitalGrid patch (see vendor/README.md): once everything is written, keep no more
+        // capacity than the configured write buffer size. Without this the buffer keeps the
+        // capacity of the largest frame the connection ever sent, for as long as it lives.
+        self.out_buffer.shrink_to(self.out_buffer_write_len);
+
         Ok(())
     }
 }
@@ -295,7 +316,10 @@ mod tests {
 
     use crate::error::{CapacityError, Error};
 
-    use super::{Frame, FrameSocket};
+    use super::{
+        coding::{Data, OpCode},
+        Frame, FrameSocket, READ_BUF_LEN,
+    };
 
     use std::io::Cursor;
 
@@ -342,6 +366,61 @@ mod tests {
 
         let (buf, _) = sock.into_inner();
         assert_eq!(buf, vec![0x89, 0x02, 0x04, 0x05, 0x8a, 0x01, 0x01]);
+    }
+
+    // VitalGrid patch: the buffers return to their configured size after a large frame.
+
+    fn binary_frame(payload_len: usize) -> Vec<u8> {
+        let mut raw = Vec::new();
+        Frame::message(vec![7; payload_len], OpCode::Data(Data::Binary), true)
+            .format_into_buf(&mut raw)
+            .unwrap();
+        raw
+    }
+
+    #[test]
+    fn write_buffer_keeps_no_capacity_of_a_large_frame_once_written() {
+        let mut sock = FrameSocket::new(Vec::new());
+        sock.send(Frame::message(vec![7; 1 << 20], OpCode::Data(Data::Binary), true)).unwrap();
+        assert_eq!(sock.codec.out_buffer.capacity(), 0);
+
+        let write_len = 64 * 1024;
+        let mut sock = FrameSocket::new(Vec::new());
+        sock.codec.set_out_buffer_write_len(write_len);
+        sock.send(Frame::message(vec![7; 1 << 20], OpCode::Data(Data::Binary), true)).unwrap();
+        assert!(sock.codec.out_buffer.capacity() <= write_len);
+        let (written, _) = sock.into_inner();
+        assert_eq!(written, binary_frame(1 << 20));
+    }
+
+    /// Hands out at most 4 KiB per read, as a socket does.
+    struct Trickle(Cursor<Vec<u8>>);
+
+    impl std::io::Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(4096);
+            self.0.read(&mut buf[..n])
+        }
+    }
+
+    #[test]
+    fn read_buffer_returns_to_its_size_after_a_large_frame() {
+        // Unpatched, the buffer goes on reading into the large frame's allocation, and takes all
+        // of it back once the frame is dropped and it runs out of room.
+        let mut raw = binary_frame(1 << 20);
+        for _ in 0..300 {
+            raw.extend(binary_frame(30_000));
+        }
+        let mut sock = FrameSocket::new(Trickle(Cursor::new(raw)));
+        assert_eq!(sock.read(None).unwrap().unwrap().len(), (1 << 20) + 10);
+        assert!(sock.codec.in_buffer.capacity() <= READ_BUF_LEN);
+        let mut smaller = 0;
+        while let Some(frame) = sock.read(None).unwrap() {
+            assert_eq!(frame.payload(), &[7; 30_000][..]);
+            assert!(sock.codec.in_buffer.capacity() <= READ_BUF_LEN);
+            smaller += 1;
+        }
+        assert_eq!(smaller, 300);
     }
 
     #[test]
