@@ -262,6 +262,11 @@ impl SenderCore {
         key: &str,
         counter: worker_record::Column,
     ) -> Result<(), DbErr> {
+        // In turn with the group commits and claims: a thousand idle workers answer known-answer
+        // probes, and on SQLite each of these updates would otherwise wait out a commit in
+        // SQLite's busy handler, which sleeps in steps of up to 100 ms, holding one of the pool's
+        // few connections all the while.
+        let _turn = self.write_turns.take().await;
         worker_record::Entity::update_many()
             .col_expr(counter, Expr::col(counter).add(1))
             .filter(worker_record::Column::WorkerKey.eq(key))
@@ -808,8 +813,10 @@ async fn record_together(
             )
         });
         let fenced = super::back_in_queue()
-            .filter(task::Column::Id.is_in(chunk.iter().map(|p| p.packet.task_id.clone())))
-            .filter(task::Column::Status.eq(task_status::LEASED))
+            .filter(super::listed_tasks_in_status(
+                chunk.iter().map(|p| p.packet.task_id.clone()),
+                task_status::LEASED,
+            ))
             .filter(Expr::col(task::Column::Lease).eq(lease_of))
             .exec(db)
             .await?
@@ -901,21 +908,12 @@ fn not_all_current() -> DbErr {
 /// Consecutive runs of `items` of at most `ANSWERS_PER_STATEMENT` items and, unless one item alone
 /// is larger, `RESULT_BYTES_PER_STATEMENT` bytes.
 fn by_size<T>(items: &[T], bytes: impl Fn(&T) -> usize) -> Vec<&[T]> {
-    let mut runs = Vec::new();
-    let (mut start, mut total) = (0, 0);
-    for (i, item) in items.iter().enumerate() {
-        let size = bytes(item);
-        let full = i - start == ANSWERS_PER_STATEMENT || total + size > RESULT_BYTES_PER_STATEMENT;
-        if i > start && full {
-            runs.push(&items[start..i]);
-            (start, total) = (i, 0);
-        }
-        total += size;
-    }
-    if start < items.len() {
-        runs.push(&items[start..]);
-    }
-    runs
+    super::runs_within(
+        items,
+        ANSWERS_PER_STATEMENT,
+        RESULT_BYTES_PER_STATEMENT,
+        bytes,
+    )
 }
 
 /// Puts a task whose accepted result is no longer trusted back in the queue, with full replication,

@@ -21,7 +21,7 @@ use vitalgrid_worker::protocol::TaskPacket;
 use super::budget::PayloadCharge;
 use super::choice::{REFERENCE_TASK_ROWS, reserve_depth};
 use super::priority::{ActiveJob, Priority};
-use super::{InFlight, Reserved, SenderCore, without_payload};
+use super::{InFlight, Reserved, SenderCore, listed_tasks_in_status, runs_within, without_payload};
 use crate::db::entities::{job, task, task_result};
 use crate::db::{job_status, task_status};
 use crate::events::{self, NewEvent};
@@ -30,8 +30,10 @@ use crate::events::{self, NewEvent};
 const TASKS_PER_STATEMENT: usize = 250;
 /// Weight of a new round's time in the smoothed figure.
 const ROUND_TIME_SMOOTHING: f64 = 0.2;
-/// Payloads read per query: a few MB each at most, so a few tens of MB at once at most.
-const PAYLOADS_PER_QUERY: usize = 16;
+/// Payload bytes read by one query, unless one payload alone is larger: one 1 MB ECG task, sixteen
+/// of 64 KB, or as many tiny ones as a statement takes (a fixed sixteen per query made a round of
+/// two thousand tiny tasks cost 125 queries).
+const PAYLOAD_BYTES_PER_QUERY: usize = 1024 * 1024;
 
 /// A free slot, or a free reserve place, of a connected worker.
 #[derive(Debug, Clone)]
@@ -77,6 +79,8 @@ pub(super) struct Assignment {
     pub(super) lease: i64,
     attempts: i32,
     pub(super) worker_id: String,
+    /// Its payload's stored size, as the round read it.
+    payload_bytes: usize,
 }
 
 /// Where a claimed task went (`SenderCore::place`).
@@ -398,8 +402,10 @@ impl SenderCore {
             let free: HashSet<String> = task::Entity::find()
                 .select_only()
                 .column(task::Column::Id)
-                .filter(task::Column::Id.is_in(wanted.iter().map(|a| a.task_id.clone())))
-                .filter(task::Column::Status.eq(task_status::QUEUED))
+                .filter(listed_tasks_in_status(
+                    wanted.iter().map(|a| a.task_id.clone()),
+                    task_status::QUEUED,
+                ))
                 .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
                 .into_tuple::<String>()
                 .all(transaction)
@@ -431,8 +437,7 @@ impl SenderCore {
                 task::Column::LeaseExpiresAtMs,
                 Expr::value(now + self.lease_ttl_ms()),
             )
-            .filter(task::Column::Id.is_in(ids()))
-            .filter(task::Column::Status.eq(task_status::QUEUED))
+            .filter(listed_tasks_in_status(ids(), task_status::QUEUED))
             .filter(Expr::col(task::Column::Lease).eq(lease_of))
             .exec(transaction)
             .await?
@@ -445,8 +450,7 @@ impl SenderCore {
                 .column(task::Column::Id)
                 .column(task::Column::Lease)
                 .column(task::Column::LeaseWorker)
-                .filter(task::Column::Id.is_in(ids()))
-                .filter(task::Column::Status.eq(task_status::LEASED))
+                .filter(listed_tasks_in_status(ids(), task_status::LEASED))
                 .into_tuple()
                 .all(transaction)
                 .await?
@@ -477,14 +481,21 @@ impl SenderCore {
             self.put_back(&claimed).await?;
             return Err(error);
         }
-        for (n, chunk) in claimed.chunks(PAYLOADS_PER_QUERY).enumerate() {
+        let mut read_so_far = 0;
+        for chunk in runs_within(
+            &claimed,
+            TASKS_PER_STATEMENT,
+            PAYLOAD_BYTES_PER_QUERY,
+            |a| a.payload_bytes,
+        ) {
             let mut payloads = match self.payloads_of(chunk).await {
                 Ok(payloads) => payloads,
                 Err(error) => {
-                    self.put_back(&claimed[n * PAYLOADS_PER_QUERY..]).await?;
+                    self.put_back(&claimed[read_so_far..]).await?;
                     return Err(error);
                 }
             };
+            read_so_far += chunk.len();
             let read_bytes = payloads.values().map(|p| p.payload.len()).sum();
             self.payload_budget.observe(read_bytes, payloads.len());
             for a in chunk {
@@ -655,6 +666,7 @@ fn assign(
             lease: task.lease,
             attempts: task.attempts,
             worker_id: slot.worker_id,
+            payload_bytes: task.payload_bytes,
         });
     }
     (assignments, false)

@@ -356,6 +356,9 @@ impl SenderCore {
     /// Creates or refreshes the worker's record; returns whether it is banned.
     async fn touch_record(&self, key: &str) -> Result<bool, DbErr> {
         let now = self.clock.now_ms();
+        // In turn with the other writers (`WriteTurns`): a thousand workers connecting at once
+        // would otherwise queue in SQLite's busy handler.
+        let _turn = self.write_turns.take().await;
         if let Some(record) = worker_record::Entity::find_by_id(key).one(&self.db).await? {
             worker_record::Entity::update_many()
                 .col_expr(worker_record::Column::LastSeenAtMs, Expr::value(now))
@@ -1022,8 +1025,10 @@ impl SenderCore {
                     task::Column::LeaseExpiresAtMs,
                     Expr::value(now + self.lease_ttl_ms()),
                 )
-                .filter(task::Column::Status.eq(task_status::LEASED))
-                .filter(task::Column::Id.is_in(chunk.iter().cloned()))
+                .filter(listed_tasks_in_status(
+                    chunk.iter().cloned(),
+                    task_status::LEASED,
+                ))
                 .exec(&self.db)
                 .await?;
         }
@@ -1112,6 +1117,54 @@ pub(super) fn back_in_queue() -> sea_orm::UpdateMany<task::Entity> {
         )
 }
 
+/// The tasks listed by id that are in `status`: the filter of every statement that claims, fences
+/// or renews many tasks at once.
+///
+/// Written so that the ids decide how the rows are found. Asked for `status = ? AND id IN (…)`,
+/// SQLite, which keeps no statistics on these tables, guesses that an equality on the leading
+/// column of the `(status, job_id, seq)` index finds fewer rows than a list of ids, and scans every
+/// task in that state (twenty thousand for a large queued job, each testing the statement's CASE
+/// of leases) instead of looking up the listed ones: 22 ms against 3 ms for a claim of 250 tasks.
+/// A unary `+` keeps a term off any index (SQLite's documented way to steer its planner); it
+/// changes no value, and MySQL, which plans from statistics, ignores it.
+pub(super) fn listed_tasks_in_status(
+    ids: impl IntoIterator<Item = String>,
+    status: &str,
+) -> sea_orm::sea_query::SimpleExpr {
+    task::Column::Id.is_in(ids).and(
+        Expr::expr(Expr::cust_with_expr(
+            "+?",
+            Expr::col((task::Entity, task::Column::Status)),
+        ))
+        .eq(status),
+    )
+}
+
+/// Consecutive runs of `items` of at most `max_items` items and, unless one item alone is larger,
+/// `max_bytes` bytes: how statements that carry or fetch payloads and results are cut.
+pub(super) fn runs_within<T>(
+    items: &[T],
+    max_items: usize,
+    max_bytes: usize,
+    bytes: impl Fn(&T) -> usize,
+) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    let (mut start, mut total) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let size = bytes(item);
+        let full = i - start == max_items || total + size > max_bytes;
+        if i > start && full {
+            runs.push(&items[start..i]);
+            (start, total) = (i, 0);
+        }
+        total += size;
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
+}
+
 /// Splits a packet into the one to send and a copy without its payload to keep while it is out.
 fn without_payload(mut packet: TaskPacket) -> (TaskPacket, TaskPacket) {
     let payload = std::mem::take(&mut packet.data.payload);
@@ -1133,4 +1186,70 @@ pub fn random_id() -> String {
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::sea_query::SimpleExpr;
+    use sea_orm::{QueryTrait, Statement};
+
+    use super::*;
+
+    /// How SQLite would run a claim-shaped UPDATE of the tasks that `filter` selects, one step a
+    /// line.
+    async fn sqlite_plan(db: &DatabaseConnection, filter: SimpleExpr) -> String {
+        let update = task::Entity::update_many()
+            .col_expr(task::Column::Lease, Expr::col(task::Column::Lease).add(1))
+            .filter(filter)
+            .build(DbBackend::Sqlite);
+        let explain = Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            format!("EXPLAIN QUERY PLAN {}", update.sql),
+            update.values.map(|values| values.0).unwrap_or_default(),
+        );
+        let steps = db
+            .query_all(explain)
+            .await
+            .expect("SQLite explains the update");
+        steps
+            .iter()
+            .map(|step| step.try_get::<String>("", "detail").expect("a plan step"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn statements_on_listed_tasks_find_them_by_id_instead_of_scanning_their_status() {
+        let folder = std::env::temp_dir().join(format!("vitalgrid-plan-{}", random_id()));
+        let url = format!("sqlite://{}/plan.sqlite?mode=rwc", folder.display());
+        let db = crate::app::connect_database(&url)
+            .await
+            .expect("a migrated database");
+        let ids: Vec<String> = (0..250).map(|n| format!("{n:032}")).collect();
+        let steered = sqlite_plan(
+            &db,
+            listed_tasks_in_status(ids.clone(), task_status::QUEUED),
+        )
+        .await;
+        let plain = sqlite_plan(
+            &db,
+            task::Column::Id
+                .is_in(ids)
+                .and(task::Column::Status.eq(task_status::QUEUED)),
+        )
+        .await;
+        db.close().await.expect("the database closes");
+        let _ = std::fs::remove_dir_all(&folder);
+        // Why the helper exists; should SQLite ever plan the plain form by id, it is no longer
+        // needed.
+        assert!(
+            plain.contains("idx_tasks_status_job_seq"),
+            "the plain filter is planned as:\n{plain}"
+        );
+        assert!(
+            steered.contains("sqlite_autoindex_tasks_1")
+                && !steered.contains("idx_tasks_status_job_seq"),
+            "the helper's filter is planned as:\n{steered}"
+        );
+    }
 }
