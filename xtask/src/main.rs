@@ -237,13 +237,20 @@ fn test(root: &Path) -> Result<()> {
             .env("VITALGRID_FRAMES_DIR", &frames),
     )?;
     // The vendored WebSocket library is outside the workspace; its own tests include the ones for
-    // our patch (vendor/README.md).
-    status(cargo().current_dir(root).args([
-        "test",
-        "--lib",
-        "--manifest-path",
-        "vendor/tungstenite-0.29.0/Cargo.toml",
-    ]))?;
+    // our patch (vendor/README.md). Built into our target folder and with its lock file as shipped.
+    status(
+        cargo()
+            .current_dir(root)
+            .args([
+                "test",
+                "--lib",
+                "--locked",
+                "--manifest-path",
+                "vendor/tungstenite-0.29.0/Cargo.toml",
+                "--target-dir",
+            ])
+            .arg(target_dir(root)),
+    )?;
     status(
         Command::new("node")
             .current_dir(root)

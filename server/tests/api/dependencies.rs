@@ -1,39 +1,22 @@
-//! The server's memory depends on a patched WebSocket library (vendor/README.md); these tests fail
+//! The server's memory depends on a patched WebSocket library (vendor/README.md); this test fails
 //! when a dependency update leaves the server on a copy without the patch.
 
 use std::path::Path;
-use std::process::Command;
 
-use serde_json::Value;
-
-/// Every `tungstenite` in the resolved tree, as (version, manifest path, source) from `cargo
-/// metadata`; the source is `None` for a path dependency such as the vendored copy.
-fn tungstenite_packages() -> Vec<(String, String, Option<String>)> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--locked"])
-        .current_dir(&workspace)
-        .output()
-        .expect("runs cargo metadata");
-    assert!(
-        output.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let metadata: Value =
-        serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
-    let text = |package: &Value, key: &str| package[key].as_str().map(str::to_owned);
-    metadata["packages"]
-        .as_array()
-        .expect("a package list")
-        .iter()
-        .filter(|package| package["name"] == "tungstenite")
-        .map(|package| {
-            (
-                text(package, "version").expect("a version"),
-                text(package, "manifest_path").expect("a manifest path"),
-                text(package, "source"),
-            )
+/// Every `tungstenite` in the workspace's lock file, as (version, source); the source is `None` for
+/// a path dependency such as the vendored copy that `[patch.crates-io]` puts in place.
+fn locked_tungstenites(lock_file: &str) -> Vec<(String, Option<String>)> {
+    lock_file
+        .split("[[package]]")
+        .filter_map(|package| {
+            let field = |key: &str| {
+                package.lines().find_map(|line| {
+                    let value = line.strip_prefix(key)?.trim().strip_prefix("= ")?;
+                    Some(value.trim_matches('"').to_owned())
+                })
+            };
+            (field("name").as_deref() == Some("tungstenite"))
+                .then(|| (field("version").unwrap_or_default(), field("source")))
         })
         .collect()
 }
@@ -41,26 +24,51 @@ fn tungstenite_packages() -> Vec<(String, String, Option<String>)> {
 /// axum's WebSocket, the native worker and the tests all use one tungstenite, and it is the vendored,
 /// patched one. A second version would mean axum (or a test client) moved to a release the patch
 /// does not cover: vendor that release with the same change, or drop the copy if upstream now
-/// releases the buffers itself.
+/// releases the buffers itself. Read from Cargo.lock, which `cargo` keeps in step with the build.
 #[test]
 fn the_only_tungstenite_in_the_tree_is_the_patched_copy() {
-    let packages = tungstenite_packages();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let lock_file = std::fs::read_to_string(workspace.join("Cargo.lock")).expect("Cargo.lock");
+    let packages = locked_tungstenites(&lock_file);
     assert_eq!(
         packages.len(),
         1,
-        "one tungstenite in the dependency tree, found {packages:?}"
+        "one tungstenite in Cargo.lock, found {packages:?}"
     );
-    let (version, manifest_path, source) = &packages[0];
+    let (version, source) = &packages[0];
     assert_eq!(
         source, &None,
         "tungstenite {version} comes from a registry, not vendor/"
     );
-    let expected = Path::new("vendor")
-        .join(format!("tungstenite-{version}"))
-        .join("Cargo.toml");
+    let vendored = workspace.join(format!("vendor/tungstenite-{version}/Cargo.toml"));
     assert!(
-        Path::new(manifest_path).ends_with(&expected),
-        "tungstenite {version} is built from {manifest_path}, not {}",
-        expected.display()
+        vendored.is_file(),
+        "tungstenite {version} is a path dependency, but {} is missing",
+        vendored.display()
+    );
+}
+
+#[test]
+fn a_registry_tungstenite_in_the_lock_file_is_seen() {
+    let lock_file = r#"
+[[package]]
+name = "tungstenite"
+version = "0.29.0"
+
+[[package]]
+name = "tungstenite"
+version = "0.30.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+checksum = "00"
+"#;
+    assert_eq!(
+        locked_tungstenites(lock_file),
+        [
+            ("0.29.0".to_owned(), None),
+            (
+                "0.30.0".to_owned(),
+                Some("registry+https://github.com/rust-lang/crates.io-index".to_owned())
+            ),
+        ]
     );
 }
