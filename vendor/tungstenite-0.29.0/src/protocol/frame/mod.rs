@@ -104,8 +104,6 @@ where
 pub(super) struct FrameCodec {
     /// Buffer to read data from the stream.
     in_buffer: BytesMut,
-    /// Capacity `in_buffer` starts with and returns to after a larger frame (VitalGrid patch).
-    in_buf_len: usize,
     in_buf_max_read: usize,
     /// Buffer to send packets to the network.
     out_buffer: Vec<u8>,
@@ -126,7 +124,6 @@ impl FrameCodec {
     pub(super) fn new(in_buf_len: usize) -> Self {
         Self {
             in_buffer: BytesMut::with_capacity(in_buf_len),
-            in_buf_len,
             in_buf_max_read: in_buf_len.max(FrameHeader::MAX_SIZE),
             out_buffer: <_>::default(),
             max_out_buffer_len: usize::MAX,
@@ -141,7 +138,6 @@ impl FrameCodec {
         in_buffer.reserve(min_in_buf_len.saturating_sub(in_buffer.len()));
         Self {
             in_buffer,
-            in_buf_len: min_in_buf_len,
             in_buf_max_read: min_in_buf_len.max(FrameHeader::MAX_SIZE),
             out_buffer: <_>::default(),
             max_out_buffer_len: usize::MAX,
@@ -206,10 +202,12 @@ impl FrameCodec {
                     // payload; once the payload is dropped, a later `reserve` takes the whole
                     // allocation back, so the buffer would keep the size of the largest frame
                     // ever read. Move what was read past the frame (usually a few bytes at
-                    // most) to a buffer of the configured size instead.
-                    if len > self.in_buf_len {
+                    // most) to a buffer of the configured size instead (`in_buf_max_read`: the
+                    // configured read buffer size, at least a frame header's).
+                    if len > self.in_buf_max_read {
                         let rest = std::mem::take(&mut self.in_buffer);
-                        self.in_buffer = BytesMut::with_capacity(self.in_buf_len.max(rest.len()));
+                        self.in_buffer =
+                            BytesMut::with_capacity(self.in_buf_max_read.max(rest.len()));
                         self.in_buffer.extend_from_slice(&rest);
                     }
                     break payload;
