@@ -4,7 +4,7 @@
 //! one was being committed (group commit). Workers caught disagreeing with the agreed result are
 //! banned and their unreplicated results redone.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use rand::Rng;
@@ -266,11 +266,11 @@ impl SenderCore {
         // probes, and on SQLite each of these updates would otherwise wait out a commit in
         // SQLite's busy handler, which sleeps in steps of up to 100 ms, holding one of the pool's
         // few connections all the while.
-        let _turn = self.write_turns.take().await;
+        let turn = self.write_turns.take().await;
         worker_record::Entity::update_many()
             .col_expr(counter, Expr::col(counter).add(1))
             .filter(worker_record::Column::WorkerKey.eq(key))
-            .exec(&self.db)
+            .exec(turn.db)
             .await?;
         Ok(())
     }
@@ -444,8 +444,8 @@ pub(super) async fn commit_answers(
 impl Committer {
     /// Records the answers of a group in one transaction; one outcome per answer, in order.
     async fn record(&self, group: &[PendingAnswer]) -> Result<Vec<Outcome>, DbErr> {
-        let _turn = self.write_turns.take().await;
-        let transaction = self.db.begin().await?;
+        let turn = self.write_turns.take().await;
+        let transaction = turn.db.begin().await?;
         let mut effects = GroupEffects::default();
         let outcomes = if group.len() > 1 {
             record_together(&transaction, group, self.replicas, &mut effects).await?
@@ -615,6 +615,8 @@ struct StoredTask {
 #[derive(Debug)]
 struct Decided<'a> {
     task_id: &'a str,
+    /// The lease it was answered under.
+    lease: i64,
     result: &'a str,
     sha256: &'a str,
     replicas_needed: i32,
@@ -729,6 +731,7 @@ async fn decide_answer<'a>(
             let winning = if let (true, Some(batch)) = (own, batch) {
                 batch.push(Decided {
                     task_id: &packet.task_id,
+                    lease: packet.lease as i64,
                     result: &packet.data.payload,
                     sha256: &pending.sha256,
                     replicas_needed: needed,
@@ -759,8 +762,13 @@ async fn decide_answer<'a>(
                     .exec(db)
                     .await?;
             }
-            for worker in &agreeing {
-                *effects.agreed.entry(worker.clone()).or_default() += 1;
+            // Credibility grows only with results another worker confirmed: an answer that stood
+            // alone (a trusted pool, a credible worker's unchecked result) was compared with
+            // nothing, and counting it would let a worker's trust feed on itself.
+            if agreeing.len() > 1 {
+                for worker in &agreeing {
+                    *effects.agreed.entry(worker.clone()).or_default() += 1;
+                }
             }
             for worker in &dissenting {
                 *effects.disagreed.entry(worker.clone()).or_default() += 1;
@@ -786,15 +794,20 @@ async fn decide_answer<'a>(
 /// Bytes of results written by one statement: well under MySQL's default `max_allowed_packet`
 /// (16 MiB) whatever the mix of small and large results.
 const RESULT_BYTES_PER_STATEMENT: usize = 4 * 1024 * 1024;
-/// Answers written by one statement, whatever their size (each binds a few parameters).
-const ANSWERS_PER_STATEMENT: usize = 200;
+/// Answers written by one statement, whatever their size. The UPDATEs pick each task's values with
+/// `CASE id WHEN … THEN … END`, evaluated row by row, arm by arm, so a statement's cost grows with
+/// the square of its answers: on SQLite 50 per statement recorded a group faster than 25 or 200
+/// (docs/benchmarks.md, tenth session).
+const ANSWERS_PER_STATEMENT: usize = 50;
 
-/// Records a group of answers in a few statements for all of them rather than several each: the
-/// fences in one conditional UPDATE, the answers in one multi-row INSERT, their tasks read back in
-/// one SELECT, and the results that stand written in one UPDATE. Each answer is decided exactly as
-/// `record_answer` decides it. When an answer of the group is not under its task's current lease,
-/// one UPDATE cannot tell which, so the group fails with nothing applied and the committer records
-/// its answers one by one, each under its own fence.
+/// Records a group of answers in a few statements for all of them rather than several each: their
+/// tasks read in one SELECT, the fences in one conditional UPDATE, the answers in one multi-row
+/// INSERT, and the results that stand written in one UPDATE. Each answer is decided exactly as
+/// `record_answer` decides it. In a trusted pool (one answer per task) a task's first answer
+/// decides it, so its fence is folded into the UPDATE that writes its result. When an answer of
+/// the group is not under its task's current lease, one UPDATE cannot tell which, so the group
+/// fails with nothing applied and the committer records its answers one by one, each under its
+/// own fence.
 async fn record_together(
     db: &impl ConnectionTrait,
     group: &[PendingAnswer],
@@ -802,28 +815,47 @@ async fn record_together(
     effects: &mut GroupEffects,
 ) -> Result<Vec<Outcome>, DbErr> {
     let ids: Vec<String> = group.iter().map(|p| p.packet.task_id.clone()).collect();
-    if ids.iter().collect::<std::collections::HashSet<_>>().len() != ids.len() {
+    if ids.iter().collect::<HashSet<_>>().len() != ids.len() {
         return Err(not_all_current());
     }
-    for chunk in by_size(group, |p| p.packet.data.payload.len()) {
-        let lease_of = chunk.iter().fold(CaseStatement::new(), |case, p| {
-            case.case(
-                task::Column::Id.eq(p.packet.task_id.as_str()),
-                Expr::value(p.packet.lease as i64),
-            )
-        });
+    let stored = stored_tasks(db, &ids).await?;
+    let mut fenced_later = HashSet::new();
+    for pending in group {
+        let task = stored
+            .get(&pending.packet.task_id)
+            .ok_or_else(|| DbErr::RecordNotFound(format!("task {}", pending.packet.task_id)))?;
+        if task.status != task_status::LEASED || task.lease != pending.packet.lease as i64 {
+            return Err(not_all_current());
+        }
+        if task.stored.replicas_needed == 0 && configured_replicas <= 1 {
+            fenced_later.insert(pending.packet.task_id.as_str());
+        }
+    }
+    let fenced_now: Vec<&PendingAnswer> = group
+        .iter()
+        .filter(|p| !fenced_later.contains(p.packet.task_id.as_str()))
+        .collect();
+    for chunk in by_size(&fenced_now, |p| p.packet.data.payload.len()) {
         let fenced = super::back_in_queue()
             .filter(super::listed_tasks_in_status(
                 chunk.iter().map(|p| p.packet.task_id.clone()),
                 task_status::LEASED,
             ))
-            .filter(Expr::col(task::Column::Lease).eq(lease_of))
+            .filter(
+                Expr::col(task::Column::Lease).eq(lease_of(
+                    chunk
+                        .iter()
+                        .map(|p| (p.packet.task_id.as_str(), p.packet.lease as i64)),
+                )),
+            )
             .exec(db)
             .await?
             .rows_affected;
         if fenced as usize != chunk.len() {
             return Err(not_all_current());
         }
+    }
+    for chunk in by_size(group, |p| p.packet.data.payload.len()) {
         let answers = chunk.iter().map(|p| task_result::ActiveModel {
             task_id: Set(p.packet.task_id.clone()),
             lease: Set(p.packet.lease as i64),
@@ -835,41 +867,17 @@ async fn record_together(
         });
         task_result::Entity::insert_many(answers).exec(db).await?;
     }
-    let mut stored: HashMap<String, StoredTask> = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(ANSWERS_PER_STATEMENT) {
-        let rows = task::Entity::find()
-            .select_only()
-            .column(task::Column::Id)
-            .column(task::Column::JobId)
-            .column(task::Column::Seq)
-            .column(task::Column::ReplicasNeeded)
-            .filter(task::Column::Id.is_in(chunk.iter().cloned()))
-            .into_tuple::<(String, i64, i32, i32)>()
-            .all(db)
-            .await?;
-        for (id, job_id, seq, replicas_needed) in rows {
-            stored.insert(
-                id,
-                StoredTask {
-                    job_id,
-                    seq,
-                    replicas_needed,
-                },
-            );
-        }
-    }
     let mut decided = Vec::with_capacity(group.len());
     let mut outcomes = Vec::with_capacity(group.len());
     for pending in group {
         let task = stored
             .get(&pending.packet.task_id)
-            .copied()
             .ok_or_else(|| DbErr::RecordNotFound(format!("task {}", pending.packet.task_id)))?;
         outcomes.push(
             decide_answer(
                 db,
                 pending,
-                task,
+                task.stored,
                 configured_replicas,
                 effects,
                 Some(&mut decided),
@@ -877,28 +885,115 @@ async fn record_together(
             .await?,
         );
     }
-    for chunk in by_size(&decided, |d| d.result.len()) {
-        let (mut result, mut sha256, mut replicas) = (
-            CaseStatement::new(),
-            CaseStatement::new(),
-            CaseStatement::new(),
-        );
-        for d in chunk {
-            let this = || task::Column::Id.eq(d.task_id);
-            result = result.case(this(), Expr::value(d.result.as_bytes().to_vec()));
-            sha256 = sha256.case(this(), Expr::value(d.sha256));
-            replicas = replicas.case(this(), Expr::value(d.replicas_needed));
-        }
-        task::Entity::update_many()
-            .col_expr(task::Column::Status, Expr::value(task_status::DONE))
-            .col_expr(task::Column::Result, result.into())
-            .col_expr(task::Column::ResultSha256, sha256.into())
-            .col_expr(task::Column::ReplicasNeeded, replicas.into())
+    let (unfenced, fenced): (Vec<Decided>, Vec<Decided>) = decided
+        .into_iter()
+        .partition(|d| fenced_later.contains(d.task_id));
+    for chunk in by_size(&fenced, |d| d.result.len()) {
+        write_results(chunk)
             .filter(task::Column::Id.is_in(chunk.iter().map(|d| d.task_id.to_owned())))
             .exec(db)
             .await?;
     }
+    for chunk in by_size(&unfenced, |d| d.result.len()) {
+        // The fence and the result in one statement, under the same conditions as the fence.
+        let written = write_results(chunk)
+            .col_expr(
+                task::Column::LeaseWorker,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                task::Column::LeaseExpiresAtMs,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(super::listed_tasks_in_status(
+                chunk.iter().map(|d| d.task_id.to_owned()),
+                task_status::LEASED,
+            ))
+            .filter(
+                Expr::col(task::Column::Lease)
+                    .eq(lease_of(chunk.iter().map(|d| (d.task_id, d.lease)))),
+            )
+            .exec(db)
+            .await?
+            .rows_affected;
+        if written as usize != chunk.len() {
+            return Err(not_all_current());
+        }
+    }
     Ok(outcomes)
+}
+
+/// What a group reads of its answers' tasks: what deciding needs, and the lease they are under.
+#[derive(Debug)]
+struct TaskUnderLease {
+    stored: StoredTask,
+    status: String,
+    lease: i64,
+}
+
+async fn stored_tasks(
+    db: &impl ConnectionTrait,
+    ids: &[String],
+) -> Result<HashMap<String, TaskUnderLease>, DbErr> {
+    let mut stored = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ANSWERS_PER_STATEMENT) {
+        let rows = task::Entity::find()
+            .select_only()
+            .column(task::Column::Id)
+            .column(task::Column::JobId)
+            .column(task::Column::Seq)
+            .column(task::Column::ReplicasNeeded)
+            .column(task::Column::Status)
+            .column(task::Column::Lease)
+            .filter(task::Column::Id.is_in(chunk.iter().cloned()))
+            .into_tuple::<(String, i64, i32, i32, String, i64)>()
+            .all(db)
+            .await?;
+        for (id, job_id, seq, replicas_needed, status, lease) in rows {
+            let stored_task = StoredTask {
+                job_id,
+                seq,
+                replicas_needed,
+            };
+            stored.insert(
+                id,
+                TaskUnderLease {
+                    stored: stored_task,
+                    status,
+                    lease,
+                },
+            );
+        }
+    }
+    Ok(stored)
+}
+
+/// `CASE id WHEN … THEN lease … END`: each listed task's fencing token, for a conditional UPDATE.
+fn lease_of<'a>(tasks: impl Iterator<Item = (&'a str, i64)>) -> CaseStatement {
+    tasks.fold(CaseStatement::new(), |case, (id, lease)| {
+        case.case(task::Column::Id.eq(id), Expr::value(lease))
+    })
+}
+
+/// The UPDATE that marks decided tasks done with their own answers' bytes (filters are the
+/// caller's).
+fn write_results(decided: &[Decided]) -> sea_orm::UpdateMany<task::Entity> {
+    let (mut result, mut sha256, mut replicas) = (
+        CaseStatement::new(),
+        CaseStatement::new(),
+        CaseStatement::new(),
+    );
+    for d in decided {
+        let this = || task::Column::Id.eq(d.task_id);
+        result = result.case(this(), Expr::value(d.result.as_bytes().to_vec()));
+        sha256 = sha256.case(this(), Expr::value(d.sha256));
+        replicas = replicas.case(this(), Expr::value(d.replicas_needed));
+    }
+    task::Entity::update_many()
+        .col_expr(task::Column::Status, Expr::value(task_status::DONE))
+        .col_expr(task::Column::Result, result.into())
+        .col_expr(task::Column::ResultSha256, sha256.into())
+        .col_expr(task::Column::ReplicasNeeded, replicas.into())
 }
 
 fn not_all_current() -> DbErr {

@@ -26,8 +26,13 @@ use crate::db::entities::{job, task, task_result};
 use crate::db::{job_status, task_status};
 use crate::events::{self, NewEvent};
 
-/// Most tasks claimed by one UPDATE (each adds three bound parameters) or read by one query.
-const TASKS_PER_STATEMENT: usize = 250;
+/// Most tasks read by one query.
+const TASKS_PER_QUERY: usize = 250;
+/// Most tasks claimed by one UPDATE. Its `CASE id WHEN … THEN … END` expressions (each task's worker
+/// and fencing token) are evaluated row by row, arm by arm, so a statement's cost grows with the
+/// square of its tasks: on SQLite 50 per statement claimed a round faster than 25 or 250
+/// (docs/benchmarks.md, tenth session).
+const CLAIMS_PER_STATEMENT: usize = 50;
 /// Weight of a new round's time in the smoothed figure.
 const ROUND_TIME_SMOOTHING: f64 = 0.2;
 /// Payload bytes read by one query, unless one payload alone is larger: one 1 MB ECG task, sixteen
@@ -324,7 +329,7 @@ impl SenderCore {
     /// Which workers (by key) already answered each of these tasks.
     async fn answered(&self, task_ids: Vec<String>) -> Result<HashMap<String, Vec<String>>, DbErr> {
         let mut answered: HashMap<String, Vec<String>> = HashMap::new();
-        for chunk in task_ids.chunks(TASKS_PER_STATEMENT) {
+        for chunk in task_ids.chunks(TASKS_PER_QUERY) {
             let rows = task_result::Entity::find()
                 .select_only()
                 .column(task_result::Column::TaskId)
@@ -351,10 +356,10 @@ impl SenderCore {
         jobs: &HashMap<i64, RoundJob>,
     ) -> Result<Vec<Assignment>, DbErr> {
         let now = self.clock.now_ms();
-        let _turn = self.write_turns.take().await;
-        let transaction = self.db.begin().await?;
+        let turn = self.write_turns.take().await;
+        let transaction = turn.db.begin().await?;
         let mut won = Vec::with_capacity(assignments.len());
-        for chunk in assignments.chunks(TASKS_PER_STATEMENT) {
+        for chunk in assignments.chunks(CLAIMS_PER_STATEMENT) {
             won.extend(self.claim_chunk(&transaction, chunk, now).await?);
         }
         if won.is_empty() {
@@ -482,12 +487,9 @@ impl SenderCore {
             return Err(error);
         }
         let mut read_so_far = 0;
-        for chunk in runs_within(
-            &claimed,
-            TASKS_PER_STATEMENT,
-            PAYLOAD_BYTES_PER_QUERY,
-            |a| a.payload_bytes,
-        ) {
+        for chunk in runs_within(&claimed, TASKS_PER_QUERY, PAYLOAD_BYTES_PER_QUERY, |a| {
+            a.payload_bytes
+        }) {
             let mut payloads = match self.payloads_of(chunk).await {
                 Ok(payloads) => payloads,
                 Err(error) => {

@@ -76,20 +76,66 @@ pub struct SenderCore {
 /// Turns at writing for the scheduler's transactions on SQLite, which lets one connection write at
 /// a time: waiting here is a queue, while waiting inside SQLite's busy handler means sleeping 1, 2,
 /// 5, 10… ms between retries. MySQL/MariaDB lock rows, not the database, so there every write goes
-/// ahead at once.
+/// ahead at once, on the shared pool.
+///
+/// On SQLite the turns also share one connection of their own, the writer. SQLite empties a
+/// connection's page cache whenever another connection has committed since it last read, so
+/// writes spread over the pool's connections each began by reading back from the file the pages
+/// the previous writer had just written; the writer keeps them, in a cache large enough for a
+/// group commit's pages (a cache that fills mid-transaction spills pages to the log early).
 #[derive(Debug)]
-struct WriteTurns(Option<tokio::sync::Mutex<()>>);
+struct WriteTurns {
+    turn: Option<tokio::sync::Mutex<()>>,
+    writer: DatabaseConnection,
+}
+
+/// The writer's page cache (negative: in KiB), eight times a reading connection's
+/// (`app::SQLITE_CACHE_SIZE`).
+const SQLITE_WRITER_CACHE_SIZE: &str = "-4096";
+
+/// One writer's turn: the connection to write through, held until dropped.
+struct WriteTurn<'a> {
+    _turn: Option<tokio::sync::MutexGuard<'a, ()>>,
+    db: &'a DatabaseConnection,
+}
 
 impl WriteTurns {
-    fn for_backend(backend: DbBackend) -> Self {
-        Self((backend == DbBackend::Sqlite).then(|| tokio::sync::Mutex::new(())))
+    /// The turns for writing to `db`'s database. The SQLite writer connects on its first turn.
+    fn for_database(db: &DatabaseConnection) -> Self {
+        if db.get_database_backend() != DbBackend::Sqlite {
+            return Self {
+                turn: None,
+                writer: db.clone(),
+            };
+        }
+        // The pool's own options, so the writer opens the same file (or the same shared in-memory
+        // database) with the same pragmas.
+        let options = (*db.get_sqlite_connection_pool().connect_options())
+            .clone()
+            .pragma("cache_size", SQLITE_WRITER_CACHE_SIZE);
+        let pool = sea_orm::sqlx::pool::PoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            // Kept open: a reopened connection starts with an empty cache.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .test_before_acquire(false)
+            .connect_lazy_with(options);
+        Self {
+            turn: Some(tokio::sync::Mutex::new(())),
+            writer: sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+        }
     }
 
-    /// Waits for this writer's turn, which lasts as long as the guard.
-    async fn take(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match &self.0 {
+    /// Waits for this writer's turn, which lasts as long as the returned turn.
+    async fn take(&self) -> WriteTurn<'_> {
+        let turn = match &self.turn {
             Some(turn) => Some(turn.lock().await),
             None => None,
+        };
+        WriteTurn {
+            _turn: turn,
+            db: &self.writer,
         }
     }
 }
@@ -239,7 +285,7 @@ impl SenderCore {
         clock: Arc<dyn Clock>,
         templates: Arc<TemplateStore>,
     ) -> Arc<Self> {
-        let write_turns = Arc::new(WriteTurns::for_backend(db.get_database_backend()));
+        let write_turns = Arc::new(WriteTurns::for_database(&db));
         let (answers, queued_answers) = mpsc::unbounded_channel();
         let wake = Arc::new(Notify::new());
         let payload_budget = PayloadBudget::new(config.payload_budget_bytes, Arc::clone(&wake));
@@ -358,12 +404,12 @@ impl SenderCore {
         let now = self.clock.now_ms();
         // In turn with the other writers (`WriteTurns`): a thousand workers connecting at once
         // would otherwise queue in SQLite's busy handler.
-        let _turn = self.write_turns.take().await;
-        if let Some(record) = worker_record::Entity::find_by_id(key).one(&self.db).await? {
+        let turn = self.write_turns.take().await;
+        if let Some(record) = worker_record::Entity::find_by_id(key).one(turn.db).await? {
             worker_record::Entity::update_many()
                 .col_expr(worker_record::Column::LastSeenAtMs, Expr::value(now))
                 .filter(worker_record::Column::WorkerKey.eq(key))
-                .exec(&self.db)
+                .exec(turn.db)
                 .await?;
             return Ok(record.banned);
         }
@@ -376,7 +422,7 @@ impl SenderCore {
             first_seen_at_ms: sea_orm::Set(now),
             last_seen_at_ms: sea_orm::Set(now),
         })
-        .exec(&self.db)
+        .exec(turn.db)
         .await;
         match inserted {
             Ok(_) => Ok(false),
@@ -1029,7 +1075,7 @@ impl SenderCore {
                     chunk.iter().cloned(),
                     task_status::LEASED,
                 ))
-                .exec(&self.db)
+                .exec(turn.db)
                 .await?;
         }
         drop(turn);

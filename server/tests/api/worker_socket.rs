@@ -25,6 +25,7 @@ on_every_backend!(
     queued_job_survives_a_server_restart,
     with_two_replicas_each_task_is_answered_by_two_workers_and_the_history_shows_it,
     a_lone_worker_cannot_validate_its_own_results,
+    answers_that_stood_alone_earn_no_credibility,
     an_idle_forger_fails_a_known_answer_probe_and_is_banned,
     a_forger_with_more_answers_than_a_statement_can_list_is_still_probed,
     jobs_submitted_while_others_finish_are_all_accepted_and_done,
@@ -219,6 +220,37 @@ async fn a_lone_worker_cannot_validate_its_own_results(backend: Backend) {
         log.sent_of_type("result"),
         1,
         "it was never given the same task twice"
+    );
+}
+
+/// In a trusted pool each answer decides its task alone: nothing was compared, so nothing is
+/// counted as agreed (credibility comes from confirmed answers and known-answer probes, which are
+/// kept out of the way here).
+async fn answers_that_stood_alone_earn_no_credibility(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        SchedulerConfig {
+            probe_interval: Duration::from_secs(3_600),
+            ..fast_scheduler()
+        },
+    )
+    .await;
+    let (client, _, job_id) = app.clinician_with_vitals_job(3_000).await;
+    let admin = app.user("root@example.org", Role::Admin).await;
+    let (stop, worker) = spawn_native_worker(&app, 2, Misbehaviour::default());
+
+    let job = app.wait_for_job(&client, job_id, JOB_TIMEOUT).await;
+    assert_eq!(job["status"], "done", "{job}");
+    let workers: Value = app.get_json(&admin, "/api/admin/workers").await;
+    assert_eq!(workers.as_array().map(Vec::len), Some(1), "{workers}");
+    assert_eq!(workers[0]["agreed"], 0, "{workers}");
+    assert_eq!(workers[0]["credibility"], 0.0, "{workers}");
+    let _ = stop.send(());
+    let log = worker.await.expect("worker ran");
+    assert_eq!(
+        log.sent_of_type("result"),
+        job["tasks_total"].as_i64().unwrap_or(0) as usize,
+        "every task was answered by this one worker"
     );
 }
 
