@@ -896,15 +896,7 @@ async fn record_together(
     }
     for chunk in by_size(&unfenced, |d| d.result.len()) {
         // The fence and the result in one statement, under the same conditions as the fence.
-        let written = write_results(chunk)
-            .col_expr(
-                task::Column::LeaseWorker,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                task::Column::LeaseExpiresAtMs,
-                Expr::value(Option::<i64>::None),
-            )
+        let written = super::without_lease(write_results(chunk))
             .filter(super::listed_tasks_in_status(
                 chunk.iter().map(|d| d.task_id.to_owned()),
                 task_status::LEASED,
@@ -931,6 +923,7 @@ struct TaskUnderLease {
     lease: i64,
 }
 
+/// The listed tasks as a group's decisions and fences need them, by id.
 async fn stored_tasks(
     db: &impl ConnectionTrait,
     ids: &[String],

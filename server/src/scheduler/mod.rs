@@ -1151,8 +1151,17 @@ impl SenderCore {
 /// An update that puts tasks back in the queue with no lease holder (filters and the attempts
 /// count are the caller's): the one shape of every requeue.
 pub(super) fn back_in_queue() -> sea_orm::UpdateMany<task::Entity> {
-    task::Entity::update_many()
-        .col_expr(task::Column::Status, Expr::value(task_status::QUEUED))
+    without_lease(
+        task::Entity::update_many()
+            .col_expr(task::Column::Status, Expr::value(task_status::QUEUED)),
+    )
+}
+
+/// `update`, also clearing the tasks' lease holder and expiry: what ends a lease.
+pub(super) fn without_lease(
+    update: sea_orm::UpdateMany<task::Entity>,
+) -> sea_orm::UpdateMany<task::Entity> {
+    update
         .col_expr(
             task::Column::LeaseWorker,
             Expr::value(Option::<String>::None),
