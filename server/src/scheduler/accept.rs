@@ -800,9 +800,9 @@ const RESULT_BYTES_PER_STATEMENT: usize = 4 * 1024 * 1024;
 /// (docs/benchmarks.md, tenth session).
 const ANSWERS_PER_STATEMENT: usize = 50;
 
-/// Records a group of answers in a few statements for all of them rather than several each: their
-/// tasks read in one SELECT, the fences in one conditional UPDATE, the answers in one multi-row
-/// INSERT, and the results that stand written in one UPDATE. Each answer is decided exactly as
+/// Records a group of answers in a few statements for all of them rather than several each: the
+/// answers in one multi-row INSERT, their tasks read in one SELECT, the fences in one conditional
+/// UPDATE, and the results that stand written in one UPDATE. Each answer is decided exactly as
 /// `record_answer` decides it. In a trusted pool (one answer per task) a task's first answer
 /// decides it, so its fence is folded into the UPDATE that writes its result. When an answer of
 /// the group is not under its task's current lease, one UPDATE cannot tell which, so the group
@@ -817,6 +817,22 @@ async fn record_together(
     let ids: Vec<String> = group.iter().map(|p| p.packet.task_id.clone()).collect();
     if ids.iter().collect::<HashSet<_>>().len() != ids.len() {
         return Err(not_all_current());
+    }
+    // A write first: SQLite then takes the write lock at the transaction's first statement, where
+    // its busy handler waits out another writer. Begun with a read, the transaction would have to
+    // upgrade later, which SQLite refuses at once (SQLITE_BUSY) whenever another connection wrote
+    // in between. Answers not under their current lease are rolled back with the group.
+    for chunk in by_size(group, |p| p.packet.data.payload.len()) {
+        let answers = chunk.iter().map(|p| task_result::ActiveModel {
+            task_id: Set(p.packet.task_id.clone()),
+            lease: Set(p.packet.lease as i64),
+            worker_key: Set(p.key.clone()),
+            result_sha256: Set(p.sha256.clone()),
+            result: Set(p.packet.data.payload.as_bytes().to_vec()),
+            received_at_ms: Set(p.now_ms),
+            ..Default::default()
+        });
+        task_result::Entity::insert_many(answers).exec(db).await?;
     }
     let stored = stored_tasks(db, &ids).await?;
     let mut fenced_later = HashSet::new();
@@ -855,18 +871,6 @@ async fn record_together(
             return Err(not_all_current());
         }
     }
-    for chunk in by_size(group, |p| p.packet.data.payload.len()) {
-        let answers = chunk.iter().map(|p| task_result::ActiveModel {
-            task_id: Set(p.packet.task_id.clone()),
-            lease: Set(p.packet.lease as i64),
-            worker_key: Set(p.key.clone()),
-            result_sha256: Set(p.sha256.clone()),
-            result: Set(p.packet.data.payload.as_bytes().to_vec()),
-            received_at_ms: Set(p.now_ms),
-            ..Default::default()
-        });
-        task_result::Entity::insert_many(answers).exec(db).await?;
-    }
     let mut decided = Vec::with_capacity(group.len());
     let mut outcomes = Vec::with_capacity(group.len());
     for pending in group {
@@ -888,6 +892,12 @@ async fn record_together(
     let (unfenced, fenced): (Vec<Decided>, Vec<Decided>) = decided
         .into_iter()
         .partition(|d| fenced_later.contains(d.task_id));
+    if unfenced.len() != fenced_later.len() {
+        // An answer left unfenced must be written below, or its task would stay leased.
+        return Err(DbErr::Custom(
+            "an answer that decides its task alone was not decided".to_owned(),
+        ));
+    }
     for chunk in by_size(&fenced, |d| d.result.len()) {
         write_results(chunk)
             .filter(task::Column::Id.is_in(chunk.iter().map(|d| d.task_id.to_owned())))
