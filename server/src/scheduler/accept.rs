@@ -805,9 +805,9 @@ const ANSWERS_PER_STATEMENT: usize = 50;
 /// UPDATE, and the results that stand written in one UPDATE. Each answer is decided exactly as
 /// `record_answer` decides it. In a trusted pool (one answer per task) a task's first answer
 /// decides it, so its fence is folded into the UPDATE that writes its result. When an answer of
-/// the group is not under its task's current lease, one UPDATE cannot tell which, so the group
-/// fails with nothing applied and the committer records its answers one by one, each under its
-/// own fence.
+/// the group is not under its task's current lease (as read, or as a guarded UPDATE finds: it
+/// changes fewer rows than it lists and cannot tell which), the group fails with nothing applied
+/// and the committer records its answers one by one, each under its own fence.
 async fn record_together(
     db: &impl ConnectionTrait,
     group: &[PendingAnswer],
