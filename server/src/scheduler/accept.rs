@@ -21,7 +21,8 @@ use vitalgrid_worker::protocol::{ErrorCode, ResultPacket, ServerMessage, sha256_
 use vitalgrid_worker::template::Template;
 
 use super::replication::{Verdict, decide, replicas_needed};
-use super::{InFlight, SenderCore, WriteTurns};
+use super::writer::WriteTurns;
+use super::{InFlight, SenderCore};
 use crate::db::entities::{job, result, task, task_result, worker_record};
 use crate::db::{job_status, task_status};
 use crate::events::{self, NewEvent};

@@ -16,6 +16,7 @@ pub mod choice;
 mod dispatch;
 pub mod priority;
 pub mod replication;
+mod writer;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,8 +25,7 @@ use std::time::Instant;
 use rand::{Rng, RngCore};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -44,6 +44,7 @@ use crate::templates::TemplateStore;
 use accept::PendingAnswer;
 use dispatch::{Assignment, RoundJob, StoredPayload};
 use priority::FairQueue;
+use writer::WriteTurns;
 
 /// Resends of a packet the worker reported as damaged, or never ACKed, before it goes elsewhere.
 const MAX_RESENDS: u32 = 2;
@@ -71,73 +72,6 @@ pub struct SenderCore {
     /// How long a dispatch round that handed out tasks took, in milliseconds, smoothed: what a
     /// reserve must cover (`choice::reserve_depth`).
     round_ms: Mutex<Option<f64>>,
-}
-
-/// Turns at writing for the scheduler's transactions on SQLite, which lets one connection write at
-/// a time: waiting here is a queue, while waiting inside SQLite's busy handler means sleeping 1, 2,
-/// 5, 10… ms between retries. MySQL/MariaDB lock rows, not the database, so there every write goes
-/// ahead at once, on the shared pool.
-///
-/// On SQLite the turns also share one connection of their own, the writer. SQLite empties a
-/// connection's page cache whenever another connection has committed since it last read, so
-/// writes spread over the pool's connections each began by reading back from the file the pages
-/// the previous writer had just written; the writer keeps them, in a cache large enough for a
-/// group commit's pages (a cache that fills mid-transaction spills pages to the log early).
-#[derive(Debug)]
-struct WriteTurns {
-    turn: Option<tokio::sync::Mutex<()>>,
-    writer: DatabaseConnection,
-}
-
-/// The writer's page cache (negative: in KiB), eight times a reading connection's
-/// (`app::SQLITE_CACHE_SIZE`).
-const SQLITE_WRITER_CACHE_SIZE: &str = "-4096";
-
-/// One writer's turn: the connection to write through, held until dropped.
-struct WriteTurn<'a> {
-    _turn: Option<tokio::sync::MutexGuard<'a, ()>>,
-    db: &'a DatabaseConnection,
-}
-
-impl WriteTurns {
-    /// The turns for writing to `db`'s database. The SQLite writer connects on its first turn.
-    fn for_database(db: &DatabaseConnection) -> Self {
-        if db.get_database_backend() != DbBackend::Sqlite {
-            return Self {
-                turn: None,
-                writer: db.clone(),
-            };
-        }
-        // The pool's own options, so the writer opens the same file (or the same shared in-memory
-        // database) with the same pragmas.
-        let options = (*db.get_sqlite_connection_pool().connect_options())
-            .clone()
-            .pragma("cache_size", SQLITE_WRITER_CACHE_SIZE);
-        let pool = sea_orm::sqlx::pool::PoolOptions::new()
-            .max_connections(1)
-            .min_connections(0)
-            // Kept open: a reopened connection starts with an empty cache.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .test_before_acquire(false)
-            .connect_lazy_with(options);
-        Self {
-            turn: Some(tokio::sync::Mutex::new(())),
-            writer: sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
-        }
-    }
-
-    /// Waits for this writer's turn, which lasts as long as the returned turn.
-    async fn take(&self) -> WriteTurn<'_> {
-        let turn = match &self.turn {
-            Some(turn) => Some(turn.lock().await),
-            None => None,
-        };
-        WriteTurn {
-            _turn: turn,
-            db: &self.writer,
-        }
-    }
 }
 
 /// How a worker's connection ended, which decides whether the tasks it held used up an attempt.
@@ -277,8 +211,8 @@ pub struct WorkerInfo {
 }
 
 impl SenderCore {
-    /// Creates the core and spawns its dispatch/sweep loop and its result committer on the current
-    /// Tokio runtime.
+    /// Creates the core and spawns its dispatch/sweep loop, its result committer and (on SQLite)
+    /// its checkpointer on the current Tokio runtime.
     pub fn start(
         db: DatabaseConnection,
         config: SchedulerConfig,
@@ -318,6 +252,10 @@ impl SenderCore {
             round_ms: Mutex::new(None),
         });
         tokio::spawn(Arc::clone(&core).run());
+        tokio::spawn(writer::keep_checkpointed(
+            Arc::downgrade(&core.write_turns),
+            core.db.clone(),
+        ));
         core
     }
 
@@ -1246,7 +1184,7 @@ pub fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use sea_orm::sea_query::SimpleExpr;
-    use sea_orm::{QueryTrait, Statement};
+    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement};
 
     use super::*;
 
