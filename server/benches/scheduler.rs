@@ -37,7 +37,7 @@ use vitalgrid_server::config::SchedulerConfig;
 use vitalgrid_server::db::entities::{file, job, task};
 use vitalgrid_server::db::job_status;
 use vitalgrid_server::extract::trend_bucket_for;
-use vitalgrid_server::jobs::queued_task;
+use vitalgrid_server::jobs::{TaskIds, queued_task};
 use vitalgrid_server::scheduler::random_id;
 use vitalgrid_worker::pipeline::Pipeline;
 use vitalgrid_worker::protocol::{
@@ -447,10 +447,11 @@ async fn insert_job(
     .insert(&transaction)
     .await
     .expect("job inserted");
+    let ids = TaskIds::new();
     let rows: Vec<task::ActiveModel> = payloads
         .into_iter()
         .enumerate()
-        .map(|(seq, payload)| queued_task(created.id, seq, payload))
+        .map(|(seq, payload)| queued_task(&ids, created.id, seq, payload))
         .collect();
     let batch = if payload_bytes > 1 { 8 } else { 500 };
     for chunk in rows.chunks(batch) {

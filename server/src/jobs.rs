@@ -239,9 +239,15 @@ async fn insert_job(
     .await?;
     // Batches keep each INSERT well under MySQL's packet limit.
     const TASKS_PER_INSERT: usize = 8;
+    let ids = TaskIds::new();
     for (batch_no, batch) in payloads.chunks(TASKS_PER_INSERT).enumerate() {
         let tasks = batch.iter().enumerate().map(|(n, payload)| {
-            queued_task(created.id, batch_no * TASKS_PER_INSERT + n, payload.clone())
+            queued_task(
+                &ids,
+                created.id,
+                batch_no * TASKS_PER_INSERT + n,
+                payload.clone(),
+            )
         });
         task::Entity::insert_many(tasks).exec(&transaction).await?;
     }
@@ -249,28 +255,50 @@ async fn insert_job(
     Ok(created)
 }
 
-/// A task's id: its job and place in the job, then 48 random bits, as 32 hex digits. Ids in the
-/// order of their jobs and parts keep the indexes on task ids in order: a group of results lands
-/// on a few neighbouring index pages, where random ids put each result on a page of its own, and
-/// every page a transaction touches is written to SQLite's log whole (on SQLite, recording a result
-/// cost three times as much with random ids; docs/benchmarks.md, eleventh session). The random
-/// part keeps an id from naming a task of another job that once had the same number.
-pub fn task_id(job_id: i64, seq: usize) -> String {
-    let mut random = [0u8; 6];
-    rand::thread_rng().fill_bytes(&mut random);
-    format!(
-        "{:012x}{:08x}{}",
-        job_id & 0xffff_ffff_ffff,
-        seq & 0xffff_ffff,
-        hex::encode(random)
-    )
+/// The ids of one job's tasks: 64 random bits the job's tasks share, the part's number, then 32
+/// more random bits, as 32 hex digits. A job's ids in the order of its parts keep the indexes on
+/// task ids in order where it matters: a group of results lands on a few neighbouring index pages,
+/// where wholly random ids put each result on a page of its own, and SQLite writes every page a
+/// transaction touched to its log whole (docs/benchmarks.md, eleventh session). The random parts
+/// keep ids saying nothing a task's packet does not say already: not which job, nor how many jobs
+/// came before (a part's number follows from the times the packet carries).
+#[derive(Debug, Clone, Copy)]
+pub struct TaskIds {
+    job_part: [u8; 8],
+}
+
+impl TaskIds {
+    /// Ids for a new job.
+    pub fn new() -> Self {
+        let mut job_part = [0u8; 8];
+        rand::thread_rng().fill_bytes(&mut job_part);
+        Self { job_part }
+    }
+
+    /// The id of part `seq`.
+    pub fn of(&self, seq: usize) -> String {
+        let mut random = [0u8; 4];
+        rand::thread_rng().fill_bytes(&mut random);
+        format!(
+            "{}{:08x}{}",
+            hex::encode(self.job_part),
+            seq & 0xffff_ffff,
+            hex::encode(random)
+        )
+    }
+}
+
+impl Default for TaskIds {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The row of a new task, queued and never leased: segment `seq` of job `job_id`, with `payload`
 /// (the JSON of its `TaskData`) and the digest that vouches for it at rest.
-pub fn queued_task(job_id: i64, seq: usize, payload: String) -> task::ActiveModel {
+pub fn queued_task(ids: &TaskIds, job_id: i64, seq: usize, payload: String) -> task::ActiveModel {
     task::ActiveModel {
-        id: Set(task_id(job_id, seq)),
+        id: Set(ids.of(seq)),
         job_id: Set(job_id),
         seq: Set(seq as i32),
         status: Set(task_status::QUEUED.to_owned()),
@@ -405,23 +433,23 @@ mod tests {
     }
 
     #[test]
-    fn task_ids_sort_by_job_then_part_and_never_repeat() {
-        let ids = [
-            task_id(7, 0),
-            task_id(7, 1),
-            task_id(7, 255),
-            task_id(7, 256),
-            task_id(8, 0),
-            task_id(4_096, 3),
-        ];
+    fn a_jobs_task_ids_sort_by_part_and_share_nothing_with_another_jobs() {
+        let (job, other_job) = (TaskIds::new(), TaskIds::new());
+        let ids: Vec<String> = [0, 1, 255, 256, 70_000].map(|seq| job.of(seq)).into();
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
         assert!(
             ids.iter()
                 .all(|id| id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())),
             "{ids:?}"
         );
-        assert!(ids[3].starts_with("00000000000700000100"), "{}", ids[3]);
-        assert_ne!(task_id(7, 1), task_id(7, 1), "the random part differs");
+        assert_eq!(&ids[3][16..24], "00000100", "part 256 after the job's part");
+        assert!(ids.iter().all(|id| id[..16] == ids[0][..16]));
+        assert_ne!(
+            other_job.of(0)[..16],
+            ids[0][..16],
+            "another job's ids differ"
+        );
+        assert_ne!(job.of(1), job.of(1), "the last part is random too");
     }
 
     #[test]

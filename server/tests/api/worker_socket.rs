@@ -338,7 +338,7 @@ async fn native_worker_completes_a_job_and_the_result_counts_every_valid_value(b
 async fn a_forger_with_more_answers_than_a_statement_can_list_is_still_probed(backend: Backend) {
     use sea_orm::{ActiveValue::Set, EntityTrait};
     use vitalgrid_server::db::entities::{task, task_result};
-    use vitalgrid_server::jobs::queued_task;
+    use vitalgrid_server::jobs::{TaskIds, queued_task};
 
     const HISTORY: usize = 33_000;
     const KEY: &str = "long-serving-forger-01";
@@ -350,7 +350,12 @@ async fn a_forger_with_more_answers_than_a_statement_can_list_is_still_probed(ba
     let ids: Vec<String> = (0..HISTORY).map(|n| format!("history-{n:08}")).collect();
     for (batch, chunk) in ids.chunks(400).enumerate() {
         let tasks = chunk.iter().enumerate().map(|(n, id)| {
-            let mut row = queued_task(job_id, 1_000 + batch * 400 + n, "{}".to_owned());
+            let mut row = queued_task(
+                &TaskIds::new(),
+                job_id,
+                1_000 + batch * 400 + n,
+                "{}".to_owned(),
+            );
             row.id = Set(id.clone());
             row.status = Set("done".to_owned());
             row
