@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use rand::RngCore;
+use sea_orm::sea_query::Query;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QuerySelect, Set, TransactionTrait,
@@ -388,11 +389,23 @@ pub async fn delete_result(
     job_id: i64,
 ) -> Result<(), AppError> {
     let transaction = db.begin().await?;
-    find_owned_job(&transaction, owner_id, job_id).await?;
-    let deleted = result::Entity::delete_by_id(job_id)
+    // The DELETE first, limited to the owner's job: the transaction then takes SQLite's write lock
+    // at its first statement, where the busy handler waits. Begun with a read, it would have to
+    // upgrade to a write, which SQLite refuses at once whenever another connection committed in
+    // between — under load, the scheduler's writer does every few milliseconds.
+    let owned_job = Query::select()
+        .column(job::Column::Id)
+        .from(job::Entity)
+        .and_where(job::Column::Id.eq(job_id))
+        .and_where(job::Column::OwnerId.eq(owner_id))
+        .to_owned();
+    let deleted = result::Entity::delete_many()
+        .filter(result::Column::JobId.in_subquery(owned_job))
         .exec(&transaction)
         .await?;
     if deleted.rows_affected == 0 {
+        // Nothing changed; say what is missing, the clinician's job or its result.
+        find_owned_job(&transaction, owner_id, job_id).await?;
         return Err(AppError::NotFound("result"));
     }
     task::Entity::delete_many()

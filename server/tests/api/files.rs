@@ -112,14 +112,19 @@ async fn another_clinicians_file_job_and_result_are_not_found(backend: Backend) 
     let bobs_files: Value = app.get_json(&bob, "/api/files").await;
     assert_eq!(bobs_files, json!([]));
 
-    // Ana still has everything.
+    // Ana still has everything, and deletes her result once: a second delete finds nothing.
+    let result_url = app.url(&format!("/api/jobs/{job_id}/result"));
+    let status_of = |request: reqwest::RequestBuilder| async move {
+        request.send().await.expect("req").status()
+    };
+    assert_eq!(status_of(ana.get(result_url.clone())).await, 200);
+    assert_eq!(status_of(ana.delete(result_url.clone())).await, 204);
+    assert_eq!(status_of(ana.delete(result_url.clone())).await, 404);
+    assert_eq!(status_of(ana.get(result_url)).await, 404);
     assert_eq!(
-        ana.get(app.url(&format!("/api/jobs/{job_id}/result")))
-            .send()
-            .await
-            .expect("req")
-            .status(),
-        200
+        status_of(ana.get(app.url(&format!("/api/jobs/{job_id}")))).await,
+        200,
+        "the job stays, without its result"
     );
 }
 
