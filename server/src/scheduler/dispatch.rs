@@ -475,7 +475,9 @@ impl SenderCore {
     /// few payloads at a time (a round can hand out hundreds of multi-megabyte tasks). A task
     /// whose worker has no free slot by now goes to its reserve instead, or back to the queue if
     /// the reserves' payload budget has no room for it. A worker gone since the round began has its
-    /// task put back at once. Returns false when a task was put back for want of budget.
+    /// task put back at once. Returns false when a task was put back for want of budget. A task
+    /// that cannot be put back (the database failed) does not stop the others from being sent or
+    /// put back: its lease expires and the sweep requeues it; the first such error is returned.
     async fn send_claimed(
         &self,
         claimed: Vec<Assignment>,
@@ -486,6 +488,7 @@ impl SenderCore {
             self.put_back(&claimed).await?;
             return Err(error);
         }
+        let mut not_put_back = Ok(());
         let mut read_so_far = 0;
         for chunk in runs_within(&claimed, TASKS_PER_QUERY, PAYLOAD_BYTES_PER_QUERY, |a| {
             a.payload_bytes
@@ -493,8 +496,9 @@ impl SenderCore {
             let mut payloads = match self.payloads_of(chunk).await {
                 Ok(payloads) => payloads,
                 Err(error) => {
-                    self.put_back(&claimed[read_so_far..]).await?;
-                    return Err(error);
+                    let put_back = self.put_back(&claimed[read_so_far..]).await;
+                    // The first error, in the order they happened.
+                    return not_put_back.and(put_back).and(Err(error));
                 }
             };
             read_so_far += chunk.len();
@@ -513,27 +517,31 @@ impl SenderCore {
                     Err(error) => {
                         tracing::error!(task.id = %a.task_id, %error, "a claimed task cannot be sent");
                         let reason = format!("it could not be sent: {error}");
-                        self.release(&a.task_id, a.lease as u64, true, &reason)
-                            .await?;
+                        let released = self.release(&a.task_id, a.lease as u64, true, &reason);
+                        not_put_back = not_put_back.and(released.await);
                         continue;
                     }
                 };
-                match self.place(a, packet, charge) {
-                    Placement::Send(packet, charge) => self.send_task(&a.worker_id, packet, charge),
-                    Placement::Reserved => {}
+                let released = match self.place(a, packet, charge) {
+                    Placement::Send(packet, charge) => {
+                        self.send_task(&a.worker_id, packet, charge);
+                        continue;
+                    }
+                    Placement::Reserved => continue,
                     Placement::NoRoom => {
                         budget_had_room = false;
                         self.release(&a.task_id, a.lease as u64, false, "no room to reserve it")
-                            .await?;
+                            .await
                     }
                     Placement::WorkerGone => {
                         self.release(&a.task_id, a.lease as u64, false, "the worker disconnected")
-                            .await?;
+                            .await
                     }
-                }
+                };
+                not_put_back = not_put_back.and(released);
             }
         }
-        Ok(budget_had_room)
+        not_put_back.map(|()| budget_had_room)
     }
 
     /// Puts a claimed task in its worker's free slot (to be sent) or, with every slot busy — as for
@@ -581,11 +589,14 @@ impl SenderCore {
 
     /// Returns claimed tasks that could not be sent to the queue, without counting an attempt.
     async fn put_back(&self, claimed: &[Assignment]) -> Result<(), DbErr> {
+        // Every one is tried: one the database refuses waits for its lease to expire, the others
+        // need not.
+        let mut not_put_back = Ok(());
         for a in claimed {
-            self.release(&a.task_id, a.lease as u64, false, "it could not be sent")
-                .await?;
+            let released = self.release(&a.task_id, a.lease as u64, false, "it could not be sent");
+            not_put_back = not_put_back.and(released.await);
         }
-        Ok(())
+        not_put_back
     }
 
     /// The payloads of some claimed tasks.
