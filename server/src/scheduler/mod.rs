@@ -1211,13 +1211,21 @@ mod tests {
             .join("\n")
     }
 
-    #[tokio::test]
-    async fn statements_on_listed_tasks_find_them_by_id_instead_of_scanning_their_status() {
-        let folder = std::env::temp_dir().join(format!("vitalgrid-plan-{}", random_id()));
-        let url = format!("sqlite://{}/plan.sqlite?mode=rwc", folder.display());
+    /// A migrated SQLite database in a folder of its own (the caller removes the folder).
+    pub(super) async fn sqlite_in_new_folder(
+        name: &str,
+    ) -> (std::path::PathBuf, DatabaseConnection) {
+        let folder = std::env::temp_dir().join(format!("vitalgrid-{name}-{}", random_id()));
+        let url = format!("sqlite://{}/{name}.sqlite?mode=rwc", folder.display());
         let db = crate::app::connect_database(&url)
             .await
             .expect("a migrated database");
+        (folder, db)
+    }
+
+    #[tokio::test]
+    async fn statements_on_listed_tasks_find_them_by_id_instead_of_scanning_their_status() {
+        let (folder, db) = sqlite_in_new_folder("plan").await;
         let ids: Vec<String> = (0..250).map(|n| format!("{n:032}")).collect();
         let steered = sqlite_plan(
             &db,

@@ -162,7 +162,6 @@ mod tests {
     use sea_orm::TransactionTrait;
 
     use super::*;
-    use crate::scheduler::random_id;
 
     /// Commits `transactions` transactions through the writer, each adding about 40 pages.
     async fn write_through_the_writer(turns: &WriteTurns, transactions: usize) {
@@ -183,11 +182,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_writer_leaves_the_log_to_checkpoints_after_which_it_starts_the_log_over() {
-        let folder = std::env::temp_dir().join(format!("vitalgrid-log-{}", random_id()));
-        let url = format!("sqlite://{}/log.sqlite?mode=rwc", folder.display());
-        let db = crate::app::connect_database(&url)
-            .await
-            .expect("a migrated database");
+        let (folder, db) = crate::scheduler::tests::sqlite_in_new_folder("log").await;
         let turns = WriteTurns::for_database(&db);
         turns
             .take()
