@@ -64,6 +64,15 @@ export function shortId(id: string | null | undefined, keep = 10): string {
 }
 
 /**
+ * A task id, shortened to its last 8 digits: a job's task ids share their first 16 (the job's
+ * random part) and then count its parts, so only the end tells two tasks apart at a glance.
+ */
+export function shortTaskId(id: string | null | undefined): string {
+  if (!id) return '—';
+  return id.length > 9 ? `…${id.slice(-8)}` : id;
+}
+
+/**
  * Offset from the start of a recording, always as h:mm:ss ("0:05:03"); `decimals` keeps fractions
  * of a second for waveform times ("0:00:12.35").
  */

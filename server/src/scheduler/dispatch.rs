@@ -475,9 +475,10 @@ impl SenderCore {
     /// few payloads at a time (a round can hand out hundreds of multi-megabyte tasks). A task
     /// whose worker has no free slot by now goes to its reserve instead, or back to the queue if
     /// the reserves' payload budget has no room for it. A worker gone since the round began has its
-    /// task put back at once. Returns false when a task was put back for want of budget. A task
-    /// that cannot be put back (the database failed) does not stop the others from being sent or
-    /// put back: its lease expires and the sweep requeues it; the first such error is returned.
+    /// task put back at once. Returns false when a task was put back for want of budget. When
+    /// putting one back fails, the database is likely down and each further attempt would wait out
+    /// its timeout in the scheduler's loop: the round stops putting tasks back (their leases expire
+    /// and the sweep requeues them) but still sends those it can, and returns the error.
     async fn send_claimed(
         &self,
         claimed: Vec<Assignment>,
@@ -496,9 +497,12 @@ impl SenderCore {
             let mut payloads = match self.payloads_of(chunk).await {
                 Ok(payloads) => payloads,
                 Err(error) => {
-                    let put_back = self.put_back(&claimed[read_so_far..]).await;
-                    // The first error, in the order they happened.
-                    return not_put_back.and(put_back).and(Err(error));
+                    if not_put_back.is_ok() {
+                        if let Err(also) = self.put_back(&claimed[read_so_far..]).await {
+                            tracing::warn!(%also, "claimed tasks not put back; their leases will expire");
+                        }
+                    }
+                    return not_put_back.and(Err(error));
                 }
             };
             read_so_far += chunk.len();
@@ -517,12 +521,15 @@ impl SenderCore {
                     Err(error) => {
                         tracing::error!(task.id = %a.task_id, %error, "a claimed task cannot be sent");
                         let reason = format!("it could not be sent: {error}");
-                        let released = self.release(&a.task_id, a.lease as u64, true, &reason);
-                        not_put_back = not_put_back.and(released.await);
+                        if not_put_back.is_ok() {
+                            not_put_back = self
+                                .release(&a.task_id, a.lease as u64, true, &reason)
+                                .await;
+                        }
                         continue;
                     }
                 };
-                let released = match self.place(a, packet, charge) {
+                let reason = match self.place(a, packet, charge) {
                     Placement::Send(packet, charge) => {
                         self.send_task(&a.worker_id, packet, charge);
                         continue;
@@ -530,15 +537,15 @@ impl SenderCore {
                     Placement::Reserved => continue,
                     Placement::NoRoom => {
                         budget_had_room = false;
-                        self.release(&a.task_id, a.lease as u64, false, "no room to reserve it")
-                            .await
+                        "no room to reserve it"
                     }
-                    Placement::WorkerGone => {
-                        self.release(&a.task_id, a.lease as u64, false, "the worker disconnected")
-                            .await
-                    }
+                    Placement::WorkerGone => "the worker disconnected",
                 };
-                not_put_back = not_put_back.and(released);
+                if not_put_back.is_ok() {
+                    not_put_back = self
+                        .release(&a.task_id, a.lease as u64, false, reason)
+                        .await;
+                }
             }
         }
         not_put_back.map(|()| budget_had_room)
@@ -589,14 +596,11 @@ impl SenderCore {
 
     /// Returns claimed tasks that could not be sent to the queue, without counting an attempt.
     async fn put_back(&self, claimed: &[Assignment]) -> Result<(), DbErr> {
-        // Every one is tried: one the database refuses waits for its lease to expire, the others
-        // need not.
-        let mut not_put_back = Ok(());
         for a in claimed {
-            let released = self.release(&a.task_id, a.lease as u64, false, "it could not be sent");
-            not_put_back = not_put_back.and(released.await);
+            self.release(&a.task_id, a.lease as u64, false, "it could not be sent")
+                .await?;
         }
-        not_put_back
+        Ok(())
     }
 
     /// The payloads of some claimed tasks.

@@ -85,7 +85,8 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 /// Checkpoints the SQLite database every `CHECKPOINT_INTERVAL` for as long as `turns` lives (on
 /// other backends it returns at once).
 pub(super) async fn keep_checkpointed(turns: Weak<WriteTurns>, db: DatabaseConnection) {
-    if db.get_database_backend() != DbBackend::Sqlite {
+    if db.get_database_backend() != DbBackend::Sqlite || !in_wal_mode(&db).await {
+        // No log to copy: an in-memory database (tests), where checkpoints would only fail.
         return;
     }
     let mut every = tokio::time::interval(CHECKPOINT_INTERVAL);
@@ -99,6 +100,21 @@ pub(super) async fn keep_checkpointed(turns: Weak<WriteTurns>, db: DatabaseConne
             tracing::warn!(%error, "checkpointing the SQLite log failed");
         }
     }
+}
+
+/// Whether the SQLite database keeps a write-ahead log (`app::connect_database` asks for one; an
+/// in-memory database cannot have one).
+async fn in_wal_mode(db: &DatabaseConnection) -> bool {
+    let mode = db
+        .query_one(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA journal_mode",
+        ))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|row| row.try_get_by_index::<String>(0).ok());
+    mode.is_some_and(|mode| mode.eq_ignore_ascii_case("wal"))
 }
 
 /// What a checkpoint found in the log, in frames (pages).
@@ -202,6 +218,14 @@ mod tests {
             "the log holds only {log_bytes} bytes: the writer checkpointed on its own"
         );
 
+        assert!(in_wal_mode(&db).await, "a file database keeps a log");
+        let in_memory = crate::app::connect_database("sqlite::memory:")
+            .await
+            .expect("an in-memory database");
+        assert!(
+            !in_wal_mode(&in_memory).await,
+            "nothing to checkpoint in memory"
+        );
         let copied = checkpoint(&turns, &db).await.expect("a checkpoint");
         assert!(copied.written > 2_000, "{copied:?}");
         assert_eq!(copied.copied, copied.written, "the whole log is copied");

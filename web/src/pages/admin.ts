@@ -7,7 +7,7 @@
 import { api, messageOf } from '../api/client';
 import type { AdminJob, Id, JobEvent, Priority, QueueCount, Role, TaskStatus, Template, WorkerInfo, WorkerRecord } from '../api/types';
 import { dataTable, h, progressBar, replaceChildren } from '../dom';
-import { formatBytes, formatCount, formatDuration, formatNumber, formatPercent, formatTimeOfDay, formatTimestamp, shortId } from '../format';
+import { formatBytes, formatCount, formatDuration, formatNumber, formatPercent, formatTimeOfDay, formatTimestamp, shortId, shortTaskId } from '../format';
 import { normalRange } from './result/summary';
 import type { Page } from '../main';
 
@@ -166,7 +166,7 @@ function workersTable(list: WorkerInfo[]): HTMLTableElement {
         h('td', { 'data-col': 'in-flight' },
           h('span', {}, `${w.in_flight} / ${w.slots}`),
           w.reserved > 0 && h('span', { class: 'muted' }, ` + ${w.reserved} reserved`),
-          w.current_tasks.length > 0 && h('div', { class: 'mono muted', title: w.current_tasks.join('\n') }, w.current_tasks.map((t) => shortId(t, 8)).join(', '))),
+          w.current_tasks.length > 0 && h('div', { class: 'mono muted', title: w.current_tasks.join('\n') }, w.current_tasks.map((t) => shortTaskId(t)).join(', '))),
         h('td', { class: 'num' }, formatCount(w.tasks_done)),
         h('td', { class: 'num', 'data-col': 'speed' }, w.rows_per_s === null ? '—' : `${formatCount(Math.round(w.rows_per_s))} rows/s`,
           h('div', { class: 'muted' },
@@ -251,7 +251,7 @@ function historyView(jobId: Id, history: History): HTMLElement {
         h('tr', { 'data-kind': e.kind },
           h('td', { title: new Date(e.at).toISOString() }, formatTimeOfDay(e.at)),
           h('td', {}, h('span', { class: `event event-${e.kind}` }, e.kind.replace(/_/g, ' '))),
-          h('td', { class: 'mono', title: e.task_id ?? '' }, shortId(e.task_id, 8)),
+          h('td', { class: 'mono', title: e.task_id ?? '' }, shortTaskId(e.task_id)),
           h('td', { class: 'mono', title: e.worker ?? '' }, shortId(e.worker)),
           h('td', {}, e.detail))),
       'No events recorded for this job.',

@@ -3,7 +3,7 @@
 // share (default 50 %, remembered in localStorage) is how much of each thread's core the wasm may
 // use; it can be changed while running.
 import { h, replaceChildren } from '../dom';
-import { formatCount } from '../format';
+import { formatCount, shortTaskId } from '../format';
 import type { Page } from '../main';
 import { VolunteerRuntime, type RuntimeView } from '../volunteer/runtime';
 
@@ -52,7 +52,7 @@ const maxThreads = Math.max(1, navigator.hardwareConcurrency || 1);
           thread.problem
             ? h('span', { class: 'error' }, thread.problem)
             : thread.taskId
-              ? `working on task ${thread.taskId.slice(0, 8)}${thread.progress !== null ? ` (${Math.round(thread.progress * 100)} %)` : ''}`
+              ? `working on task ${shortTaskId(thread.taskId)}${thread.progress !== null ? ` (${Math.round(thread.progress * 100)} %)` : ''}`
               : running ? 'idle' : 'stopped',
           ` · ${thread.tasksDone} done`),
       ),
