@@ -858,13 +858,11 @@ async fn record_together(
                 chunk.iter().map(|p| p.packet.task_id.clone()),
                 task_status::LEASED,
             ))
-            .filter(
-                Expr::col(task::Column::Lease).eq(lease_of(
-                    chunk
-                        .iter()
-                        .map(|p| (p.packet.task_id.as_str(), p.packet.lease as i64)),
-                )),
-            )
+            .filter(super::under_leases(
+                chunk
+                    .iter()
+                    .map(|p| (p.packet.task_id.as_str(), p.packet.lease as i64)),
+            ))
             .exec(db)
             .await?
             .rows_affected;
@@ -912,10 +910,9 @@ async fn record_together(
                 chunk.iter().map(|d| d.task_id.to_owned()),
                 task_status::LEASED,
             ))
-            .filter(
-                Expr::col(task::Column::Lease)
-                    .eq(lease_of(chunk.iter().map(|d| (d.task_id, d.lease)))),
-            )
+            .filter(super::under_leases(
+                chunk.iter().map(|d| (d.task_id, d.lease)),
+            ))
             .exec(db)
             .await?
             .rows_affected;
@@ -970,13 +967,6 @@ async fn stored_tasks(
         }
     }
     Ok(stored)
-}
-
-/// `CASE id WHEN … THEN lease … END`: each listed task's fencing token, for a conditional UPDATE.
-fn lease_of<'a>(tasks: impl Iterator<Item = (&'a str, i64)>) -> CaseStatement {
-    tasks.fold(CaseStatement::new(), |case, (id, lease)| {
-        case.case(task::Column::Id.eq(id), Expr::value(lease))
-    })
 }
 
 /// The UPDATE that marks decided tasks done with their own answers' bytes (filters are the

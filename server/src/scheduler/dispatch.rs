@@ -21,7 +21,10 @@ use vitalgrid_worker::protocol::TaskPacket;
 use super::budget::PayloadCharge;
 use super::choice::{REFERENCE_TASK_ROWS, reserve_depth};
 use super::priority::{ActiveJob, Priority};
-use super::{InFlight, Reserved, SenderCore, listed_tasks_in_status, runs_within, without_payload};
+use super::{
+    InFlight, Reserved, SenderCore, listed_tasks_in_status, runs_within, under_leases,
+    without_payload,
+};
 use crate::db::entities::{job, task, task_result};
 use crate::db::{job_status, task_status};
 use crate::events::{self, NewEvent};
@@ -422,17 +425,12 @@ impl SenderCore {
         if wanted.is_empty() {
             return Ok(wanted);
         }
-        let (mut worker_of, mut lease_of) = (CaseStatement::new(), CaseStatement::new());
-        for a in &wanted {
-            worker_of = worker_of.case(
+        let worker_of = wanted.iter().fold(CaseStatement::new(), |case, a| {
+            case.case(
                 task::Column::Id.eq(a.task_id.as_str()),
                 Expr::value(a.worker_id.as_str()),
-            );
-            lease_of = lease_of.case(
-                task::Column::Id.eq(a.task_id.as_str()),
-                Expr::value(a.lease),
-            );
-        }
+            )
+        });
         let ids = || wanted.iter().map(|a| a.task_id.clone());
         let updated = task::Entity::update_many()
             .col_expr(task::Column::Status, Expr::value(task_status::LEASED))
@@ -443,7 +441,9 @@ impl SenderCore {
                 Expr::value(now + self.lease_ttl_ms()),
             )
             .filter(listed_tasks_in_status(ids(), task_status::QUEUED))
-            .filter(Expr::col(task::Column::Lease).eq(lease_of))
+            .filter(under_leases(
+                wanted.iter().map(|a| (a.task_id.as_str(), a.lease)),
+            ))
             .exec(transaction)
             .await?
             .rows_affected;

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use rand::{Rng, RngCore};
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::{CaseStatement, Expr, Query};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -1131,6 +1131,17 @@ pub(super) fn listed_tasks_in_status(
         ))
         .eq(status),
     )
+}
+
+/// Each listed task is under the fencing token given for it (`lease = CASE id WHEN … THEN … END`):
+/// the condition that lets one statement claim or fence many tasks, each under its own lease.
+pub(super) fn under_leases<'a>(
+    tasks: impl Iterator<Item = (&'a str, i64)>,
+) -> sea_orm::sea_query::SimpleExpr {
+    let lease_of = tasks.fold(CaseStatement::new(), |case, (id, lease)| {
+        case.case(task::Column::Id.eq(id), Expr::value(lease))
+    });
+    Expr::col(task::Column::Lease).eq(lease_of)
 }
 
 /// Consecutive runs of `items` of at most `max_items` items and, unless one item alone is larger,
