@@ -836,6 +836,8 @@ async fn record_together(
         task_result::Entity::insert_many(answers).exec(db).await?;
     }
     let stored = stored_tasks(db, &ids).await?;
+    // Each answer's task, in the group's order.
+    let mut tasks = Vec::with_capacity(group.len());
     let mut fenced_later = HashSet::new();
     for pending in group {
         let task = stored
@@ -847,6 +849,7 @@ async fn record_together(
         if task.stored.replicas_needed == 0 && configured_replicas <= 1 {
             fenced_later.insert(pending.packet.task_id.as_str());
         }
+        tasks.push(task.stored);
     }
     let fenced_now: Vec<&PendingAnswer> = group
         .iter()
@@ -872,15 +875,12 @@ async fn record_together(
     }
     let mut decided = Vec::with_capacity(group.len());
     let mut outcomes = Vec::with_capacity(group.len());
-    for pending in group {
-        let task = stored
-            .get(&pending.packet.task_id)
-            .ok_or_else(|| DbErr::RecordNotFound(format!("task {}", pending.packet.task_id)))?;
+    for (pending, task) in group.iter().zip(tasks) {
         outcomes.push(
             decide_answer(
                 db,
                 pending,
-                task.stored,
+                task,
                 configured_replicas,
                 effects,
                 Some(&mut decided),
