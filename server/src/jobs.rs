@@ -278,15 +278,38 @@ impl TaskIds {
 
     /// The id of part `seq`.
     pub fn of(&self, seq: usize) -> String {
-        let mut random = [0u8; 4];
-        rand::thread_rng().fill_bytes(&mut random);
         format!(
             "{}{:08x}{}",
             hex::encode(self.job_part),
             seq & 0xffff_ffff,
-            hex::encode(random)
+            random_end()
         )
     }
+
+    /// An id of the same job and part as `id`, with a fresh random end: what a known-answer probe
+    /// repeating that task goes out under, so that it looks like any task (a probe with an id of
+    /// another shape would tell a worker which tasks are probes, and a forger could answer those
+    /// honestly and forge the rest). Any other 32 hex digits, such as an id from before ids had
+    /// parts, keep their first 24 the same way; an id of another length gets a random one.
+    pub fn again(id: &str) -> String {
+        match id.get(..JOB_AND_PART_DIGITS) {
+            Some(job_and_part) if id.len() == ID_DIGITS => {
+                format!("{job_and_part}{}", random_end())
+            }
+            _ => crate::scheduler::random_id(),
+        }
+    }
+}
+
+/// Hex digits of a task id, and of its job's part and part number together.
+const ID_DIGITS: usize = 32;
+const JOB_AND_PART_DIGITS: usize = 24;
+
+/// The last 32 bits of a task id, as 8 hex digits.
+fn random_end() -> String {
+    let mut random = [0u8; 4];
+    rand::thread_rng().fill_bytes(&mut random);
+    hex::encode(random)
 }
 
 impl Default for TaskIds {
@@ -463,6 +486,23 @@ mod tests {
             "another job's ids differ"
         );
         assert_ne!(job.of(1), job.of(1), "the last part is random too");
+    }
+
+    #[test]
+    fn a_probe_goes_out_under_an_id_shaped_like_its_tasks() {
+        let known = TaskIds::new().of(41);
+        let probe = TaskIds::again(&known);
+        assert_eq!(probe.len(), known.len());
+        assert_eq!(
+            probe[..24],
+            known[..24],
+            "the job's part and the part's number"
+        );
+        assert_ne!(probe, known, "a fresh random end");
+        // A task from before ids had parts: any 32 hex digits look like it.
+        let old = crate::scheduler::random_id();
+        assert_eq!(TaskIds::again(&old)[..24], old[..24]);
+        assert_eq!(TaskIds::again("short").len(), 32);
     }
 
     #[test]

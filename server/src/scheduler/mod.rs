@@ -953,7 +953,7 @@ impl SenderCore {
             };
             let charge = self.payload_budget.charge(payload.len());
             let packet = TaskPacket {
-                task_id: probe_id(&known_id),
+                task_id: crate::jobs::TaskIds::again(&known_id),
                 lease: 1,
                 template_id: owner.template_id,
                 template_version: owner.template_version as u32,
@@ -1185,20 +1185,6 @@ fn is_acceptable_key(key: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// The id a known-answer probe goes out under: shaped like the ids of the task it repeats (its
-/// job's random part and its part's number, `jobs::TaskIds`) with a fresh random end. An id of
-/// any other shape would tell a worker which tasks are probes, and a forger could answer those
-/// honestly and forge the rest.
-fn probe_id(known_id: &str) -> String {
-    let fresh = random_id();
-    match known_id.get(..24) {
-        Some(job_and_part) if known_id.len() == fresh.len() => {
-            format!("{job_and_part}{}", &fresh[24..])
-        }
-        _ => fresh,
-    }
-}
-
 /// 128 random bits as hex: ids that say nothing about what they name.
 pub fn random_id() -> String {
     let mut bytes = [0u8; 16];
@@ -1234,23 +1220,6 @@ mod tests {
             .map(|step| step.try_get::<String>("", "detail").expect("a plan step"))
             .collect::<Vec<_>>()
             .join("\n")
-    }
-
-    #[test]
-    fn a_probe_goes_out_under_an_id_shaped_like_its_tasks() {
-        let known = crate::jobs::TaskIds::new().of(41);
-        let probe = probe_id(&known);
-        assert_eq!(probe.len(), known.len());
-        assert_eq!(
-            probe[..24],
-            known[..24],
-            "the job's part and the part's number"
-        );
-        assert_ne!(probe, known, "a fresh random end");
-        // A task from before ids had parts: any 32 hex digits look like it.
-        let old = random_id();
-        assert_eq!(probe_id(&old)[..24], old[..24]);
-        assert_eq!(probe_id("short").len(), 32);
     }
 
     /// A migrated SQLite database in a folder of its own (the caller removes the folder).
